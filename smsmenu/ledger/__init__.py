@@ -1,0 +1,1 @@
+"""The double-entry ledger: models, rules, service (units of work), billing backends."""

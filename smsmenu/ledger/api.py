@@ -1,0 +1,234 @@
+"""What the ledger offers the menus: value types, refusals and the ``AgentLedger`` interface.
+
+The menus and the CLI depend on this module only; ``ledger.service`` implements it. Money is
+integer fen throughout. Every money operation takes an idempotency ``key``: the same key never
+moves money twice and returns the first result (a repeat with different fields is refused with
+``Rule.KEY_REUSED``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from smsmenu.messages import Route
+
+
+class Kind(StrEnum):
+    FIXED = "fixed"  # 固定电话
+    MOBILE = "mobile"  # C网手机
+    PHS = "phs"  # 小灵通
+    BROADBAND = "broadband"  # 非包年ADSL宽带
+
+
+class Billing(StrEnum):
+    PREPAID = "prepaid"
+    POSTPAID = "postpaid"
+
+
+class SubscriberStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    CLOSED = "closed"
+
+
+class AgentStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    CLOSED = "closed"
+
+
+class RechargeStatus(StrEnum):
+    PENDING = "pending"  # funds reserved, billing credit not yet confirmed
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # reservation voided, nothing moved
+    REVERSED = "reversed"
+
+
+class Rule(StrEnum):
+    """Why an operation was refused. Each has a text ``refusal_<value>`` in the catalogue."""
+
+    BAD_NUMBER = "bad_number"
+    BAD_AMOUNT = "bad_amount"
+    BAD_DEPOSIT = "bad_deposit"
+    BAD_COMMISSION = "bad_commission"
+    BAD_PIN_FORMAT = "bad_pin_format"
+    WEAK_PIN = "weak_pin"
+    SAME_PIN = "same_pin"
+    WRONG_PIN = "wrong_pin"
+    PIN_LOCKED = "pin_locked"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    AGENT_UNKNOWN = "agent_unknown"
+    AGENT_SUSPENDED = "agent_suspended"
+    AGENT_CLOSED = "agent_closed"
+    PHONE_SUSPENDED = "phone_suspended"
+    PHONE_NOT_MOBILE = "phone_not_mobile"
+    PHONE_NOT_ACTIVE = "phone_not_active"
+    PHONE_ALREADY_BOUND = "phone_already_bound"
+    OPENING_DEPOSIT_TOO_SMALL = "opening_deposit_too_small"
+    CLOSE_FLOAT_TOO_HIGH = "close_float_too_high"
+    SUBSCRIBER_EXISTS = "subscriber_exists"
+    TARGET_UNKNOWN = "target_unknown"
+    TARGET_CLOSED = "target_closed"
+    TARGET_KIND_MISMATCH = "target_kind_mismatch"
+    BAD_NOTIFY_NUMBER = "bad_notify_number"
+    RECHARGE_UNKNOWN = "recharge_unknown"
+    NOT_RETRYABLE = "not_retryable"
+    KEY_REUSED = "key_reused"
+    REVERSAL_TOO_OLD = "reversal_too_old"  # more than 30 minutes
+    REVERSAL_MONTHLY_LIMIT = "reversal_monthly_limit"  # one per agent per calendar month
+    REVERSAL_LAST_DAY = "reversal_last_day"  # not on the last day of the month
+    REVERSAL_CROSS_MONTH = "reversal_cross_month"
+    REVERSAL_INVOICE_PRINTED = "reversal_invoice_printed"
+    REVERSAL_NOT_POSTPAID = "reversal_not_postpaid"
+    REVERSAL_TARGET_BALANCE = "reversal_target_balance"
+    REVERSAL_NOT_SUCCEEDED = "reversal_not_succeeded"
+
+
+class Refusal(Exception):
+    """A business rule said no and nothing moved. ``params`` fill the refusal text."""
+
+    def __init__(self, rule: Rule, **params: Any) -> None:
+        super().__init__(f"{rule.value}: {params}" if params else rule.value)
+        self.rule = rule
+        self.params = params
+
+
+@dataclass(frozen=True)
+class AgentView:
+    agent_id: int
+    phone: str
+    status: AgentStatus
+    balance_fen: int
+    commission_bp: int
+
+
+@dataclass(frozen=True)
+class SubscriberView:
+    number: str
+    kind: Kind
+    billing: Billing
+    status: SubscriberStatus
+    balance_fen: int
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What a recharge would do, shown on the confirmation screen before the trade password."""
+
+    number: str
+    kind: Kind
+    amount_fen: int
+    commission_fen: int
+    debit_fen: int
+    notify: str | None
+
+
+@dataclass(frozen=True)
+class RechargeView:
+    tx_id: int
+    agent_id: int
+    number: str
+    kind: Kind
+    amount_fen: int
+    commission_fen: int
+    debit_fen: int
+    status: RechargeStatus
+    created_at: datetime
+    notify: str | None
+    float_after_fen: int | None  # the agent's float right after this recharge resolved
+
+
+@dataclass(frozen=True)
+class TransferView:
+    tx_id: int
+    agent_id: int
+    phone: str
+    amount_fen: int
+    float_after_fen: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RecordView:
+    """One line of 交易记录: a recharge, transfer or deposit, newest first."""
+
+    tx_id: int
+    kind: str  # "recharge" | "deposit" | "transfer" | "reversal"
+    number: str | None
+    amount_fen: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RechargeRequest:
+    agent_id: int
+    kind: Kind
+    number: str
+    amount_fen: int
+    pin: str
+    key: str
+    notify: str | None = None
+    # How the agent's result notice reaches the agent (e.g. inside its USSD dialogue).
+    reply_route: Route | None = None
+
+    def __repr__(self) -> str:  # never show the PIN
+        return (
+            f"RechargeRequest(agent_id={self.agent_id}, kind={self.kind}, number={self.number},"
+            f" amount_fen={self.amount_fen}, key={self.key!r}, notify={self.notify})"
+        )
+
+
+class AgentLedger(Protocol):
+    """The part of the ledger service that the agent and subscriber menus use.
+
+    Every method raises ``Refusal`` when a rule says no; nothing moves then, except that a
+    wrong trade password is counted (and may lock trade operations, SPEC §10).
+    """
+
+    async def agent_for_phone(self, phone: str) -> AgentView | None:
+        """The agent bound to ``phone``, unless closed."""
+        ...
+
+    async def quote(
+        self, agent_id: int, kind: Kind, number: str, amount_fen: int, notify: str | None
+    ) -> Quote:
+        """Check everything a recharge checks except the password, and price it."""
+        ...
+
+    async def recharge(self, request: RechargeRequest) -> RechargeView:
+        """Reserve, credit through billing, post (or void: status ``failed``). Writes the
+        agent's result notice and the target's receipt to the outbox in the same transaction."""
+        ...
+
+    async def retry_list(self, agent_id: int) -> list[RechargeView]:
+        """Failed recharges of the last 24 hours not since succeeded, newest first."""
+        ...
+
+    async def retry(
+        self, agent_id: int, tx_id: int, pin: str, key: str, reply_route: Route | None = None
+    ) -> RechargeView:
+        """Run a failed recharge of the retry list again, as a new recharge."""
+        ...
+
+    async def balance(self, agent_id: int, pin: str) -> int:
+        """The float's available balance in fen."""
+        ...
+
+    async def recent(self, agent_id: int, pin: str, limit: int = 5) -> list[RecordView]: ...
+
+    async def transfer_to_phone(
+        self, agent_id: int, amount_fen: int, pin: str, key: str, reply_route: Route | None = None
+    ) -> TransferView:
+        """Move float to the bound phone's own prepaid account (no commission)."""
+        ...
+
+    async def change_trade_pin(self, agent_id: int, old: str, new: str) -> None: ...
+
+    async def change_mgmt_pin(self, agent_id: int, old: str, new: str) -> None: ...
+
+    async def subscriber(self, number: str) -> SubscriberView | None: ...
+
+    async def subscriber_topups(self, number: str, limit: int = 5) -> list[RecordView]: ...

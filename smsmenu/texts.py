@@ -1,0 +1,43 @@
+"""The text catalogue: every SMS text lives in config/texts/<area>.<language>.toml, none in code.
+
+Each file holds flat ``key = "text with {placeholders}"`` entries; keys are unique across the
+files of one language. A second language is another set of files with its own suffix.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+
+class Catalogue:
+    def __init__(self, entries: dict[str, str], language: str) -> None:
+        self._entries = entries
+        self.language = language
+
+    @classmethod
+    def load(cls, folder: Path, language: str) -> Catalogue:
+        entries: dict[str, str] = {}
+        for path in sorted(folder.glob(f"*.{language}.toml")):
+            with path.open("rb") as handle:
+                for key, value in tomllib.load(handle).items():
+                    if key in entries:
+                        raise ValueError(f"text key {key!r} is defined twice ({path.name})")
+                    if not isinstance(value, str):
+                        raise ValueError(f"text key {key!r} in {path.name} is not a string")
+                    entries[key] = value
+        if not entries:
+            raise ValueError(f"no texts for language {language!r} in {folder}")
+        return cls(entries, language)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    def render(self, key: str, /, **params: Any) -> str:
+        """The text for ``key`` with its placeholders filled; KeyError names a missing one."""
+        try:
+            template = self._entries[key]
+        except KeyError:
+            raise KeyError(f"no text {key!r} in the {self.language} catalogue") from None
+        return template.format(**params)
