@@ -2,7 +2,8 @@
 
 Every command takes ``--json``. A refusal or bad input prints one line on stderr and exits
 non-zero; no stack trace ever reaches the user. The command modules (``cli.ledger``,
-``cli.menus``, ``cli.smpp``) only parse arguments and call ``smsmenu.app``.
+``cli.menus``, ``cli.smpp``) add their commands to ``root``, only parse arguments and call
+``smsmenu.app``; ``cli.main`` imports them all and is the entry point.
 """
 
 from __future__ import annotations
@@ -56,19 +57,3 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 @click.version_option(__version__, prog_name="smsmenu")
 def root() -> None:
     """SMS/USSD menu server for telecom air recharge (空中充值)."""
-
-
-def main() -> None:
-    """Entry point: runs the command; an unexpected error is one line, not a traceback."""
-    try:
-        root.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        fail("aborted", 130)
-    except click.ClickException as exc:
-        fail(exc.format_message(), exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
-    except Exception as exc:
-        fail(f"error: {type(exc).__name__}: {exc}")

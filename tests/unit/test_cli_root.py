@@ -4,7 +4,7 @@ import sys
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from smsmenu.cli import main; main()", *args],
+        [sys.executable, "-c", "from smsmenu.cli.main import main; main()", *args],
         capture_output=True,
         text=True,
         check=False,
