@@ -20,18 +20,17 @@ class SubscriberMenu(MenuMachine):
     class session(State.Compound):
         main = State(initial=True)
 
-    s = session
-    open = idle.to(s)
-    home = s.to(s.main)
-    end = s.to(idle, on="goodbye")
-    done = s.to(idle)
-    back = s.main.to.itself(internal=True, on="reshow")
+    open = idle.to(session)
+    home = session.to(session.main)
+    end = session.to(idle, on="goodbye")
+    done = session.to(idle)
+    back = session.main.to.itself(internal=True, on="reshow")
     input = (
-        s.main.to.itself(internal=True, cond="pick_1", on="balance")
-        | s.main.to.itself(internal=True, cond="pick_2", on="not_yet")
-        | s.main.to.itself(internal=True, cond="pick_3", on="topups")
-        | s.main.to.itself(internal=True, cond="pick_4", on="not_yet")
-        | s.main.to.itself(internal=True, on="bad_choice")
+        session.main.to.itself(internal=True, cond="pick_1", on="balance")
+        | session.main.to.itself(internal=True, cond="pick_2", on="not_yet")
+        | session.main.to.itself(internal=True, cond="pick_3", on="topups")
+        | session.main.to.itself(internal=True, cond="pick_4", on="not_yet")
+        | session.main.to.itself(internal=True, on="bad_choice")
     )
 
     def not_yet(self) -> None:
