@@ -11,6 +11,9 @@ import pytest
 from smsmenu.clock import FakeClock
 from tests import servers
 
+# The ledger's fixtures (database_url, ledger, catalogue, settings, …): tests/ledger_fixtures.py
+pytest_plugins = ["tests.ledger_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def postgres_base() -> Iterator[str]:

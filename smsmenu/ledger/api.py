@@ -9,7 +9,7 @@ moves money twice and returns the first result (a repeat with different fields i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -85,6 +85,9 @@ class Rule(StrEnum):
     REVERSAL_NOT_POSTPAID = "reversal_not_postpaid"
     REVERSAL_TARGET_BALANCE = "reversal_target_balance"
     REVERSAL_NOT_SUCCEEDED = "reversal_not_succeeded"
+    # Added by the ledger (issue 2):
+    PHONE_UNKNOWN = "phone_unknown"  # the bound phone to be is no subscriber at all
+    RESERVATION_PENDING = "reservation_pending"  # close refused while a recharge is in flight
 
 
 class Refusal(Exception):
@@ -160,6 +163,63 @@ class RecordView:
     number: str | None
     amount_fen: int
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class DepositView:
+    tx_id: int
+    agent_id: int
+    amount_fen: int
+    float_after_fen: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class CloseView:
+    tx_id: int
+    agent_id: int
+    paid_out_fen: int  # the float's remainder, paid out in cash
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ReversalView:
+    tx_id: int  # the reversal's own transaction id
+    recharge_tx_id: int
+    agent_id: int
+    number: str
+    amount_fen: int  # debited from the target
+    commission_fen: int  # clawed back
+    debit_fen: int  # given back to the agent's float
+    float_after_fen: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DailyReportRow:
+    """One agent's business day (in the configured time zone)."""
+
+    agent_id: int
+    day: date
+    recharges: int  # recharges that succeeded that day (including ones reversed since)
+    recharged_fen: int
+    commission_fen: int
+    reversals: int  # reversals done that day
+    reversed_fen: int
+
+
+@dataclass(frozen=True)
+class TrialBalance:
+    total_fen: int  # the sum of every account's balance: zero when the books balance
+    system_fen: dict[str, int]  # the operator's system accounts by name
+    floats_fen: int
+    subscribers_fen: int
+    mismatched_accounts: list[int]  # accounts whose balance differs from their journal lines
+    pending_mismatch: bool  # floats' reserved funds differ from the pending recharges
+
+    @property
+    def ok(self) -> bool:
+        return self.total_fen == 0 and not self.mismatched_accounts and not self.pending_mismatch
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,57 @@
+"""Composition root: builds the product's parts from Settings with explicit parameters.
+
+Nothing here runs at import time. Each part has its own clearly separate builder functions
+(the ledger's are below); the CLI and the server call them.
+"""
+
+from __future__ import annotations
+
+from smsmenu.clock import Clock, SystemClock
+
+# ---- ledger ---------------------------------------------------------------------------------
+from smsmenu.ledger.billing import BillingBackend
+from smsmenu.ledger.db import check_schema, create_engine
+from smsmenu.ledger.outbox import Outbox
+from smsmenu.ledger.service import LedgerService
+from smsmenu.settings import Settings, config_dir
+from smsmenu.texts import Catalogue
+
+
+def load_catalogue(settings: Settings) -> Catalogue:
+    """The text catalogue of ``settings.language`` from the config folder."""
+    return Catalogue.load(config_dir() / "texts", settings.language)
+
+
+async def open_ledger(
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    catalogue: Catalogue | None = None,
+    billing: BillingBackend | None = None,
+    check: bool = True,
+) -> LedgerService:
+    """The ledger on ``settings.database_url``; raises ``db.SchemaMissing`` if the schema is
+    not at the newest migration (``smsmenu db upgrade``). Close it with ``close_ledger``."""
+    engine = create_engine(settings.database_url)
+    try:
+        if check:
+            await check_schema(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return LedgerService(
+        engine,
+        clock or SystemClock(),
+        catalogue or load_catalogue(settings),
+        settings,
+        billing,
+    )
+
+
+def ledger_outbox(ledger: LedgerService) -> Outbox:
+    """The outbox of ``ledger``'s database, for the SMPP sender."""
+    return Outbox(ledger.engine, ledger.clock)
+
+
+async def close_ledger(ledger: LedgerService) -> None:
+    await ledger.engine.dispose()

@@ -1,0 +1,573 @@
+"""Ledger commands (SPEC §12): db, subscriber, agent, recharge, ledger check, report, outbox.
+
+Amounts on the command line are yuan; JSON output is fen with the field names of SPEC §12.
+A refusal prints ``smsmenu: refused (<rule>): <reason>`` and exits 1; nothing moves then.
+Every command opens the database of ``SMSMENU_DATABASE_URL``; the schema is created only by
+``smsmenu db upgrade``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import date
+from typing import Any, TypeVar
+
+import click
+
+from smsmenu.cli import emit, fail, json_option, root, to_jsonable
+from smsmenu.ledger.api import (
+    AgentView,
+    Billing,
+    Kind,
+    RechargeRequest,
+    RechargeView,
+    Refusal,
+    SubscriberStatus,
+    SubscriberView,
+)
+from smsmenu.ledger.db import SchemaMissing, create_engine, upgrade
+from smsmenu.ledger.outbox import Outbox
+from smsmenu.ledger.service import LedgerService
+from smsmenu.money import format_yuan, parse_yuan
+from smsmenu.settings import Settings
+
+T = TypeVar("T")
+
+KINDS = [k.value for k in Kind]
+BILLINGS = [b.value for b in Billing]
+
+
+def _settings() -> Settings:
+    # mypy sees Field(default, ...) as required (no pydantic plugin); every field has a default.
+    return Settings()  # type: ignore[call-arg]
+
+
+def run_ledger(action: Callable[[LedgerService], Awaitable[T]]) -> T:
+    """Open the ledger from Settings, run ``action`` on it, close it; refusals and a missing
+    schema become one line and a non-zero exit."""
+    from smsmenu.app import close_ledger, open_ledger
+
+    settings = _settings()
+
+    async def main() -> T:
+        ledger = await open_ledger(settings)
+        try:
+            return await action(ledger)
+        except Refusal as refusal:
+            fail(f"refused ({refusal.rule.value}): {ledger.explain(refusal)}")
+        finally:
+            await close_ledger(ledger)
+
+    try:
+        return asyncio.run(main())
+    except SchemaMissing as exc:
+        fail(f"database {_safe_url(settings.database_url)}: {exc}")
+
+
+def _safe_url(url: str) -> str:
+    """The URL without a password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user}@{host}"
+    return url
+
+
+def yuan(text: str, what: str = "amount") -> int:
+    """Yuan typed on the command line (two decimals at most, may be negative) in fen."""
+    negative = text.strip().startswith("-")
+    fen = parse_yuan(text.strip().removeprefix("-"))
+    if fen is None:
+        fail(f"bad {what} {text!r}: yuan, e.g. 50 or 12.50")
+    return -fen if negative else fen
+
+
+def _day(text: str | None, what: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        fail(f"bad {what} {text!r}: a date as YYYY-MM-DD")
+
+
+def _key(key: str | None, prefix: str) -> str:
+    return key or f"cli-{prefix}-{uuid.uuid4().hex}"
+
+
+# ---- output shapes (SPEC §12) -------------------------------------------------------------
+
+
+def agent_json(view: AgentView) -> dict[str, Any]:
+    return {
+        "agent_id": view.agent_id,
+        "phone": view.phone,
+        "status": view.status.value,
+        "balance_fen": view.balance_fen,
+        "commission_bp": view.commission_bp,
+    }
+
+
+def agent_text(view: AgentView) -> str:
+    return (
+        f"agent {view.agent_id}  phone {view.phone}  {view.status.value}  "
+        f"float {format_yuan(view.balance_fen)}  commission {view.commission_bp} bp"
+    )
+
+
+def subscriber_json(view: SubscriberView) -> dict[str, Any]:
+    return {
+        "number": view.number,
+        "kind": view.kind.value,
+        "billing": view.billing.value,
+        "status": view.status.value,
+        "balance_fen": view.balance_fen,
+    }
+
+
+def subscriber_text(view: SubscriberView) -> str:
+    return (
+        f"{view.number}  {view.kind.value}  {view.billing.value}  {view.status.value}  "
+        f"balance {format_yuan(view.balance_fen)}"
+    )
+
+
+def recharge_json(view: RechargeView) -> dict[str, Any]:
+    return {
+        "tx_id": view.tx_id,
+        "number": view.number,
+        "kind": view.kind.value,
+        "amount_fen": view.amount_fen,
+        "commission_fen": view.commission_fen,
+        "debit_fen": view.debit_fen,
+        "status": view.status.value,
+        "created_at": view.created_at.isoformat(),
+    }
+
+
+def recharge_text(view: RechargeView) -> str:
+    return (
+        f"tx {view.tx_id}  {view.created_at.isoformat(timespec='seconds')}  "
+        f"{view.kind.value} {view.number}  amount {format_yuan(view.amount_fen)}  "
+        f"commission {format_yuan(view.commission_fen)}  debit {format_yuan(view.debit_fen)}  "
+        f"{view.status.value}"
+    )
+
+
+# ---- db -----------------------------------------------------------------------------------
+
+
+@root.group()
+def db() -> None:
+    """The ledger's database schema."""
+
+
+@db.command("upgrade")
+@json_option
+def db_upgrade(as_json: bool) -> None:
+    """Create or upgrade the schema (Alembic migrations)."""
+    settings = _settings()
+
+    async def main() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+    emit(as_json, {"upgraded": True}, lambda _: "schema is up to date")
+
+
+# ---- subscriber ---------------------------------------------------------------------------
+
+
+@root.group()
+def subscriber() -> None:
+    """Subscriber accounts."""
+
+
+@subscriber.command("add")
+@click.option("--number", required=True)
+@click.option("--kind", required=True, type=click.Choice(KINDS))
+@click.option("--billing", required=True, type=click.Choice(BILLINGS))
+@click.option("--balance", "balance", default="0", help="Opening balance in yuan (may be < 0).")
+@json_option
+def subscriber_add(number: str, kind: str, billing: str, balance: str, as_json: bool) -> None:
+    """Register a subscriber account."""
+    fen = yuan(balance, "balance")
+    view = run_ledger(
+        lambda ledger: ledger.add_subscriber(number, Kind(kind), Billing(billing), fen)
+    )
+    emit(as_json, subscriber_json(view), lambda v: subscriber_text(view))
+
+
+@subscriber.command("show")
+@click.option("--number", required=True)
+@json_option
+def subscriber_show(number: str, as_json: bool) -> None:
+    """One subscriber account."""
+    view = run_ledger(lambda ledger: ledger.subscriber(number))
+    if view is None:
+        fail(f"no subscriber {number}")
+    emit(as_json, subscriber_json(view), lambda v: subscriber_text(view))
+
+
+@subscriber.command("set-status")
+@click.option("--number", required=True)
+@click.option("--status", required=True, type=click.Choice([s.value for s in SubscriberStatus]))
+@json_option
+def subscriber_set_status(number: str, status: str, as_json: bool) -> None:
+    """Suspend (停机), reactivate or close a subscriber account."""
+    view = run_ledger(lambda ledger: ledger.set_subscriber_status(number, SubscriberStatus(status)))
+    emit(as_json, subscriber_json(view), lambda v: subscriber_text(view))
+
+
+# ---- agent --------------------------------------------------------------------------------
+
+
+@root.group()
+def agent() -> None:
+    """Agents (代办户) and their float accounts."""
+
+
+@agent.command("open")
+@click.option("--phone", required=True, help="The bound phone: an active mobile subscriber.")
+@click.option("--trade-pin", required=True, help="6-digit trade password.")
+@click.option("--mgmt-pin", required=True, help="6-digit management password.")
+@click.option("--deposit", required=True, help="First deposit in yuan (at least 500).")
+@click.option("--commission-bp", type=int, default=None, help="Commission rate, basis points.")
+@click.option("--key", default=None, help="Idempotency key (generated if absent).")
+@json_option
+def agent_open(
+    phone: str,
+    trade_pin: str,
+    mgmt_pin: str,
+    deposit: str,
+    commission_bp: int | None,
+    key: str | None,
+    as_json: bool,
+) -> None:
+    """Open an agent."""
+    fen = yuan(deposit, "deposit")
+    view = run_ledger(
+        lambda ledger: ledger.open_agent(
+            phone, trade_pin, mgmt_pin, fen, commission_bp, _key(key, "open")
+        )
+    )
+    emit(as_json, agent_json(view), lambda v: agent_text(view))
+
+
+@agent.command("show")
+@click.option("--agent", "agent_id", required=True, type=int)
+@json_option
+def agent_show(agent_id: int, as_json: bool) -> None:
+    """One agent."""
+    view = run_ledger(lambda ledger: ledger.agent(agent_id))
+    emit(as_json, agent_json(view), lambda v: agent_text(view))
+
+
+@agent.command("deposit")
+@click.option("--agent", "agent_id", required=True, type=int)
+@click.option("--amount", required=True, help="Yuan, a multiple of 10.")
+@click.option("--key", default=None, help="Idempotency key (generated if absent).")
+@json_option
+def agent_deposit(agent_id: int, amount: str, key: str | None, as_json: bool) -> None:
+    """续存: deposit into the agent's float."""
+    fen = yuan(amount)
+
+    async def action(ledger: LedgerService) -> AgentView:
+        await ledger.deposit(agent_id, fen, _key(key, "deposit"))
+        return await ledger.agent(agent_id)
+
+    view = run_ledger(action)
+    emit(as_json, agent_json(view), lambda v: agent_text(view))
+
+
+@agent.command("close")
+@click.option("--agent", "agent_id", required=True, type=int)
+@click.option("--key", default=None, help="Idempotency key (generated if absent).")
+@json_option
+def agent_close(agent_id: int, key: str | None, as_json: bool) -> None:
+    """销户: close an agent whose float is below 10 yuan (the rest is paid out in cash)."""
+
+    async def action(ledger: LedgerService) -> dict[str, Any]:
+        closed = await ledger.close_agent(agent_id, _key(key, "close"))
+        return {**agent_json(await ledger.agent(agent_id)), "paid_out_fen": closed.paid_out_fen}
+
+    value = run_ledger(action)
+    emit(
+        as_json,
+        value,
+        lambda v: f"agent {agent_id} closed, paid out {format_yuan(v['paid_out_fen'])} in cash",
+    )
+
+
+def _agent_status_command(name: str, doc: str, method: str) -> None:
+    @agent.command(name, help=doc)
+    @click.option("--agent", "agent_id", required=True, type=int)
+    @json_option
+    def command(agent_id: int, as_json: bool) -> None:
+        view = run_ledger(lambda ledger: getattr(ledger, method)(agent_id))
+        emit(as_json, agent_json(view), lambda v: agent_text(view))
+
+
+_agent_status_command("suspend", "Suspend an agent (no recharges).", "suspend_agent")
+_agent_status_command("resume", "Resume a suspended agent.", "resume_agent")
+
+
+@agent.command("change-phone")
+@click.option("--agent", "agent_id", required=True, type=int)
+@click.option("--phone", required=True)
+@json_option
+def agent_change_phone(agent_id: int, phone: str, as_json: bool) -> None:
+    """Bind the agent to another phone."""
+    view = run_ledger(lambda ledger: ledger.change_phone(agent_id, phone))
+    emit(as_json, agent_json(view), lambda v: agent_text(view))
+
+
+# ---- recharge -----------------------------------------------------------------------------
+
+
+@root.group()
+def recharge() -> None:
+    """Recharges (空中充值)."""
+
+
+@recharge.command("make")
+@click.option("--agent", "agent_id", required=True, type=int)
+@click.option("--kind", required=True, type=click.Choice(KINDS))
+@click.option("--number", required=True)
+@click.option("--amount", required=True, help="Whole yuan: 10 to 1000, a multiple of 10.")
+@click.option("--pin", required=True, help="The agent's trade password.")
+@click.option("--notify", default=None, help="Notify number (fixed line / broadband).")
+@click.option("--key", default=None, help="Idempotency key (generated if absent).")
+@json_option
+def recharge_make(
+    agent_id: int,
+    kind: str,
+    number: str,
+    amount: str,
+    pin: str,
+    notify: str | None,
+    key: str | None,
+    as_json: bool,
+) -> None:
+    """Recharge a subscriber from an agent's float."""
+    request = RechargeRequest(
+        agent_id, Kind(kind), number, yuan(amount), pin, _key(key, "recharge"), notify
+    )
+    view = run_ledger(lambda ledger: ledger.recharge(request))
+    emit(as_json, recharge_json(view), lambda v: recharge_text(view))
+
+
+@recharge.command("list")
+@click.option("--agent", "agent_id", required=True, type=int)
+@click.option("--from", "start", default=None, help="First business day, YYYY-MM-DD.")
+@click.option("--to", "end", default=None, help="Last business day (inclusive), YYYY-MM-DD.")
+@json_option
+def recharge_list(agent_id: int, start: str | None, end: str | None, as_json: bool) -> None:
+    """An agent's recharges, newest first."""
+    first, last = _day(start, "--from"), _day(end, "--to")
+
+    async def action(ledger: LedgerService) -> list[RechargeView]:
+        await ledger.agent(agent_id)
+        lower = ledger.day_bounds(first)[0] if first else None
+        upper = ledger.day_bounds(last)[1] if last else None
+        return await ledger.recharges(agent_id, lower, upper)
+
+    views = run_ledger(action)
+    emit(
+        as_json,
+        [recharge_json(v) for v in views],
+        lambda _: "\n".join(recharge_text(v) for v in views) or "no recharges",
+    )
+
+
+@recharge.command("reverse")
+@click.option("--tx", "tx_id", required=True, type=int)
+@click.option("--key", default=None, help="Idempotency key (generated if absent).")
+@json_option
+def recharge_reverse(tx_id: int, key: str | None, as_json: bool) -> None:
+    """返销: reverse a recharge (SPEC §7 rules)."""
+    view = run_ledger(lambda ledger: ledger.reverse(tx_id, _key(key, "reverse")))
+    emit(
+        as_json,
+        view,
+        lambda v: (
+            f"recharge {tx_id} reversed (tx {view.tx_id}): {format_yuan(view.amount_fen)} taken "
+            f"back from {view.number}, {format_yuan(view.debit_fen)} back to agent "
+            f"{view.agent_id}"
+        ),
+    )
+
+
+@recharge.command("retry")
+@click.option("--agent", "agent_id", required=True, type=int)
+@click.option("--tx", "tx_id", required=True, type=int)
+@click.option("--pin", required=True)
+@click.option("--key", default=None, help="Idempotency key (generated if absent).")
+@json_option
+def recharge_retry(agent_id: int, tx_id: int, pin: str, key: str | None, as_json: bool) -> None:
+    """重复充值: run a failed recharge of the retry list again."""
+    view = run_ledger(lambda ledger: ledger.retry(agent_id, tx_id, pin, _key(key, "retry")))
+    emit(as_json, recharge_json(view), lambda v: recharge_text(view))
+
+
+@recharge.command("retry-list")
+@click.option("--agent", "agent_id", required=True, type=int)
+@json_option
+def recharge_retry_list(agent_id: int, as_json: bool) -> None:
+    """The agent's retry list (failed in the last 24 hours, not since succeeded)."""
+    views = run_ledger(lambda ledger: ledger.retry_list(agent_id))
+    emit(
+        as_json,
+        [recharge_json(v) for v in views],
+        lambda _: "\n".join(recharge_text(v) for v in views) or "nothing to retry",
+    )
+
+
+@recharge.command("invoice")
+@click.option("--tx", "tx_id", required=True, type=int)
+@json_option
+def recharge_invoice(tx_id: int, as_json: bool) -> None:
+    """Mark the invoice of a recharge printed (it can no longer be reversed)."""
+    view = run_ledger(lambda ledger: ledger.mark_invoice_printed(tx_id))
+    emit(as_json, recharge_json(view), lambda v: f"invoice printed for recharge {tx_id}")
+
+
+@recharge.command("recover")
+@click.option("--older-than", "older_than_s", type=float, default=60.0, show_default=True)
+@json_option
+def recharge_recover(older_than_s: float, as_json: bool) -> None:
+    """Resolve reservations left pending by a crash (post or void)."""
+    views = run_ledger(lambda ledger: ledger.recover_pending(older_than_s))
+    emit(
+        as_json,
+        [recharge_json(v) for v in views],
+        lambda _: f"resolved {len(views)} pending recharge(s)",
+    )
+
+
+# ---- ledger, report, outbox ---------------------------------------------------------------
+
+
+@root.group("ledger")
+def ledger_group() -> None:
+    """The books."""
+
+
+@ledger_group.command("check")
+@json_option
+def ledger_check(as_json: bool) -> None:
+    """Trial balance: every account adds up to zero; exits 1 if not."""
+    balance = run_ledger(lambda ledger: ledger.trial_balance())
+    value = {
+        "ok": balance.ok,
+        "total_fen": balance.total_fen,
+        "system_fen": balance.system_fen,
+        "floats_fen": balance.floats_fen,
+        "subscribers_fen": balance.subscribers_fen,
+        "mismatched_accounts": balance.mismatched_accounts,
+        "pending_mismatch": balance.pending_mismatch,
+    }
+    if not balance.ok:
+        fail(f"trial balance is off: {value}")
+    emit(
+        as_json,
+        value,
+        lambda v: (
+            f"trial balance zero: floats {format_yuan(balance.floats_fen)}, subscribers "
+            f"{format_yuan(balance.subscribers_fen)}, "
+            + ", ".join(f"{k} {format_yuan(n)}" for k, n in balance.system_fen.items())
+        ),
+    )
+
+
+@root.group()
+def report() -> None:
+    """Reports."""
+
+
+@report.command("daily")
+@click.option("--date", "day", default=None, help="Business day YYYY-MM-DD (default today).")
+@json_option
+def report_daily(day: str | None, as_json: bool) -> None:
+    """Per agent for one business day: recharges, their sum and commission, reversals."""
+    wanted = _day(day, "--date")
+
+    async def action(ledger: LedgerService) -> Any:
+        return await ledger.daily_report(wanted or ledger.today())
+
+    rows = run_ledger(action)
+    emit(
+        as_json,
+        [{**to_jsonable(r), "day": r.day.isoformat()} for r in rows],
+        lambda _: (
+            "\n".join(
+                f"{r.day} agent {r.agent_id}: {r.recharges} recharges "
+                f"{format_yuan(r.recharged_fen)}, commission {format_yuan(r.commission_fen)}, "
+                f"{r.reversals} reversals {format_yuan(r.reversed_fen)}"
+                for r in rows
+            )
+            or "no activity"
+        ),
+    )
+
+
+@report.command("records")
+@click.option("--agent", "agent_id", required=True, type=int)
+@click.option("--from", "start", default=None, help="First business day, YYYY-MM-DD.")
+@click.option("--to", "end", default=None, help="Last business day (inclusive), YYYY-MM-DD.")
+@json_option
+def report_records(agent_id: int, start: str | None, end: str | None, as_json: bool) -> None:
+    """An agent's transaction records (recharges, deposits, transfers, reversals)."""
+    first, last = _day(start, "--from"), _day(end, "--to")
+
+    async def action(ledger: LedgerService) -> Any:
+        await ledger.agent(agent_id)
+        lower = ledger.day_bounds(first)[0] if first else None
+        upper = ledger.day_bounds(last)[1] if last else None
+        return await ledger.records(agent_id, lower, upper)
+
+    rows = run_ledger(action)
+    emit(
+        as_json,
+        rows,
+        lambda _: (
+            "\n".join(
+                f"{r.created_at.isoformat(timespec='seconds')}  {r.kind}  {r.number or '-'}  "
+                f"{format_yuan(r.amount_fen)}  tx {r.tx_id}"
+                for r in rows
+            )
+            or "no records"
+        ),
+    )
+
+
+@root.group("outbox")
+def outbox_group() -> None:
+    """Texts waiting in (or sent from) the outbox."""
+
+
+@outbox_group.command("list")
+@click.option("--destination", default=None)
+@json_option
+def outbox_list(destination: str | None, as_json: bool) -> None:
+    """Outbox rows, oldest first."""
+
+    async def action(ledger: LedgerService) -> Any:
+        return await Outbox(ledger.engine, ledger.clock).rows(destination=destination)
+
+    rows = run_ledger(action)
+    emit(
+        as_json,
+        rows,
+        lambda _: (
+            "\n".join(f"{m.id} {m.status} {m.kind} -> {m.destination}: {m.text}" for m in rows)
+            or "outbox empty"
+        ),
+    )

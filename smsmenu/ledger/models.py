@@ -1,0 +1,248 @@
+"""The ledger's tables (SQLAlchemy 2 declarative models; the service uses their Core tables).
+
+Theory of operation
+-------------------
+* ``accounts`` hold integer fen. Agent floats and subscriber accounts keep their balance in
+  the row, updated in the same transaction as the journal lines (``balance``), and a float's
+  reserved funds in ``pending`` (two-phase recharges: available = balance - pending). The
+  operator's system accounts (cash/bank, commission expense, refunds, billing) keep no balance
+  in their row: every recharge would otherwise serialise on one hot row; their balance is the
+  sum of their journal lines, and the trial balance adds everything up.
+* ``txns`` is the header of every money operation and its idempotency record at once: the
+  caller's ``key`` is unique and written first, with a ``fingerprint`` of the operation's fields.
+* ``lines`` are the immutable journal: each posted ``txns`` row has lines summing to zero.
+* ``recharges`` add the recharge's details to its ``txns`` row. A two-phase recharge is
+  ``pending`` until a ``resolutions`` row (primary key = the recharge: at most once) posts or
+  voids it; ``status`` mirrors the outcome for fast queries, the history is the new rows.
+* ``outbox`` rows are written in the same transaction as the money and sent by the SMPP sender.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out: ``timestamptz`` on PostgreSQL, naive UTC text on SQLite
+    (so that text comparison is time comparison)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the ledger stores aware datetimes only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Money = BigInteger
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+# System accounts: fixed ids, created by the first migration.
+CASH = 1  # the operator's cash/bank: deposits in, close pay-outs out
+COMMISSION_EXPENSE = 2  # commissions paid to agents
+REFUNDS = 3  # remaining prepaid balances of closed subscribers, owed back
+BILLING = 4  # counterpart of subscriber balances that arise outside the ledger (opening balances)
+SYSTEM_ACCOUNTS = {
+    CASH: "cash",
+    COMMISSION_EXPENSE: "commission_expense",
+    REFUNDS: "refunds",
+    BILLING: "billing",
+}
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # "float" | "subscriber" | one of SYSTEM_ACCOUNTS' names
+    kind: Mapped[str] = mapped_column(String(24))
+    balance: Mapped[int] = mapped_column(Money, default=0)
+    pending: Mapped[int] = mapped_column(Money, default=0)  # reserved by pending recharges
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    number: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(12))
+    billing: Mapped[str] = mapped_column(String(12))
+    status: Mapped[str] = mapped_column(String(12))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(16), index=True)
+    # Unique among agents that are not closed: the phone while bound, NULL once closed.
+    bound_phone: Mapped[str | None] = mapped_column(String(16), unique=True)
+    status: Mapped[str] = mapped_column(String(12))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), unique=True)
+    commission_bp: Mapped[int] = mapped_column(Integer)
+    trade_hash: Mapped[str] = mapped_column(String(200))
+    mgmt_hash: Mapped[str] = mapped_column(String(200))
+    pin_failures: Mapped[int] = mapped_column(Integer, default=0)
+    pin_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Txn(Base):
+    """Header of a money operation and its idempotency record."""
+
+    __tablename__ = "txns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    # open | deposit | recharge | transfer | reversal | close | subscriber_opening
+    op: Mapped[str] = mapped_column(String(24))
+    fingerprint: Mapped[str] = mapped_column(String(400))
+    agent_id: Mapped[int | None] = mapped_column(Integer)
+    number: Mapped[str | None] = mapped_column(String(16))
+    amount_fen: Mapped[int] = mapped_column(Money)
+    ref: Mapped[int | None] = mapped_column(Integer)  # e.g. the recharge a reversal undoes
+    # The agent's available float right after the operation (deposits, transfers, closes).
+    balance_after: Mapped[int | None] = mapped_column(Money)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_txns_agent_created", "agent_id", "created_at"),)
+
+
+class Line(Base):
+    """One immutable journal line; the lines of one txn sum to zero."""
+
+    __tablename__ = "lines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    txn_id: Mapped[int] = mapped_column(ForeignKey("txns.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    amount_fen: Mapped[int] = mapped_column(Money)
+
+
+class Recharge(Base):
+    __tablename__ = "recharges"
+
+    tx_id: Mapped[int] = mapped_column(ForeignKey("txns.id"), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    number: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(12))
+    amount_fen: Mapped[int] = mapped_column(Money)
+    commission_fen: Mapped[int] = mapped_column(Money)
+    debit_fen: Mapped[int] = mapped_column(Money)
+    notify: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(12))  # pending|succeeded|failed|reversed
+    float_after_fen: Mapped[int | None] = mapped_column(Money)
+    invoice_printed: Mapped[bool] = mapped_column(Boolean, default=False)
+    retry_of: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_recharges_agent_created", "agent_id", "created_at"),
+        Index("ix_recharges_status", "status"),
+        Index("ix_recharges_number", "number"),
+    )
+
+
+class Resolution(Base):
+    """How a pending reservation resolved: at most once (the primary key), never edited."""
+
+    __tablename__ = "resolutions"
+
+    tx_id: Mapped[int] = mapped_column(ForeignKey("recharges.tx_id"), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(8))  # posted | voided
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OutboxRow(Base):
+    """A text waiting to be sent, written in the same transaction as the money it reports.
+
+    Columns for the SMPP sender:
+    ``source`` the service number; ``destination`` the phone; ``text`` the whole text (the sender
+    splits it); ``transport`` 'sms' | 'ussd'; ``ussd_session`` / ``ussd_umr`` the dialogue to
+    answer in (USSD only); ``final`` whether this message ends the USSD dialogue; ``kind``
+    agent_result | target_receipt | agent_opened | transfer_result | reversal_notice …;
+    ``ref`` the txn id it reports; ``dedup_key`` unique, so that a repeated operation never
+    writes a second notice; ``status`` queued → sending (claimed) → sent (SMSC accepted, has
+    ``smsc_message_id``) → delivered | undeliverable, or failed (permanently);
+    ``attempts`` / ``next_attempt_at`` retry scheduling; ``claimed_by`` / ``claimed_until`` the
+    sending worker's lease; ``submitted_at`` / ``delivered_at`` / ``error`` what happened.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(String(21))
+    destination: Mapped[str] = mapped_column(String(21), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    transport: Mapped[str] = mapped_column(String(4), default="sms")
+    ussd_session: Mapped[int | None] = mapped_column(Integer)
+    ussd_umr: Mapped[int | None] = mapped_column(Integer)
+    final: Mapped[bool] = mapped_column(Boolean, default=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    ref: Mapped[int | None] = mapped_column(Integer)
+    dedup_key: Mapped[str] = mapped_column(String(240), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    smsc_message_id: Mapped[str | None] = mapped_column(String(65), index=True)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(String(400))
+
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+
+accounts = cast(Table, Account.__table__)
+subscribers = cast(Table, Subscriber.__table__)
+agents = cast(Table, Agent.__table__)
+txns = cast(Table, Txn.__table__)
+lines = cast(Table, Line.__table__)
+recharges = cast(Table, Recharge.__table__)
+resolutions = cast(Table, Resolution.__table__)
+outbox = cast(Table, OutboxRow.__table__)

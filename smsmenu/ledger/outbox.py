@@ -1,0 +1,207 @@
+"""The transactional outbox: texts written in the same transaction as the money they report.
+
+Units of work call ``add`` on their own connection, so a notice exists exactly when its money
+moved. The SMPP sender (another component) drives the rest through ``Outbox``:
+
+``claim`` leases up to ``limit`` due rows to one worker (``status`` queued → sending, with
+``claimed_by``/``claimed_until``; ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so that concurrent
+workers never claim the same row; on SQLite the write transaction serialises claimers). A row
+whose lease expired (the worker died) is claimable again: the only resend SMPP allows, since a
+worker that died after submit_sm and before ``mark_submitted`` cannot know if the SMSC took it.
+``mark_submitted`` records the SMSC's message id (status sent); ``mark_failed`` schedules a retry
+or gives up; ``mark_delivered`` applies a delivery receipt by SMSC message id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, and_, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from smsmenu.clock import Clock
+from smsmenu.ledger.models import outbox
+from smsmenu.messages import SMS, Route, Transport
+
+QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
+DELIVERED, UNDELIVERABLE = "delivered", "undeliverable"
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    id: int
+    created_at: datetime
+    source: str
+    destination: str
+    text: str
+    transport: str
+    ussd_session: int | None
+    ussd_umr: int | None
+    final: bool
+    kind: str
+    ref: int | None
+    dedup_key: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    claimed_by: str | None
+    claimed_until: datetime | None
+    smsc_message_id: str | None
+    submitted_at: datetime | None
+    delivered_at: datetime | None
+    error: str | None
+
+    @property
+    def route(self) -> Route:
+        """The ``messages.Route`` this row travels by."""
+        from smsmenu.messages import UssdDialogue
+
+        if self.transport == Transport.USSD.value and self.ussd_session is not None:
+            return Route(Transport.USSD, UssdDialogue(self.ussd_session, self.ussd_umr), self.final)
+        return SMS
+
+
+def _message(row: Row[Any]) -> OutboxMessage:
+    return OutboxMessage(**row._asdict())
+
+
+def row(
+    *,
+    now: datetime,
+    source: str,
+    destination: str,
+    text: str,
+    kind: str,
+    dedup_key: str,
+    ref: int | None = None,
+    route: Route = SMS,
+) -> dict[str, Any]:
+    """The values of one outbox row (pass one or more to ``add``)."""
+    ussd = route.ussd
+    return {
+        "created_at": now,
+        "source": source,
+        "destination": destination,
+        "text": text,
+        "transport": route.transport.value,
+        "ussd_session": ussd.session if ussd else None,
+        "ussd_umr": ussd.user_message_reference if ussd else None,
+        "final": route.final,
+        "kind": kind,
+        "ref": ref,
+        "dedup_key": dedup_key,
+        "status": QUEUED,
+        "attempts": 0,
+        "next_attempt_at": now,
+    }
+
+
+_INSERT = insert(outbox)
+
+
+async def add(conn: AsyncConnection, *rows: dict[str, Any]) -> None:
+    """Queue ``rows`` (built by ``row``) inside the caller's unit of work."""
+    if rows:
+        await conn.execute(_INSERT, list(rows))
+
+
+class Outbox:
+    """The sender's side of the outbox; each method is its own short transaction."""
+
+    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._postgres = engine.dialect.name == "postgresql"
+
+    async def claim(self, worker_id: str, limit: int, lease_s: float) -> list[OutboxMessage]:
+        """Lease up to ``limit`` due rows (oldest first) to ``worker_id`` for ``lease_s``."""
+        now = self._clock.now()
+        due = or_(
+            and_(outbox.c.status == QUEUED, outbox.c.next_attempt_at <= now),
+            and_(outbox.c.status == SENDING, outbox.c.claimed_until < now),
+        )
+        ids = select(outbox.c.id).where(due).order_by(outbox.c.id).limit(limit)
+        if self._postgres:
+            ids = ids.with_for_update(skip_locked=True)
+        stmt = (
+            update(outbox)
+            .where(outbox.c.id.in_(ids.scalar_subquery()))
+            .values(
+                status=SENDING,
+                claimed_by=worker_id,
+                claimed_until=now + timedelta(seconds=lease_s),
+                attempts=outbox.c.attempts + 1,
+            )
+            .returning(*outbox.c)
+        )
+        async with self._engine.begin() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return sorted((_message(r) for r in rows), key=lambda m: m.id)
+
+    async def mark_submitted(self, id: int, smsc_message_id: str) -> None:
+        """The SMSC accepted row ``id`` (submit_sm_resp OK) under ``smsc_message_id``."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.id == id)
+                .values(
+                    status=SENT,
+                    smsc_message_id=smsc_message_id,
+                    submitted_at=self._clock.now(),
+                    claimed_by=None,
+                    claimed_until=None,
+                    error=None,
+                )
+            )
+
+    async def mark_failed(self, id: int, error: str, retry_at: datetime | None) -> None:
+        """Row ``id`` was not accepted: queue it again at ``retry_at``, or give up (None)."""
+        values: dict[str, Any] = {
+            "error": error[:400],
+            "claimed_by": None,
+            "claimed_until": None,
+        }
+        if retry_at is None:
+            values["status"] = FAILED
+        else:
+            values.update(status=QUEUED, next_attempt_at=retry_at)
+        async with self._engine.begin() as conn:
+            await conn.execute(update(outbox).where(outbox.c.id == id).values(**values))
+
+    async def mark_delivered(self, smsc_message_id: str, delivered: bool) -> int:
+        """Apply a delivery receipt; returns how many rows it matched (0: unknown id)."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(outbox)
+                .where(outbox.c.smsc_message_id == smsc_message_id)
+                .values(
+                    status=DELIVERED if delivered else UNDELIVERABLE,
+                    delivered_at=self._clock.now(),
+                )
+            )
+        return int(result.rowcount)
+
+    async def pending_for(self, destination: str) -> list[OutboxMessage]:
+        """Rows for ``destination`` not yet handed to the SMSC (queued or being sent)."""
+        return await self.rows(destination=destination, statuses=(QUEUED, SENDING))
+
+    async def rows(
+        self,
+        destination: str | None = None,
+        statuses: tuple[str, ...] | None = None,
+        after_id: int = 0,
+        limit: int = 1000,
+    ) -> list[OutboxMessage]:
+        """Rows in id order, optionally for one destination / in some statuses / after an id."""
+        stmt = select(outbox).where(outbox.c.id > after_id).order_by(outbox.c.id).limit(limit)
+        if destination is not None:
+            stmt = stmt.where(outbox.c.destination == destination)
+        if statuses is not None:
+            stmt = stmt.where(outbox.c.status.in_(statuses))
+        async with self._engine.connect() as conn:
+            return [_message(r) for r in (await conn.execute(stmt)).all()]
+
+
+__all__ = ["Outbox", "OutboxMessage", "add", "row"]
