@@ -32,6 +32,7 @@ from statemachine import StateMachine
 from statemachine.orderedset import OrderedSet
 
 from smsmenu.ledger.api import AgentLedger, Refusal
+from smsmenu.ledger.service import refusal_text
 from smsmenu.menus.sealing import Sealer
 from smsmenu.menus.validate import Invalid
 from smsmenu.messages import Route
@@ -73,20 +74,11 @@ class Turn:
 
 
 def render_refusal(texts: Catalogue, refusal: Refusal, zone: ZoneInfo) -> str:
-    """The refusal's catalogue text ``refusal_<rule>``; times shown in local time."""
-    params = {
-        key: value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
-        if isinstance(value, datetime)
-        else value
-        for key, value in refusal.params.items()
-    }
-    key = f"refusal_{refusal.rule.value}"
-    if key not in texts:
+    """The refusal's catalogue text ``refusal_<rule>``, worded as the ledger words it (amounts
+    in yuan, times in local time); a generic line for a rule without a text."""
+    if f"refusal_{refusal.rule.value}" not in texts:
         return texts.render("refused_generic")
-    try:
-        return texts.render(key, **params)
-    except (KeyError, IndexError, ValueError):
-        return texts.render("refused_generic")
+    return refusal_text(texts, refusal, zone)
 
 
 class MenuModel:
