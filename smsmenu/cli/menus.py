@@ -108,7 +108,7 @@ def graph(out: Path, as_json: bool) -> None:
     rendered = shutil.which("dot") is not None
     files: list[str] = []
     for name, machine in (("agent_menu", AgentMenu), ("subscriber_menu", SubscriberMenu)):
-        dot = DotGraphMachine(machine)()
+        dot = DotGraphMachine(machine)()  # type: ignore[no-untyped-call]
         path = out / f"{name}.dot"
         path.write_text(dot.to_string(), encoding="utf-8")
         files.append(str(path))
