@@ -55,3 +55,39 @@ def ledger_outbox(ledger: LedgerService) -> Outbox:
 
 async def close_ledger(ledger: LedgerService) -> None:
     await ledger.engine.dispose()
+
+
+# ---- menus ----------------------------------------------------------------------------------
+from smsmenu.ledger.api import AgentLedger  # noqa: E402
+from smsmenu.menus.engine import EngineConfig, MenuEngine  # noqa: E402
+from smsmenu.menus.store import InProcessStore, RedisStore, SessionStore  # noqa: E402
+
+
+def open_session_store(settings: Settings, prefix: str = "smsmenu:") -> SessionStore:
+    """Redis at ``settings.redis_url`` (any number of workers), or, when it is empty, the
+    in-process store (one worker). Close it with ``await store.aclose()``."""
+    if settings.redis_url:
+        return RedisStore.from_url(settings.redis_url, prefix=prefix)
+    return InProcessStore()
+
+
+def build_menu_engine(
+    settings: Settings,
+    ledger: AgentLedger,
+    store: SessionStore,
+    clock: Clock | None = None,
+    catalogue: Catalogue | None = None,
+) -> MenuEngine:
+    """The menu engine (``await engine.handle(inbound)``) on ``ledger`` and ``store``."""
+    return MenuEngine(
+        ledger=ledger,
+        store=store,
+        texts=catalogue or load_catalogue(settings),
+        clock=clock or SystemClock(),
+        config=EngineConfig(
+            service_number=settings.service_number,
+            zone=settings.zone,
+            session_timeout_s=settings.session_timeout_s,
+            rate_limit_per_min=settings.rate_limit_per_min,
+        ),
+    )

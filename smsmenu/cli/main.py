@@ -7,7 +7,8 @@ import sys
 import click
 
 # Command modules register their commands on ``root`` when imported (one line each):
-import smsmenu.cli.ledger  # noqa: F401  (the ledger: db, subscriber, agent, recharge, …)
+import smsmenu.cli.ledger
+import smsmenu.cli.menus  # noqa: F401  (the menus: chat, menu graph)
 from smsmenu.cli import fail, root
 
 

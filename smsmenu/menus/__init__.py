@@ -1,0 +1,1 @@
+"""The menus: engine, agent and subscriber menu machines, shortcuts, session stores."""

@@ -1,0 +1,213 @@
+"""What both menu machines share: the per-message context, screens, re-prompts, and a pool
+that reuses machine instances instead of building one per message.
+
+Theory of operation. A menu is a python-statemachine ``StateMachine`` whose states are the
+screens; every message is one event: ``open`` (no live dialogue: show the main menu), ``back``
+(``0``), ``home`` (``00``), ``end`` (``#``) or ``input`` carrying the text. Input validation is a
+guard: the first transition whose guard accepts the text is taken, and the last one of each
+state is an internal self-transition that re-prompts with the reason and changes nothing.
+Entering a screen renders it (one generic entry action). Operations that ask the ledger run as
+the action of an internal self-transition and raise an outcome event (``done``, ``wrong_pin``,
+``quoted``, ...) that the same macrostep routes to the next screen.
+
+Restore. A machine is rebuilt at a saved configuration by writing the active state ids onto
+its model (an ``OrderedSet``, outermost first): python-statemachine reads the configuration from
+the model on every access, so this runs no entry action. Building a machine costs far more than
+a step (callback registration), so machines are pooled: each message borrows an instance,
+points its model at the saved configuration and at the message's ``Turn``, sends one event, and
+gives the instance back. A machine whose step raised is dropped, never reused.
+
+No I/O happens here except through ``Turn.ledger`` (the ``AgentLedger`` interface).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
+
+from statemachine import StateMachine
+from statemachine.orderedset import OrderedSet
+
+from smsmenu.ledger.api import AgentLedger, Refusal
+from smsmenu.ledger.service import refusal_text
+from smsmenu.menus.sealing import Sealer
+from smsmenu.menus.validate import Invalid
+from smsmenu.messages import Route
+from smsmenu.texts import Catalogue
+
+
+@dataclass
+class Turn:
+    """Everything one message's step may use; built by the engine, dropped after the step."""
+
+    ledger: AgentLedger
+    texts: Catalogue
+    sealer: Sealer
+    zone: ZoneInfo
+    phone: str
+    message_key: str
+    route: Route
+    now: datetime
+    agent_id: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    parts: list[str] = field(default_factory=list)
+    # Recharges this step asked the ledger for: (number, amount_fen), for the duplicate guard.
+    recharged: list[tuple[str, int]] = field(default_factory=list)
+
+    def say(self, key: str, /, **params: Any) -> None:
+        self.parts.append(self.texts.render(key, **params))
+
+    def refusal(self, refusal: Refusal) -> None:
+        self.parts.append(render_refusal(self.texts, refusal, self.zone))
+
+    @property
+    def ledger_key(self) -> str:
+        """The idempotency key of the money operation this message asks for: derived from
+        the message key, so a redelivered message can never move money twice."""
+        return f"menu:{self.phone}:{self.message_key}"
+
+    def local(self, when: datetime) -> datetime:
+        return when.astimezone(self.zone)
+
+
+def render_refusal(texts: Catalogue, refusal: Refusal, zone: ZoneInfo) -> str:
+    """The refusal's catalogue text ``refusal_<rule>``, worded as the ledger words it (amounts
+    in yuan, times in local time); a generic line for a rule without a text."""
+    if f"refusal_{refusal.rule.value}" not in texts:
+        return texts.render("refused_generic")
+    return refusal_text(texts, refusal, zone)
+
+
+class MenuModel:
+    """The machine's model: the active state ids and the current message's turn."""
+
+    def __init__(self, states: OrderedSet[str]) -> None:
+        self.state: Any = states
+        self.turn: Turn | None = None
+
+
+Parser = Callable[[str, Turn], Any]
+
+
+class MenuMachine(StateMachine):
+    """Behaviour shared by the agent and subscriber menus (no states of its own)."""
+
+    # catalogue key prefix of this menu's screens: f"{PREFIX}{state_id}"
+    PREFIX: ClassVar[str] = ""
+    # How each free-input screen reads its text: state id -> parser (raises Invalid).
+    PARSERS: ClassVar[dict[str, Parser]] = {}
+    # Where a valid input is kept: state id -> data key.
+    KEEP: ClassVar[dict[str, str]] = {}
+
+    model: MenuModel
+
+    @property
+    def turn(self) -> Turn:
+        turn = self.model.turn
+        assert turn is not None, "a menu step needs its turn"
+        return turn
+
+    # -- screens ------------------------------------------------------------------------
+
+    def screen_params(self, state_id: str) -> dict[str, Any]:
+        return {}
+
+    def show(self, state_id: str) -> None:
+        self.turn.say(f"{self.PREFIX}{state_id}", **self.screen_params(state_id))
+
+    def on_enter_state(self, state: Any) -> None:
+        if not state.is_atomic or state.id == "idle":
+            return
+        if state.initial and state.parent is not None and state.parent.id == "session":
+            self.turn.data.clear()  # the main menu forgets every input
+        self.show(state.id)
+
+    # -- guards ------------------------------------------------------------------------
+
+    def pick_1(self, text: str) -> bool:
+        return text == "1"
+
+    def pick_2(self, text: str) -> bool:
+        return text == "2"
+
+    def pick_3(self, text: str) -> bool:
+        return text == "3"
+
+    def pick_4(self, text: str) -> bool:
+        return text == "4"
+
+    def _parse(self, text: str, state_id: str) -> Any:
+        return self.PARSERS[state_id](text, self.turn)
+
+    def valid(self, text: str, source: Any) -> bool:
+        try:
+            self._parse(text, source.id)
+        except Invalid:
+            return False
+        return True
+
+    # -- actions -------------------------------------------------------------------------
+
+    def keep(self, text: str, source: Any) -> None:
+        self.turn.data[self.KEEP[source.id]] = self._parse(text, source.id)
+
+    def invalid(self, text: str, source: Any) -> None:
+        try:
+            self._parse(text, source.id)
+            reason = "reason_bad_choice"
+        except Invalid as exc:
+            reason = exc.reason
+        self.turn.say(reason)
+        self.show(source.id)
+
+    def bad_choice(self, source: Any) -> None:
+        self.turn.say("reason_bad_choice")
+        self.show(source.id)
+
+    def reshow(self, source: Any) -> None:
+        self.show(source.id)
+
+    def goodbye(self) -> None:
+        self.turn.say("goodbye")
+
+
+class MachinePool:
+    """Idle instances of one menu class, reused across messages (see the module notes)."""
+
+    def __init__(self, machine: type[MenuMachine], keep: int = 64) -> None:
+        self.machine = machine
+        self.keep = keep
+        self._idle: list[MenuMachine] = []
+        self.built = 0
+        self.state_ids = frozenset(str(value) for value in machine.states_map)
+
+    def _borrow(self) -> MenuMachine:
+        if self._idle:
+            return self._idle.pop()
+        self.built += 1
+        return self.machine(MenuModel(OrderedSet(["idle"])))
+
+    def valid_configuration(self, states: tuple[str, ...]) -> bool:
+        return bool(states) and all(state in self.state_ids for state in states)
+
+    async def step(
+        self, states: tuple[str, ...], event: str, turn: Turn, text: str = ""
+    ) -> tuple[str, ...]:
+        """Restore the machine at ``states`` (no entry action runs), send one event, and
+        return the configuration it ends in."""
+        machine = self._borrow()
+        machine.model.turn = turn
+        machine.model.state = OrderedSet(states) if len(states) > 1 else states[0]
+        try:
+            await machine.send(event, text=text)
+            after = tuple(str(value) for value in machine.configuration_values)
+        except BaseException:
+            machine.model.turn = None
+            raise  # the instance is dropped: its engine may hold a half-run step
+        machine.model.turn = None
+        if len(self._idle) < self.keep:
+            self._idle.append(machine)
+        return after

@@ -1,0 +1,110 @@
+"""What the engine keeps for a phone between two messages, and its JSON form. Pure.
+
+A session holds the menu it is in (``agent`` or ``subscriber``), the active state ids of the
+menu machine (outermost first, as python-statemachine keeps them for compound states), the
+inputs collected so far, when the dialogue last moved, and two things that outlive a dialogue:
+the agent's recent shortcut recharges (for the 60 s duplicate guard) and a pending shortcut
+confirmation (``CS`` and the duplicate guard ask for ``Y <pin>``).
+
+It never holds a password: the one dialogue that needs a password across messages (changing a
+password: old, new, new again) keeps it sealed (``menus.sealing``), never in clear.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+IDLE: tuple[str, ...] = ("idle",)
+FORMAT = 1
+
+JsonValue = Any
+
+
+class CorruptSession(ValueError):
+    """Stored bytes that are not a session of this format; the engine starts afresh."""
+
+
+@dataclass
+class Session:
+    menu: str  # "agent" | "subscriber"
+    agent_id: int | None = None
+    states: tuple[str, ...] = IDLE
+    data: dict[str, JsonValue] = field(default_factory=dict)
+    touched: float = 0.0  # epoch seconds of the last menu step
+    recent: list[tuple[str, int, float]] = field(default_factory=list)  # number, fen, at
+    pending: dict[str, JsonValue] | None = None
+    version: int = 0
+
+    @property
+    def in_dialogue(self) -> bool:
+        return self.states != IDLE
+
+    def live(self, now: float, timeout_s: float) -> bool:
+        """In a dialogue that has not been idle for ``timeout_s``."""
+        return self.in_dialogue and now - self.touched < timeout_s
+
+    def end_dialogue(self) -> None:
+        self.states = IDLE
+        self.data = {}
+
+    def prune(self, now: float, window_s: float) -> None:
+        """Forget recent recharges older than the duplicate window and an expired pending."""
+        self.recent = [item for item in self.recent if now - item[2] < window_s]
+        if self.pending is not None and now >= float(self.pending.get("expires", 0)):
+            self.pending = None
+
+    @property
+    def empty(self) -> bool:
+        """Nothing worth keeping: no dialogue, no recent recharge, nothing pending."""
+        return not self.in_dialogue and not self.recent and self.pending is None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "f": FORMAT,
+                "menu": self.menu,
+                "agent": self.agent_id,
+                "states": list(self.states),
+                "data": self.data,
+                "touched": self.touched,
+                "recent": [list(item) for item in self.recent],
+                "pending": self.pending,
+                "v": self.version,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Session:
+        try:
+            obj = json.loads(raw)
+            if obj["f"] != FORMAT or obj["menu"] not in ("agent", "subscriber"):
+                raise CorruptSession("unknown session format")
+            agent = obj["agent"]
+            states = tuple(str(item) for item in obj["states"])
+            data = obj["data"]
+            pending = obj["pending"]
+            if (
+                not states
+                or not isinstance(data, dict)
+                or not (pending is None or isinstance(pending, dict))
+                or not (agent is None or isinstance(agent, int))
+            ):
+                raise CorruptSession("malformed session")
+            return cls(
+                menu=obj["menu"],
+                agent_id=agent,
+                states=states,
+                data=data,
+                touched=float(obj["touched"]),
+                recent=[(str(n), int(a), float(t)) for n, a, t in obj["recent"]],
+                pending=pending,
+                version=int(obj["v"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            if isinstance(exc, CorruptSession):
+                raise
+            raise CorruptSession(str(exc)) from exc

@@ -1,0 +1,269 @@
+"""Engine mechanics over the real ledger: retry list, shortcuts and the duplicate guard,
+subscribers, redelivery, rate limit, idle timeout, USSD routes, and two engines on one Redis."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from smsmenu.app import build_menu_engine
+from smsmenu.ledger.api import RechargeStatus
+from smsmenu.ledger.billing import ScriptedBilling
+from smsmenu.menus.store import InProcessStore, RedisStore
+from smsmenu.messages import Inbound, Route, Transport, UssdDialogue
+from smsmenu.money import format_yuan
+from tests.integration.conftest import (
+    AGENT_PHONE,
+    FIXED,
+    MOBILE,
+    PHS,
+    SUBSCRIBER_PHONE,
+    World,
+)
+from tests.ledger_fixtures import TRADE_PIN
+
+
+async def failed_recharges(world: World, *targets: tuple[str, str, int]) -> None:
+    """Recharges that billing refuses, so that they land on the retry list."""
+    world.ledger.billing = ScriptedBilling(fail_numbers=[number for _, number, _ in targets])
+    for kind, number, yuan in targets:
+        assert await world.send(f"CZ {kind} {number} {yuan} {TRADE_PIN}") == []
+        world.clock.advance(61)  # out of the duplicate window
+    world.ledger.billing = ScriptedBilling()
+
+
+async def test_retry_list_from_the_menu(world: World) -> None:
+    for text in ("x", "1", "1"):
+        await world.say(text)
+    exc_screen = world.t("agent_exc_menu")
+    assert await world.say("2") == exc_screen
+    assert await world.say("1") == world.t("retry_none") + "\n" + exc_screen
+    assert await world.say("3") == world.t("reason_bad_choice") + "\n" + exc_screen
+    assert await world.say("#") == world.t("goodbye")
+    await failed_recharges(world, ("2", MOBILE, 50), ("3", PHS, 20))
+    for text in ("x", "1", "1", "2"):
+        await world.say(text)
+    pick = world.t("agent_retry_pick", lines=f"1 {PHS} 20.00元\n2 {MOBILE} 50.00元")
+    assert await world.say("1") == pick
+    assert await world.say("3") == world.t("reason_bad_choice") + "\n" + pick
+    pin_screen = world.t("agent_retry_pin", number=MOBILE, amount="50.00元")
+    assert await world.say("2") == pin_screen
+    assert await world.say("0") == pick
+    assert await world.say("2") == pin_screen
+    assert await world.say("1") == world.t("reason_bad_pin") + "\n" + pin_screen
+    before = (await world.ledger.agent(world.agent.agent_id)).balance_fen
+    assert await world.send(TRADE_PIN) == []
+    views = await world.ledger.recharges(world.agent.agent_id)
+    succeeded = [v for v in views if v.status is RechargeStatus.SUCCEEDED]
+    assert [(v.number, v.amount_fen) for v in succeeded] == [(MOBILE, 5000)]
+    after = (await world.ledger.agent(world.agent.agent_id)).balance_fen
+    assert before - after == 4900
+    assert [v.number for v in await world.ledger.retry_list(world.agent.agent_id)] == [PHS]
+
+
+async def test_retry_shortcut_asks_for_confirmation(world: World) -> None:
+    assert await world.say(f"CS {MOBILE}") == world.t("shortcut_retry_none", number=MOBILE)
+    assert await world.say(f"Y {TRADE_PIN}") == world.t("shortcut_nothing_pending")
+    await failed_recharges(world, ("2", MOBILE, 30))
+    confirm = world.t("shortcut_retry_confirm", number=MOBILE, amount="30.00元")
+    assert await world.say(f"cs#{MOBILE}") == confirm
+    # a wrong password keeps the confirmation pending
+    assert await world.say("Y 000000") == world.t("refusal_wrong_pin", remaining=2)
+    assert await world.send(f"y {TRADE_PIN}") == []
+    assert await world.ledger.retry_list(world.agent.agent_id) == []
+    assert await world.say(f"Y {TRADE_PIN}") == world.t("shortcut_nothing_pending")
+
+
+async def test_recharge_shortcut_and_duplicate_guard(world: World) -> None:
+    assert await world.send(f"CZ 2 {MOBILE} 50 {TRADE_PIN}") == []
+    world.clock.advance(30)
+    duplicate = world.t("shortcut_duplicate", number=MOBILE, amount="50.00元")
+    assert await world.say(f"cz#2#{MOBILE}#50#{TRADE_PIN}") == duplicate
+    assert len(await world.ledger.recharges(world.agent.agent_id)) == 1
+    # another amount or another number is no duplicate
+    assert await world.send(f"CZ 2 {MOBILE} 60 {TRADE_PIN}") == []
+    assert await world.send(f"CZ 1 {FIXED} 50 {TRADE_PIN} {MOBILE}") == []
+    assert len(await world.ledger.recharges(world.agent.agent_id)) == 3
+    # confirming runs it once more
+    assert await world.send(f"Y {TRADE_PIN}") == []
+    views = await world.ledger.recharges(world.agent.agent_id)
+    assert sorted(v.amount_fen for v in views if v.number == MOBILE) == [5000, 5000, 6000]
+    # after the window it runs at once
+    world.clock.advance(61)
+    assert await world.send(f"CZ 2 {MOBILE} 50 {TRADE_PIN}") == []
+    assert len(await world.ledger.recharges(world.agent.agent_id)) == 5
+    # the guard's confirmation expires with the window
+    assert await world.say(f"CZ 2 {MOBILE} 50 {TRADE_PIN}") == duplicate
+    world.clock.advance(61)
+    assert await world.say(f"Y {TRADE_PIN}") == world.t("shortcut_nothing_pending")
+    total = sum(v.debit_fen for v in await world.ledger.recharges(world.agent.agent_id))
+    agent = await world.ledger.agent(world.agent.agent_id)
+    assert agent.balance_fen == world.agent.balance_fen - total
+
+
+async def test_shortcut_errors_and_refusals(world: World) -> None:
+    assert await world.say(f"CZ 2 {MOBILE} 55 {TRADE_PIN}") == (
+        world.t("reason_bad_amount") + "\n" + world.t("usage_cz")
+    )
+    assert await world.say("YE") == world.t("reason_shortcut_fields") + "\n" + world.t("usage_ye")
+    assert await world.say(f"CZ 2 13911112222 50 {TRADE_PIN}") == world.t("refusal_target_unknown")
+    assert await world.say(f"YE {TRADE_PIN}") == world.t(
+        "agent_balance_result", balance="1000.00元"
+    )
+    assert await world.ledger.recharges(world.agent.agent_id) == []
+
+
+@pytest.mark.parametrize(
+    "text", [f"CZ 2 {MOBILE} 50 {TRADE_PIN}", f"YE {TRADE_PIN}", f"CS {MOBILE}", "Y 135790"]
+)
+async def test_agent_shortcuts_from_other_phones_reveal_nothing(world: World, text: str) -> None:
+    """From a phone that is not bound, a shortcut is answered like any unknown text."""
+    first = await world.send(text, phone=SUBSCRIBER_PHONE)
+    assert first == [world.t("sub_main")]
+    unknown = await world.send(text, phone=SUBSCRIBER_PHONE)
+    assert unknown == await world.send("hello", phone=SUBSCRIBER_PHONE)
+    assert await world.ledger.recharges(world.agent.agent_id) == []
+
+
+async def test_subscriber_menu(world: World) -> None:
+    phone = SUBSCRIBER_PHONE
+    menu = world.t("sub_main")
+    assert await world.send("hi", phone=phone) == [menu]
+    assert await world.send("9", phone=phone) == [world.t("reason_bad_choice") + "\n" + menu]
+    for choice in ("2", "4"):
+        assert await world.send(choice, phone=phone) == [world.t("sub_not_available") + "\n" + menu]
+    assert await world.send("0", phone=phone) == [menu]
+    assert await world.send("00", phone=phone) == [menu]
+    assert await world.send("1", phone=phone) == [
+        world.t("sub_balance_result", number=phone, balance="12.34元")
+    ]
+    assert world.last[0].route.final
+    assert await world.send("x", phone=phone) == [menu]
+    assert await world.send("3", phone=phone) == [world.t("sub_topups_none")]
+    assert await world.send(f"CZ 2 {phone} 20 {TRADE_PIN}") == []
+    assert await world.send(f"CZ 2 {phone} 30 {TRADE_PIN}") == []
+    await world.send("x", phone=phone)
+    assert await world.send("3", phone=phone) == [
+        world.t("sub_topups_result", lines="11-10 10:00 30.00元\n11-10 10:00 20.00元")
+    ]
+    assert await world.send("x", phone=phone) == [menu]
+    assert await world.send("#", phone=phone) == [world.t("goodbye")]
+    # a phone the ledger does not know at all
+    assert await world.send("1", phone="13311110000") == [menu]
+    assert await world.send("1", phone="13311110000") == [world.t("sub_unknown")]
+
+
+async def test_redelivered_message_gets_the_same_reply_and_moves_no_money(world: World) -> None:
+    for text in ("x", "1", "1", "1", "2", MOBILE):
+        await world.say(text)
+    confirm = await world.send("50", key="confirm-screen")
+    assert await world.send("50", key="confirm-screen") == confirm  # redelivery: same reply
+    assert await world.send(TRADE_PIN, key="pin") == []
+    assert await world.send(TRADE_PIN, key="pin") == []
+    assert len(await world.ledger.recharges(world.agent.agent_id)) == 1
+    # even with the stored reply lost, the ledger key derived from the message key holds
+    assert await world.send(f"CZ 3 {PHS} 20 {TRADE_PIN}", key="short") == []
+    if isinstance(world.store, InProcessStore):
+        world.store._replies.clear()
+    else:
+        assert isinstance(world.store, RedisStore)
+        keys = await world.store.client.keys(f"{world.store.prefix}reply:*")
+        await world.store.client.delete(*keys)
+    world.clock.advance(61)  # and out of the duplicate window
+    assert await world.send(f"CZ 3 {PHS} 20 {TRADE_PIN}", key="short") == []
+    assert len(await world.ledger.recharges(world.agent.agent_id)) == 2
+    assert len(await world.notices()) == 2  # one result notice per operation
+
+
+async def test_rate_limit(world: World) -> None:
+    limit = world.settings.rate_limit_per_min
+    for _ in range(limit):
+        assert len(await world.send("x")) == 1
+    assert await world.send("x") == [world.t("rate_limited")]
+    assert await world.send(f"YE {TRADE_PIN}") == []  # dropped: told once only
+    assert await world.send("1", phone=SUBSCRIBER_PHONE) == [world.t("sub_main")]  # others fine
+    world.clock.advance(60)
+    assert len(await world.send("x")) == 1
+
+
+async def test_idle_timeout_starts_afresh(world: World) -> None:
+    for text in ("x", "1", "1"):
+        await world.say(text)
+    world.clock.advance(world.settings.session_timeout_s - 1)
+    assert await world.say("3") == world.t("agent_account")
+    world.clock.advance(world.settings.session_timeout_s)
+    assert await world.say("1") == world.t("agent_main")  # not the balance screen
+
+
+async def test_session_expiring_at_the_confirmation_reserves_nothing(world: World) -> None:
+    for text in ("x", "1", "1", "1", "2", MOBILE, "100"):
+        await world.say(text)
+    world.clock.advance(world.settings.session_timeout_s + 1)
+    assert await world.say(TRADE_PIN) == world.t("agent_main")
+    assert await world.ledger.recharges(world.agent.agent_id) == []
+    agent = await world.ledger.agent(world.agent.agent_id)
+    assert agent.balance_fen == world.agent.balance_fen
+    assert await world.say(f"YE {TRADE_PIN}") == world.t(
+        "agent_balance_result", balance=format_yuan(world.agent.balance_fen)
+    )
+
+
+async def test_ussd_dialogue_routes(world: World) -> None:
+    def ussd(opening: bool = False) -> Route:
+        return Route(Transport.USSD, UssdDialogue(42, 7, opening=opening))
+
+    assert await world.send("*100#", route=ussd(opening=True)) == [world.t("agent_main")]
+    assert world.last[0].route == Route(Transport.USSD, UssdDialogue(42, 7, True), final=False)
+    for text in ("1", "1", "1", "2", MOBILE, "20"):
+        await world.send(text, route=ussd())
+        assert not world.last[0].route.final
+    assert await world.send(TRADE_PIN, route=ussd()) == []
+    (notice,) = await world.notices()
+    assert notice.transport == "ussd" and notice.ussd_session == 42 and notice.final
+    # a new dialogue opens afresh even while the old session would still be live
+    await world.send("1", route=ussd())
+    assert await world.send("*100#", route=ussd(opening=True)) == [world.t("agent_main")]
+    assert await world.send("#", route=ussd()) == [world.t("goodbye")]
+    assert world.last[0].route.final
+
+
+@pytest.mark.parametrize("backend", ["redis+postgres"], indirect=True)
+async def test_two_engines_on_one_redis_keep_one_phone_consistent(world: World) -> None:
+    """Two workers (engines) sharing one Redis, as ``smsmenu serve`` scales out."""
+    assert isinstance(world.store, RedisStore)
+    twin_store = RedisStore(world.store.client, prefix=world.store.prefix, lock_ttl_s=2.0)
+    twin = build_menu_engine(world.settings, world.ledger, twin_store, world.clock, world.texts)
+    engines = [world.engine, twin]
+
+    def inbound(text: str, key: str) -> Inbound:
+        return Inbound(AGENT_PHONE, "10001", text, key)
+
+    # one dialogue, its messages alternating between the workers
+    script = ["x", "1", "1", "1", "2", MOBILE, "50"]
+    replies = []
+    for i, text in enumerate(script):
+        replies.append(await engines[i % 2].handle(inbound(text, f"d{i}")))
+    assert replies[-1][0].text.startswith("C网手机")
+    # the password arrives at both workers at once (an SMSC redelivery to the other bind)
+    results = await asyncio.gather(
+        world.engine.handle(inbound(TRADE_PIN, "pin")), twin.handle(inbound(TRADE_PIN, "pin"))
+    )
+    assert results == [[], []]
+    # and a burst of one phone's messages spread over both runs one at a time
+    burst = await asyncio.gather(
+        *(
+            engines[i % 2].handle(inbound(f"CZ 3 {PHS} {10 * (i + 1)} {TRADE_PIN}", f"b{i}"))
+            for i in range(6)
+        )
+    )
+    assert all(reply == [] for reply in burst)
+    views = await world.ledger.recharges(world.agent.agent_id)
+    assert sorted((v.number, v.amount_fen) for v in views) == sorted(
+        [(MOBILE, 5000)] + [(PHS, 1000 * (i + 1)) for i in range(6)]
+    )
+    agent = await world.ledger.agent(world.agent.agent_id)
+    assert agent.balance_fen == world.agent.balance_fen - sum(v.debit_fen for v in views)
+    # both see the same session afterwards
+    assert (await twin.handle(inbound("1", "after")))[0].text == world.t("agent_main")
+    assert (await world.engine.handle(inbound("1", "after2")))[0].text == world.t("agent_tianyi")

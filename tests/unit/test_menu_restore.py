@@ -1,0 +1,125 @@
+"""Restoring a menu machine at a saved configuration runs no entry action, and a pooled
+machine reused for another phone carries nothing over. Pure: the ledger is never asked."""
+
+from __future__ import annotations
+
+import pytest
+from statemachine.orderedset import OrderedSet
+
+from smsmenu.menus.agent import AgentMenu
+from smsmenu.menus.base import MachinePool, MenuMachine, MenuModel
+from smsmenu.menus.subscriber import SubscriberMenu
+from tests.unit.test_menu_screens import TEXTS, screens, turn
+
+BACK_TO = {
+    "main": "main",
+    "tianyi": "main",
+    "air": "tianyi",
+    "rc_kind": "air",
+    "rc_number": "rc_kind",
+    "rc_amount": "rc_number",
+    "rc_notify": "rc_amount",
+    "rc_confirm": "rc_notify",  # the data is a broadband recharge: it has a notify step
+    "exc_menu": "air",
+    "retry_pick": "exc_menu",
+    "retry_pin": "retry_pick",
+    "account": "air",
+    "bal_pin": "account",
+    "tp_old": "account",
+    "tp_new": "tp_old",
+    "tp_again": "tp_new",
+    "rec_pin": "account",
+    "tr_amount": "account",
+    "tr_pin": "tr_amount",
+    "business": "air",
+    "mp_old": "business",
+    "mp_new": "mp_old",
+    "mp_again": "mp_new",
+}
+
+
+def screen(machine: type[MenuMachine], state: str) -> str:
+    instance = machine(MenuModel(OrderedSet(["idle"])))
+    instance.model.turn = turn()
+    instance.show(state)
+    return instance.model.turn.parts[0]
+
+
+def test_every_agent_screen_has_a_way_back() -> None:
+    assert set(BACK_TO) == set(screens(AgentMenu))
+
+
+def test_restore_runs_no_entry_action() -> None:
+    """Constructing on a model whose state is already set shows nothing."""
+    for state in screens(AgentMenu):
+        t = turn()
+        model = MenuModel(OrderedSet(["session", state]))
+        model.turn = t
+        machine = AgentMenu(model)
+        assert list(machine.configuration_values) == ["session", state]
+        assert t.parts == []
+
+
+@pytest.mark.parametrize("state", list(BACK_TO))
+async def test_back_after_restore_shows_only_the_previous_screen(state: str) -> None:
+    pool = MachinePool(AgentMenu)
+    t = turn()
+    after = await pool.step(("session", state), "back", t)
+    assert after == ("session", BACK_TO[state])
+    assert t.parts == [screen(AgentMenu, BACK_TO[state])]
+
+
+@pytest.mark.parametrize("machine", [AgentMenu, SubscriberMenu])
+async def test_home_and_end_from_every_screen(machine: type[MenuMachine]) -> None:
+    pool = MachinePool(machine)
+    main = screen(machine, "main")
+    for state in screens(machine):
+        t = turn()
+        assert await pool.step(("session", state), "home", t) == ("session", "main")
+        assert t.parts == [main]
+        assert t.data == {}  # the main menu forgets every input
+        t = turn()
+        assert await pool.step(("session", state), "end", t) == ("idle",)
+        assert t.parts == [TEXTS.render("goodbye")]
+    assert pool.built == 1  # one instance served every step
+
+
+async def test_pooled_machine_carries_nothing_to_the_next_phone() -> None:
+    pool = MachinePool(AgentMenu)
+    first = turn()
+    await pool.step(("session", "rc_kind"), "input", first, "2")
+    assert first.data["kind"] == "mobile"
+    second = turn({})
+    second.phone = "18900000002"
+    assert await pool.step(("idle",), "open", second) == ("session", "main")
+    assert second.parts == [screen(AgentMenu, "main")]
+    assert "kind" not in second.data and pool.built == 1
+
+
+async def test_invalid_input_changes_nothing() -> None:
+    pool = MachinePool(AgentMenu)
+    for state, text in [("main", "9"), ("air", "x"), ("rc_amount", "15"), ("tr_pin", "12")]:
+        t = turn()
+        before = dict(t.data)
+        assert await pool.step(("session", state), "input", t, text) == ("session", state)
+        assert t.data == before
+        assert len(t.parts) == 2 and t.parts[1] == screen(AgentMenu, state)
+
+
+async def test_a_failed_step_drops_its_machine() -> None:
+    pool = MachinePool(AgentMenu)
+    t = turn()
+    t.agent_id = 1
+    with pytest.raises(AssertionError, match="asked the ledger"):
+        await pool.step(("session", "bal_pin"), "input", t, "135790")
+    assert pool.built == 1
+    await pool.step(("session", "main"), "back", turn())
+    assert pool.built == 2
+
+
+@pytest.mark.parametrize("machine", [AgentMenu, SubscriberMenu])
+def test_state_ids_are_unique_and_match_their_values(machine: type[MenuMachine]) -> None:
+    """One namespace for state names (LIBRARY-NOTES): an alias or a duplicate would rename."""
+    ids = [state.id for state in machine.states_map.values()]
+    assert len(ids) == len(set(ids))
+    assert all(state.id == value for value, state in machine.states_map.items())

@@ -1,0 +1,70 @@
+"""Sessions (de)serialise to JSON and refuse what is not one (pure)."""
+
+import json
+
+import pytest
+
+from smsmenu.menus.sealing import Sealer
+from smsmenu.menus.session import IDLE, CorruptSession, Session
+
+
+def test_round_trip() -> None:
+    session = Session(
+        menu="agent",
+        agent_id=7,
+        states=("session", "rc_amount"),
+        data={"kind": "mobile", "number": "13812345678", "amount": 5000, "notify": None},
+        touched=1_700_000_000.5,
+        recent=[("13812345678", 5000, 1_700_000_000.0)],
+        pending={"op": "retry", "tx": 3, "expires": 1_700_000_060.0},
+        version=4,
+    )
+    again = Session.from_json(session.to_json())
+    assert again == session
+    json.loads(session.to_json())  # plain JSON
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "not json",
+        "[]",
+        '{"f": 2}',
+        '{"f": 1, "menu": "admin"}',
+        '{"f":1,"menu":"agent","agent":null,"states":[],"data":{},"touched":0,'
+        '"recent":[],"pending":null,"v":0}',
+        '{"f":1,"menu":"agent","agent":"x","states":["idle"],"data":{},"touched":0,'
+        '"recent":[],"pending":null,"v":0}',
+    ],
+)
+def test_corrupt(raw: str) -> None:
+    with pytest.raises(CorruptSession):
+        Session.from_json(raw)
+
+
+def test_liveness_and_prune() -> None:
+    session = Session(menu="agent", states=("session", "main"), touched=1000.0)
+    assert session.live(1179.0, 180)
+    assert not session.live(1180.0, 180)
+    session.recent = [("a", 1, 900.0), ("b", 2, 990.0)]
+    session.pending = {"expires": 1000.0}
+    session.prune(1000.0, 60)
+    assert session.recent == [("b", 2, 990.0)] and session.pending is None
+    session.end_dialogue()
+    assert session.states == IDLE and not session.empty
+    session.recent = []
+    assert session.empty
+
+
+def test_sealing() -> None:
+    sealer = Sealer(b"k" * 32)
+    sealed = sealer.seal("135790", "18900000001")
+    assert "135790" not in sealed
+    assert sealer.open(sealed, "18900000001") == "135790"
+    assert sealer.open(sealed, "18900000002") is None  # bound to its phone
+    assert Sealer(b"x" * 32).open(sealed, "18900000001") is None  # another key
+    tampered = sealed[:-3] + ("A" if sealed[-3] != "A" else "B") + sealed[-2:]
+    assert sealer.open(tampered, "18900000001") is None
+    assert sealer.open("garbage!", "18900000001") is None
+    assert sealer.seal("135790", "p") != sealer.seal("135790", "p")  # random nonce
