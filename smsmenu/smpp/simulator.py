@@ -167,6 +167,8 @@ class Simulator:
         self._parts: concat.Reassembler[tuple[pdu.ShortMessage, str]] = concat.Reassembler(60)
         self._faults: list[_Fault] = []
         self._delay_s = 0.0
+        self._unanswered = 0
+        self.max_unanswered = 0  # most submit_sm waiting for their (delayed) response at once
         self._changed = asyncio.Condition()
         self._bound = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -311,8 +313,15 @@ class Simulator:
     def _answer(self, session: _Session, packet: pdu.Pdu) -> None:
         if self._delay_s <= 0:
             session.write(packet)
-        else:
-            asyncio.get_running_loop().call_later(self._delay_s, session.write, packet)
+            return
+        self._unanswered += 1
+        self.max_unanswered = max(self.max_unanswered, self._unanswered)
+
+        def later() -> None:
+            self._unanswered -= 1
+            session.write(packet)
+
+        asyncio.get_running_loop().call_later(self._delay_s, later)
 
     def _collect(self, sm: pdu.ShortMessage, message_id: str) -> None:
         segment, payload = concat.segment_of(sm)
