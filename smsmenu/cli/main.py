@@ -6,9 +6,9 @@ import sys
 
 import click
 
-from smsmenu.cli import fail, root
-
 # Command modules register their commands on ``root`` when imported (one line each):
+import smsmenu.cli.smpp  # noqa: F401
+from smsmenu.cli import fail, root
 
 
 def main() -> None:

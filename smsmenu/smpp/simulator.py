@@ -24,7 +24,7 @@ import itertools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -159,6 +159,7 @@ class Simulator:
         self.binds = 0
         self.enquire_links = 0
         self.deliveries: list[Delivery] = []
+        self.on_received: Callable[[Received], None] | None = None  # e.g. the console
         self._server: asyncio.Server | None = None
         self._sessions: list[_Session] = []
         self._waiting: list[Delivery] = []
@@ -359,6 +360,8 @@ class Simulator:
             registered_delivery=sm.registered_delivery,
         )
         self.received[sm.destination].append(message)
+        if self.on_received is not None:
+            self.on_received(message)
         log.info(
             "phone %s received %d chars in %d part(s)", sm.destination, len(message.text), parts
         )
