@@ -41,7 +41,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,7 +98,11 @@ class GatewayConfig:
     throttle_max_s: float = 30.0
     max_attempts: int = 5
     part_timeout_s: float = 300.0
-    registered_delivery: int = 1
+    registered_delivery: int = 1  # ask for delivery receipts of SMS (not of USSD)
+    source_ton: int = 0
+    source_npi: int = 0
+    dest_ton: int = 0
+    dest_npi: int = 1
     retry_statuses: frozenset[int] = frozenset({pdu.ESME_RMSGQFUL, pdu.ESME_RTHROTTLED})
     alphabet: Alphabet = Alphabet.GSM
     codes: UssdCodes = field(default_factory=UssdCodes)
@@ -216,6 +220,14 @@ class _Part:
     seq: int
 
 
+class _PhoneGate:
+    """One phone's messages go to the handler one at a time, in arrival order."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 class Gateway:
     """The ESME. ``await start()``, ``await send(outbound)``, ``await stop()``."""
 
@@ -242,7 +254,8 @@ class Gateway:
         self._throttle_delay = 0.0
         self._reference = itertools.count(1)
         self._parts: concat.Reassembler[_Part] = concat.Reassembler(config.part_timeout_s)
-        self._phone_locks: dict[str, asyncio.Lock] = {}
+        self._phone_gates: dict[str, _PhoneGate] = {}
+        self._inflight: dict[str, list[_Ack]] = {}
         self._sent_ids: OrderedDict[str, str] = OrderedDict()
         self._was_bound = False
 
@@ -295,6 +308,20 @@ class Gateway:
         self._bound.clear()
         self._bound.set()  # wake senders waiting for a bind: they see _stopping and give up
         self._bound.clear()
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        handler: Handler,
+        on_receipt: ReceiptCallback | None = None,
+        on_acked: AckCallback | None = None,
+        **overrides: Any,
+    ) -> Gateway:
+        """The gateway of ``settings`` (smsc_*, smpp_window, enquire_link_s, ussd_op_*)."""
+        return cls(
+            GatewayConfig.from_settings(settings, **overrides), handler, on_receipt, on_acked
+        )
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -438,15 +465,35 @@ class Gateway:
             codes=self.config.codes,
             received_at=datetime.now(UTC),
         )
-        lock = self._phone_locks.setdefault(inbound.source, asyncio.Lock())
+        key = inbound.message_key
+        waiting = self._inflight.get(key)
+        if waiting is not None:
+            # The SMSC delivered it again while the first copy is still in the handler:
+            # this copy is answered together with the first one.
+            waiting.extend(acks)
+            log.info("mo key=%s: redelivered while in the handler, acked with it", key)
+            return
+        mine = self._inflight[key] = list(acks)
+        gate = self._phone_gates.setdefault(inbound.source, _PhoneGate())
+        gate.users += 1
         try:
-            async with lock:
-                await self._handle(inbound, acks, segment.total if segment else 1)
+            async with gate.lock:  # replies inside too: a phone gets them in order
+                for reply in await self._handle(inbound, segment.total if segment else 1):
+                    try:
+                        await self.send(reply)
+                    except (SendFailed, GatewayStopped) as exc:
+                        log.error(
+                            "reply to %s for key=%s not sent: %s", reply.destination, key, exc
+                        )
         finally:
-            if not lock.locked() and self._phone_locks.get(inbound.source) is lock:
-                del self._phone_locks[inbound.source]
+            if self._inflight.get(key) is mine:  # not a later copy's entry
+                del self._inflight[key]
+            gate.users -= 1
+            if gate.users == 0:
+                del self._phone_gates[inbound.source]
 
-    async def _handle(self, inbound: Inbound, acks: tuple[_Ack, ...], parts: int) -> None:
+    async def _handle(self, inbound: Inbound, parts: int) -> list[Outbound]:
+        """Runs the handler, then acks every copy of every part; [] if it raised."""
         log.info(
             "mo source=%s destination=%s transport=%s len=%d parts=%d key=%s",
             inbound.source,
@@ -465,7 +512,8 @@ class Gateway:
                 inbound.message_key,
                 type(exc).__name__,
             )
-            return
+            return []
+        acks = self._inflight.pop(inbound.message_key, [])
         written = [a.send() for a in acks]
         self.counters.received += 1
         if self._on_acked is not None and any(written):
@@ -473,16 +521,7 @@ class Gateway:
                 await self._on_acked(inbound.message_key)
             except Exception as exc:
                 log.error("on_acked(%s) failed: %r", inbound.message_key, exc)
-        for reply in replies:
-            try:
-                await self.send(reply)
-            except (SendFailed, GatewayStopped) as exc:
-                log.error(
-                    "reply to %s for key=%s not sent: %s",
-                    reply.destination,
-                    inbound.message_key,
-                    exc,
-                )
+        return replies
 
     async def _receipt(self, sm: pdu.ShortMessage, ack: _Ack) -> None:
         receipt = receipts.parse(sm)
@@ -542,40 +581,33 @@ class Gateway:
         return accepted
 
     def _parts_of(self, outbound: Outbound) -> list[pdu.ShortMessage]:
+        cfg = self.config
         base = pdu.ShortMessage(
             source=outbound.source,
             destination=outbound.destination,
-            registered_delivery=self.config.registered_delivery,
+            source_ton=cfg.source_ton,
+            source_npi=cfg.source_npi,
+            dest_ton=cfg.dest_ton,
+            dest_npi=cfg.dest_npi,
         )
         if outbound.route.transport is Transport.USSD:
-            # A USSD string is never concatenated: it travels whole, in message_payload
-            # when it does not fit short_message.
-            coding = choose_coding(outbound.text, self.config.alphabet)
-            body = encode(outbound.text, coding, self.config.alphabet)
-            tlvs = reply_tlvs(outbound.route, self.config.codes)
+            # A USSD string is never concatenated: it travels whole, in message_payload when
+            # it does not fit short_message. No delivery receipt is asked for.
+            coding = choose_coding(outbound.text, cfg.alphabet)
+            body = encode(outbound.text, coding, cfg.alphabet)
+            tlvs = reply_tlvs(outbound.route, cfg.codes)
             if len(body) > 254:
-                return [
-                    pdu.ShortMessage(
-                        outbound.source,
-                        outbound.destination,
-                        b"",
-                        coding,
-                        tlvs=((pdu.TLV_MESSAGE_PAYLOAD, body), *tlvs),
-                    )
-                ]
-            return [
-                pdu.ShortMessage(outbound.source, outbound.destination, body, coding, tlvs=tlvs)
-            ]
-        split = concat.split(outbound.text, next(self._reference) & 0xFF, self.config.alphabet)
+                tlvs = ((pdu.TLV_MESSAGE_PAYLOAD, body), *tlvs)
+                body = b""
+            return [replace(base, short_message=body, data_coding=coding, tlvs=tlvs)]
+        split = concat.split(outbound.text, next(self._reference) & 0xFF, cfg.alphabet)
         return [
-            pdu.ShortMessage(
-                base.source,
-                base.destination,
-                part,
-                split.data_coding,
-                split.esm_class,
-                source_ton=0,
-                registered_delivery=base.registered_delivery,
+            replace(
+                base,
+                short_message=part,
+                data_coding=split.data_coding,
+                esm_class=split.esm_class,
+                registered_delivery=cfg.registered_delivery,
             )
             for part in split.parts
         ]
@@ -656,7 +688,7 @@ class Gateway:
             now = time.monotonic()
             for expired in self._parts.expire(now):
                 log.warning(
-                    "mo parts %s incomplete after %.0fs: refused, the SMSC will retry",
+                    "mo parts %s incomplete after %gs: refused, the SMSC will retry",
                     expired.key[:2],
                     self.config.part_timeout_s,
                 )

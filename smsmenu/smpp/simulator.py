@@ -441,7 +441,8 @@ class Simulator:
     ) -> list[Delivery]:
         """A phone sends ``text`` to ``to`` (the service number): one deliver_sm, or
         concatenated parts when it does not fit one (``concat_mode`` 'udh8', 'udh16' or
-        'sar'; ``order`` a permutation of part numbers 1..n; ``part_size`` forces splitting
+        'sar'; ``order`` the part numbers 1..n to send, in that order — leave one out to
+        lose it, repeat one to duplicate it; ``part_size`` forces splitting
         into parts of that many characters). Returns the deliveries, one per part."""
         coding = choose_coding(text, self.alphabet) if data_coding is None else data_coding
         limit = 70 if coding == DC_UCS2 else 160
@@ -463,8 +464,8 @@ class Simulator:
         total = len(chunks)
         ref = (next(self._ref) & 0xFF) if reference is None else reference
         numbers = list(order) if order is not None else list(range(1, total + 1))
-        if sorted(numbers) != list(range(1, total + 1)):
-            raise ValueError(f"order must be a permutation of 1..{total}")
+        if not all(1 <= n <= total for n in numbers):
+            raise ValueError(f"order must name parts 1..{total}")
         out = []
         for seq in numbers:
             body = encode(chunks[seq - 1], coding, self.alphabet)

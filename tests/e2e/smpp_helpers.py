@@ -71,7 +71,7 @@ async def bound_pair(
     simulator: dict[str, Any] | None = None,
     **config: Any,
 ) -> AsyncIterator[tuple[Simulator, Gateway]]:
-    sim = Simulator(redeliver_after_s=0.5, **(simulator or {}))
+    sim = Simulator(**{"redeliver_after_s": 0.5, **(simulator or {})})
     port = await sim.start()
     gateway = Gateway(fast_config(port, **config), handler or Recorder(), on_receipt)
     try:

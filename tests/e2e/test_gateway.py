@@ -209,3 +209,60 @@ async def test_wrong_password_keeps_retrying_until_fixed() -> None:
 
 async def test_route_default_is_sms() -> None:
     assert Route().transport is Transport.SMS
+
+
+async def test_incomplete_parts_expire_with_a_temporary_error_then_arrive() -> None:
+    handler = Recorder(lambda m: [])
+    # The SMSC's retry interval (0.1 s here) must be shorter than part_timeout_s, else the
+    # parts of a set whose other parts were refused keep missing each other.
+    async with bound_pair(handler, simulator={"redeliver_after_s": 0.1}, part_timeout_s=0.3) as (
+        sim,
+        _gateway,
+    ):
+        text = "x" * 20
+        first = sim.send(PHONE, text, part_size=10, reference=9, order=[1])  # part 2 is lost
+        for _ in range(100):
+            if first[0].statuses:
+                break
+            await asyncio.sleep(0.02)
+        assert first[0].statuses[0] == pdu.ESME_RX_T_APPN  # refused, so the SMSC retries
+        sim.send(PHONE, text, part_size=10, reference=9, order=[2])
+        (inbound,) = await handler.wait(1)  # the SMSC's retry of part 1 completes it
+        assert inbound.text == text
+        await asyncio.wait_for(first[0].acked, 5)
+
+
+async def test_redelivery_during_a_slow_handler_is_acked_with_the_first_copy() -> None:
+    calls: list[Inbound] = []
+    release = asyncio.Event()
+
+    async def slow(inbound: Inbound) -> list[Outbound]:
+        calls.append(inbound)
+        await release.wait()
+        return [Outbound(inbound.source, "done", SERVICE)]
+
+    acked: list[str] = []
+
+    async def on_acked(key: str) -> None:
+        acked.append(key)
+
+    async with bound_pair(slow, simulator={"redeliver_after_s": 0.2}) as (sim, gateway):
+        gateway._on_acked = on_acked
+        (delivery,) = sim.send(PHONE, "YE 135790")
+        await asyncio.sleep(0.7)  # the simulator redelivers two or three times meanwhile
+        assert delivery.attempts >= 3 and len(calls) == 1
+        release.set()
+        await asyncio.wait_for(delivery.acked, 5)
+        assert [m.text for m in await sim.wait_for(PHONE)] == ["done"]
+        assert acked == [calls[0].message_key]
+
+
+async def test_from_settings() -> None:
+    from smsmenu.settings import Settings
+    from smsmenu.smpp.gateway import Gateway
+
+    settings = Settings(smsc_port=2999, smpp_window=7, ussd_op_final=0x81)  # type: ignore[call-arg]
+    gateway = Gateway.from_settings(settings, Recorder(), response_timeout_s=1.0)
+    assert gateway.config.port == 2999 and gateway.config.window == 7
+    assert gateway.config.codes.final == 0x81 and gateway.config.response_timeout_s == 1.0
+    assert gateway.config.password == "secret"

@@ -73,3 +73,32 @@ async def test_cli_script_mismatch_exits_non_zero(tmp_path: Path) -> None:
     assert err.strip().splitlines()[-1] == (
         "smsmenu: line 2: 13800000001 expected '余额', got '主菜单 1 天翼'"
     )
+
+
+async def test_cli_console(tmp_path: Path) -> None:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from smsmenu.cli.main import main; main()",
+        "simulator", "--port", str(port),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    gateway = Gateway(fast_config(port), Recorder(_menu))
+    try:
+        banner = await asyncio.wait_for(proc.stdout.readline(), 10)
+        assert f"127.0.0.1:{port}" in banner.decode()
+        await gateway.start()
+        await gateway.wait_bound(10)
+        proc.stdin.write(b"13800000001> 1\n13800000002 ussd> *100#\n")
+        await proc.stdin.drain()
+        lines: list[str] = []
+        async with asyncio.timeout(10):
+            while len([line for line in lines if line.startswith("<")]) < 2:
+                lines.append((await proc.stdout.readline()).decode().rstrip("\n"))
+        assert "< 13800000001 from 10001: 主菜单 1 天翼" in lines
+        assert "< 13800000002 from 10001: 主菜单（USSD）  [ussd op=2 session=1 open]" in lines
+    finally:
+        await gateway.stop()
+        proc.terminate()
+        await proc.wait()
