@@ -93,6 +93,7 @@ class _Session:
         self.sequence = itertools.count(1)
         self.outstanding: dict[int, tuple[Delivery, asyncio.TimerHandle]] = {}
         self.closed = False
+        self.silent = False  # a half-open link: reads everything, answers nothing
 
     @property
     def can_receive(self) -> bool:
@@ -223,7 +224,8 @@ class Simulator:
                 if not data:
                     break
                 for packet in framer.feed(data):
-                    self._handle(session, packet)
+                    if not session.silent:
+                        self._handle(session, packet)
                 await writer.drain()
         except (ConnectionError, pdu.PduError, asyncio.CancelledError):
             pass
@@ -536,6 +538,22 @@ class Simulator:
             session.close()
             count += 1
         return count
+
+    def unbind_links(self) -> int:
+        """Sends unbind to every bound ESME (as an SMSC going down for maintenance does)."""
+        count = 0
+        for session in self._sessions:
+            if session.bound_as is not None and not session.closed:
+                session.write(pdu.Pdu(pdu.UNBIND, 0, next(session.sequence)))
+                count += 1
+        return count
+
+    def silence_links(self) -> int:
+        """The current links go silent: still open, but nothing is answered any more (a
+        half-open TCP link). Only an enquire_link time-out can tell the ESME."""
+        for session in self._sessions:
+            session.silent = True
+        return len(self._sessions)
 
     def throttle(
         self,

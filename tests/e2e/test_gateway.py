@@ -266,3 +266,27 @@ async def test_from_settings() -> None:
     assert gateway.config.port == 2999 and gateway.config.window == 7
     assert gateway.config.codes.final == 0x81 and gateway.config.response_timeout_s == 1.0
     assert gateway.config.password == "secret"
+
+
+async def test_unbind_from_the_smsc_rebinds() -> None:
+    async with bound_pair() as (sim, gateway):
+        assert sim.unbind_links() == 1
+        for _ in range(200):
+            if sim.binds == 2 and gateway.bound:
+                break
+            await asyncio.sleep(0.02)
+        assert sim.binds == 2
+        assert await gateway.send(Outbound(PHONE, "after unbind", SERVICE))
+
+
+async def test_silent_link_is_detected_by_enquire_link_and_rebound() -> None:
+    async with bound_pair(enquire_link_s=0.2, response_timeout_s=0.3) as (sim, gateway):
+        sim.silence_links()
+        sending = asyncio.create_task(gateway.send(Outbound(PHONE, "through", SERVICE)))
+        for _ in range(200):
+            if sim.binds == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert sim.binds == 2
+        assert await asyncio.wait_for(sending, 5)
+        assert [m.text for m in sim.received[PHONE]] == ["through"]
