@@ -8,7 +8,8 @@ import click
 
 # Command modules register their commands on ``root`` when imported (one line each):
 import smsmenu.cli.ledger
-import smsmenu.cli.menus  # noqa: F401  (the menus: chat, menu graph)
+import smsmenu.cli.menus
+import smsmenu.cli.smpp
 from smsmenu.cli import fail, root
 
 

@@ -1,0 +1,292 @@
+"""The gateway bound over TCP to the simulator: the exchanges the spec requires."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from smsmenu.messages import Inbound, Outbound, Route, Transport, UssdDialogue
+from smsmenu.smpp import pdu
+from smsmenu.smpp.gateway import SendFailed
+from smsmenu.smpp.ussd import SessionInfo
+from tests.e2e.smpp_helpers import SERVICE, Receipts, Recorder, bound_pair
+
+PHONE = "13800000001"
+CHINESE = "主菜单：1 天翼 2 空中充值 3 账户管理 4 业务管理。" * 4  # 124 characters
+
+
+async def test_sms_in_reply_out() -> None:
+    handler = Recorder()
+    async with bound_pair(handler) as (sim, _gateway):
+        sim.send(PHONE, "1")
+        (inbound,) = await handler.wait(1)
+        assert (inbound.source, inbound.destination, inbound.text) == (PHONE, SERVICE, "1")
+        assert inbound.route.transport is Transport.SMS
+        (got,) = await sim.wait_for(PHONE)
+        assert got.text == "echo:1" and got.source == SERVICE and got.data_coding == 0
+
+
+async def test_long_chinese_reply_arrives_as_concatenated_ucs2() -> None:
+    handler = Recorder(lambda m: [Outbound(m.source, CHINESE, SERVICE)])
+    async with bound_pair(handler) as (sim, _gateway):
+        sim.send(PHONE, "你好")
+        (got,) = await sim.wait_for(PHONE)
+        assert got.text == CHINESE
+        assert got.data_coding == 8 and got.parts == 2 and len(got.message_ids) == 2
+        assert all(sm.esm_class & pdu.ESM_UDHI for sm in sim.submits)
+
+
+@pytest.mark.parametrize("mode", ["udh8", "udh16", "sar"])
+async def test_inbound_parts_joined_out_of_order(mode: str) -> None:
+    handler = Recorder()
+    text = "".join(str(n % 10) for n in range(1, 13 * 10 + 1))  # 12+ parts of 10
+    async with bound_pair(handler) as (sim, _gateway):
+        order = [1, 10, 11, 12, 13, 2, 3, 4, 5, 6, 7, 8, 9]
+        deliveries = sim.send(
+            PHONE,
+            text,
+            concat_mode=mode,
+            part_size=10,
+            order=order,
+            reference=300 if mode != "udh8" else 77,
+        )
+        (inbound,) = await handler.wait(1)
+        assert inbound.text == text
+        await asyncio.wait_for(asyncio.gather(*(d.acked for d in deliveries)), 5)
+        assert all(d.attempts == 1 for d in deliveries)
+
+
+async def test_two_phones_same_reference_are_not_merged() -> None:
+    handler = Recorder(lambda m: [])
+    async with bound_pair(handler) as (sim, _gateway):
+        a = "A" * 30
+        b = "中" * 30
+        parts_a = sim.send("13800000001", a, part_size=10, reference=5, order=[3, 1, 2])
+        parts_b = sim.send("13800000002", b, part_size=10, reference=5, order=[2, 3, 1])
+        got = await handler.wait(2)
+        assert {(m.source, m.text) for m in got} == {("13800000001", a), ("13800000002", b)}
+        await asyncio.wait_for(asyncio.gather(*(d.acked for d in parts_a + parts_b)), 5)
+
+
+async def test_rebind_after_tcp_drop_without_unbind() -> None:
+    handler = Recorder()
+    async with bound_pair(handler) as (sim, gateway):
+        sim.send(PHONE, "before")
+        await sim.wait_for(PHONE, 1)
+        assert sim.drop_link() == 1
+        await asyncio.sleep(0.01)
+        # a send made right after the drop (defect 10) still arrives, once
+        ids = await asyncio.wait_for(gateway.send(Outbound(PHONE, "during", SERVICE)), 10)
+        assert len(ids) == 1
+        sim.send(PHONE, "after")
+        got = await sim.wait_for(PHONE, 3)
+        assert sorted(m.text for m in got) == ["during", "echo:after", "echo:before"]
+        assert sim.binds == 2 and gateway.status().binds == 2
+
+
+async def test_throttling_loses_nothing_and_duplicates_nothing() -> None:
+    async with bound_pair(window=8) as (sim, gateway):
+        sim.throttle(pdu.ESME_RTHROTTLED, seconds=1.5)
+        texts = [f"msg {n}" for n in range(40)]
+        results = await asyncio.wait_for(
+            asyncio.gather(*(gateway.send(Outbound(PHONE, t, SERVICE)) for t in texts)), 30
+        )
+        assert all(len(ids) == 1 for ids in results)
+        got = sorted(m.text for m in sim.received[PHONE])
+        assert got == sorted(texts)
+        assert sim.refused and all(status == 0x58 for _, status in sim.refused)
+        status = gateway.status()
+        assert status.sent == 40 and status.failed == 0 and status.window_in_use == 0
+
+
+async def test_queue_full_is_retried_too() -> None:
+    async with bound_pair() as (sim, gateway):
+        sim.throttle(pdu.ESME_RMSGQFUL, count=3)
+        assert len(await gateway.send(Outbound(PHONE, "hello", SERVICE))) == 1
+        assert [m.text for m in sim.received[PHONE]] == ["hello"]
+
+
+async def test_permanent_refusal_is_reported_and_link_stays() -> None:
+    async with bound_pair() as (sim, gateway):
+        sim.throttle(0x0B, count=1)  # ESME_RINVDSTADR
+        with pytest.raises(SendFailed) as failure:
+            await gateway.send(Outbound(PHONE, "x", SERVICE))
+        assert failure.value.status == 0x0B
+        assert await gateway.send(Outbound(PHONE, "y", SERVICE))
+        assert gateway.status().failed == 1 and sim.binds == 1
+
+
+async def test_handler_failure_is_not_acked_and_redelivery_has_same_key() -> None:
+    handler = Recorder()
+    handler.fail_next = 1
+    async with bound_pair(handler) as (sim, _gateway):
+        (delivery,) = sim.send(PHONE, "CZ 2 13900000000 50 ******")
+        first, second = await handler.wait(2)
+        await asyncio.wait_for(delivery.acked, 5)
+        assert delivery.attempts == 2
+        assert first.message_key == second.message_key
+        assert [m.text for m in await sim.wait_for(PHONE)] == ["echo:CZ 2 13900000000 50 ******"]
+
+
+async def test_ussd_dialogue_with_high_session_number() -> None:
+    def reply(m: Inbound) -> list[Outbound]:
+        return [
+            Outbound(
+                m.source,
+                "主菜单" if m.text == "*100#" else "再见",
+                SERVICE,
+                m.route.ending(m.text == "#"),
+            )
+        ]
+
+    handler = Recorder(reply)
+    async with bound_pair(handler) as (sim, _gateway):
+        sim.send_ussd(PHONE, "*100#", op=1, session=200, user_message_reference=0x8001)
+        opened = (await handler.wait(1))[0]
+        assert opened.route.transport is Transport.USSD
+        assert opened.route.ussd == UssdDialogue(200, 0x8001, True)
+        first = await sim.next_message(PHONE, 0)
+        assert first.ussd_service_op == 2
+        assert first.session_info == SessionInfo(200, 0, False)
+        assert first.user_message_reference == 0x8001
+        sim.send_ussd(PHONE, "#", op=18, session=200, sequence=1)
+        closing = (await handler.wait(2))[1]
+        assert closing.route.ussd is not None and not closing.route.ussd.opening
+        last = await sim.next_message(PHONE, 1)
+        assert last.ussd_service_op == 17 and last.session_info == SessionInfo(200, 0, True)
+        assert last.text == "再见"
+
+
+async def test_delivery_receipts_reach_on_receipt_not_the_handler() -> None:
+    handler = Recorder(lambda m: [])
+    got = Receipts()
+    async with bound_pair(handler, got, simulator={"receipt_id_decimal": True}) as (sim, gateway):
+        ids = await gateway.send(Outbound(PHONE, "receipt please", SERVICE))
+        for _ in range(100):
+            if got.got:
+                break
+            await asyncio.sleep(0.02)
+        # the simulator writes the id in decimal in the receipt; we report the submit form
+        assert got.got == [(ids[0], True)]
+        assert handler.inbound == []
+        assert sim.deliveries[0].acked.done()
+
+
+async def test_status_counters() -> None:
+    async with bound_pair() as (sim, gateway):
+        sim.send(PHONE, "1")
+        await sim.wait_for(PHONE)
+        for _ in range(100):
+            if gateway.status().sent:
+                break
+            await asyncio.sleep(0.01)
+        status = gateway.status()
+        assert status.bound and status.binds == 1 and status.received == 1 and status.sent == 1
+        assert "bound=True" in status.line()
+
+
+async def test_enquire_link_keeps_the_link() -> None:
+    async with bound_pair(enquire_link_s=0.1) as (sim, gateway):
+        await asyncio.sleep(0.5)
+        assert sim.enquire_links >= 3 and gateway.bound
+
+
+async def test_wrong_password_keeps_retrying_until_fixed() -> None:
+    from smsmenu.smpp.gateway import Gateway
+    from smsmenu.smpp.simulator import Simulator
+    from tests.e2e.smpp_helpers import fast_config
+
+    async with Simulator(password="other") as sim:
+        gateway = Gateway(fast_config(sim.port), Recorder())
+        await gateway.start()
+        await asyncio.sleep(0.3)
+        assert not gateway.bound and sim.binds == 0
+        sim.password = "secret"
+        await gateway.wait_bound(5)
+        await gateway.stop()
+
+
+async def test_route_default_is_sms() -> None:
+    assert Route().transport is Transport.SMS
+
+
+async def test_incomplete_parts_expire_with_a_temporary_error_then_arrive() -> None:
+    handler = Recorder(lambda m: [])
+    # The SMSC's retry interval (0.1 s here) must be shorter than part_timeout_s, else the
+    # parts of a set whose other parts were refused keep missing each other.
+    async with bound_pair(handler, simulator={"redeliver_after_s": 0.1}, part_timeout_s=0.3) as (
+        sim,
+        _gateway,
+    ):
+        text = "x" * 20
+        first = sim.send(PHONE, text, part_size=10, reference=9, order=[1])  # part 2 is lost
+        for _ in range(100):
+            if first[0].statuses:
+                break
+            await asyncio.sleep(0.02)
+        assert first[0].statuses[0] == pdu.ESME_RX_T_APPN  # refused, so the SMSC retries
+        sim.send(PHONE, text, part_size=10, reference=9, order=[2])
+        (inbound,) = await handler.wait(1)  # the SMSC's retry of part 1 completes it
+        assert inbound.text == text
+        await asyncio.wait_for(first[0].acked, 5)
+
+
+async def test_redelivery_during_a_slow_handler_is_acked_with_the_first_copy() -> None:
+    calls: list[Inbound] = []
+    release = asyncio.Event()
+
+    async def slow(inbound: Inbound) -> list[Outbound]:
+        calls.append(inbound)
+        await release.wait()
+        return [Outbound(inbound.source, "done", SERVICE)]
+
+    acked: list[str] = []
+
+    async def on_acked(key: str) -> None:
+        acked.append(key)
+
+    async with bound_pair(slow, simulator={"redeliver_after_s": 0.2}) as (sim, gateway):
+        gateway._on_acked = on_acked
+        (delivery,) = sim.send(PHONE, "YE 135790")
+        await asyncio.sleep(0.7)  # the simulator redelivers two or three times meanwhile
+        assert delivery.attempts >= 3 and len(calls) == 1
+        release.set()
+        await asyncio.wait_for(delivery.acked, 5)
+        assert [m.text for m in await sim.wait_for(PHONE)] == ["done"]
+        assert acked == [calls[0].message_key]
+
+
+async def test_from_settings() -> None:
+    from smsmenu.settings import Settings
+    from smsmenu.smpp.gateway import Gateway
+
+    settings = Settings(smsc_port=2999, smpp_window=7, ussd_op_final=0x81)  # type: ignore[call-arg]
+    gateway = Gateway.from_settings(settings, Recorder(), response_timeout_s=1.0)
+    assert gateway.config.port == 2999 and gateway.config.window == 7
+    assert gateway.config.codes.final == 0x81 and gateway.config.response_timeout_s == 1.0
+    assert gateway.config.password == "secret"
+
+
+async def test_unbind_from_the_smsc_rebinds() -> None:
+    async with bound_pair() as (sim, gateway):
+        assert sim.unbind_links() == 1
+        for _ in range(200):
+            if sim.binds == 2 and gateway.bound:
+                break
+            await asyncio.sleep(0.02)
+        assert sim.binds == 2
+        assert await gateway.send(Outbound(PHONE, "after unbind", SERVICE))
+
+
+async def test_silent_link_is_detected_by_enquire_link_and_rebound() -> None:
+    async with bound_pair(enquire_link_s=0.2, response_timeout_s=0.3) as (sim, gateway):
+        sim.silence_links()
+        sending = asyncio.create_task(gateway.send(Outbound(PHONE, "through", SERVICE)))
+        for _ in range(200):
+            if sim.binds == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert sim.binds == 2
+        assert await asyncio.wait_for(sending, 5)
+        assert [m.text for m in sim.received[PHONE]] == ["through"]

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import pytest
+
+from smsmenu.smpp import pdu
+
+
+def test_short_message_round_trip_keeps_unusual_values() -> None:
+    sm = pdu.ShortMessage(
+        source="13800000001",
+        destination="10001",
+        short_message=b"\x00\xff",
+        data_coding=0x18,
+        source_ton=7,
+        source_npi=5,
+        esm_class=0x40,
+        tlvs=((0x1400, b"\x80\x81"), (pdu.TLV_ITS_SESSION_INFO, b"\xc8\x81")),
+    )
+    assert pdu.ShortMessage.decode(sm.encode()) == sm
+
+
+def test_framer_cuts_a_stream_at_any_point() -> None:
+    pdus = [pdu.Pdu(pdu.ENQUIRE_LINK, 0, n) for n in range(1, 4)]
+    data = b"".join(p.encode() for p in pdus)
+    for cut in range(len(data) + 1):
+        framer = pdu.Framer()
+        got = framer.feed(data[:cut]) + framer.feed(data[cut:])
+        assert got == pdus
+
+
+def test_framer_refuses_a_bad_length() -> None:
+    with pytest.raises(pdu.PduError):
+        pdu.Framer().feed(b"\x00\x00\x00\x05" + b"\x00" * 12)
+
+
+def test_bind_round_trip() -> None:
+    bind = pdu.Bind("smsmenu", "secret", "vma")
+    assert pdu.Bind.decode(bind.encode()) == bind
+
+
+@pytest.mark.parametrize(("body", "expected"), [(b"", ""), (b"1A\x00", "1A"), (b"abc", "abc")])
+def test_message_id_body(body: bytes, expected: str) -> None:
+    assert pdu.decode_message_id(body) == expected
+
+
+def test_response_keeps_sequence_and_sets_resp_bit() -> None:
+    request = pdu.Pdu(pdu.SUBMIT_SM, 0, 77, b"x")
+    resp = pdu.response(request, 0x400)
+    assert (resp.command_id, resp.command_status, resp.sequence) == (0x80000004, 0x400, 77)
+    assert resp.is_response and not request.is_response
+
+
+def test_truncated_body_is_a_pdu_error() -> None:
+    body = pdu.ShortMessage("1", "2", b"hello").encode()
+    with pytest.raises(pdu.PduError):
+        pdu.ShortMessage.decode(body[:-3])
