@@ -7,10 +7,7 @@ import sys
 import click
 
 # Command modules register their commands on ``root`` when imported (one line each):
-import smsmenu.cli.ledger
-import smsmenu.cli.menus
-import smsmenu.cli.smpp
-from smsmenu.cli import fail, root
+from smsmenu.cli import fail, ledger, menus, root, smpp  # noqa: F401  (they add commands)
 
 
 def main() -> None:
