@@ -91,3 +91,215 @@ def build_menu_engine(
             rate_limit_per_min=settings.rate_limit_per_min,
         ),
     )
+
+
+# ---- the running server (``smsmenu serve``, ``smsmenu demo``) -------------------------------
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import logging  # noqa: E402
+from collections import OrderedDict  # noqa: E402
+from collections.abc import AsyncIterator  # noqa: E402
+from dataclasses import dataclass, field, replace  # noqa: E402
+from typing import Any  # noqa: E402
+
+from smsmenu.messages import Inbound, Outbound  # noqa: E402
+from smsmenu.smpp.gateway import Gateway  # noqa: E402
+from smsmenu.smpp.outbox import OutboxSender, SenderConfig  # noqa: E402
+
+server_log = logging.getLogger("smsmenu.server")
+
+
+class Intake:
+    """Turns the gateway's redelivery keys into keys of one message each.
+
+    The gateway's ``message_key`` is a hash of what the SMSC sends again unchanged
+    (``smpp/inbound.py``): a redelivery has the key of its first copy, but so has the same text
+    typed again by the same phone once the first was acknowledged (an agent sends ``1`` at two
+    menus, or the same trade password for two recharges). The engine needs one key per
+    message (its stored reply and the ledger's idempotency key derive from it), so the key
+    given to the engine is ``<gateway key>.<n>`` where ``n`` counts how many times that gateway
+    key was acknowledged already: a redelivery (never acknowledged) gets the same ``n``, a new
+    message with the same content the next one. The counts live in the session store's Redis
+    when there is one (any worker may receive the next message) and else in this process.
+    A crash between writing the deliver_sm_resp and counting it would make the next identical
+    message look like a redelivery (answered again, not run again): never a double operation.
+    """
+
+    def __init__(self, store: SessionStore, ttl_s: int = 86400) -> None:
+        self._redis = store.client if isinstance(store, RedisStore) else None
+        self._prefix = store.prefix if isinstance(store, RedisStore) else ""
+        self._ttl_s = ttl_s
+        self._counts: OrderedDict[str, int] = OrderedDict()
+
+    def _name(self, key: str) -> str:
+        return f"{self._prefix}acked:{key}"
+
+    async def key(self, gateway_key: str) -> str:
+        if self._redis is not None:
+            raw = await self._redis.get(self._name(gateway_key))
+            count = int(raw) if raw else 0
+        else:
+            count = self._counts.get(gateway_key, 0)
+        return f"{gateway_key}.{count}"
+
+    async def acked(self, gateway_key: str) -> None:
+        if self._redis is not None:
+            name = self._name(gateway_key)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(name)
+                pipe.expire(name, self._ttl_s)
+                await pipe.execute()
+            return
+        self._counts[gateway_key] = self._counts.get(gateway_key, 0) + 1
+        self._counts.move_to_end(gateway_key)
+        while len(self._counts) > 200_000:
+            self._counts.popitem(last=False)
+
+
+class ShuttingDown(RuntimeError):
+    """The server is stopping: the message is not taken (not acked; the SMSC redelivers it,
+    possibly to another worker)."""
+
+
+@dataclass
+class Server:
+    """The running product: ledger, session store, menu engine, gateway and outbox sender."""
+
+    settings: Settings
+    ledger: LedgerService
+    store: SessionStore
+    engine: MenuEngine
+    outbox: Outbox
+    intake: Intake
+    gateway: Gateway = field(init=False)
+    sender: OutboxSender = field(init=False)
+    accepting: bool = True
+
+    async def handle(self, inbound: Inbound) -> list[Outbound]:
+        """The gateway's handler: the engine's direct reply; the outbox sender is woken, since
+        a money operation writes its result and receipts to the outbox."""
+        if not self.accepting:
+            raise ShuttingDown("the server is stopping")
+        key = await self.intake.key(inbound.message_key)
+        try:
+            return await self.engine.handle(replace(inbound, message_key=key))
+        finally:
+            self.sender.nudge()
+
+    async def acked(self, gateway_key: str) -> None:
+        """The gateway's ``on_acked``: that message is taken; the same content is new now."""
+        await self.intake.acked(gateway_key)
+
+    async def status_line(self) -> str:
+        """bound, window in use, queue (outbox rows due), sent, failed, and more counters."""
+        gw, out = self.gateway.status(), self.sender.status()
+        try:
+            due: int | str = await self.outbox.due_count()
+        except Exception:
+            due = "?"
+        return (
+            f"status bound={gw.bound} window={gw.window_in_use}/{self.gateway.config.window}"
+            f" queue={due} sent={out.sent} failed={out.failed} retried={out.retried}"
+            f" in_flight={out.in_flight} received={gw.received} receipts={out.receipts}"
+            f" replies_sent={gw.sent} binds={gw.binds} link_losses={gw.link_losses}"
+        )
+
+
+@contextlib.asynccontextmanager
+async def run_server(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    billing: BillingBackend | None = None,
+    catalogue: Catalogue | None = None,
+    store_prefix: str = "smsmenu:",
+    gateway_overrides: dict[str, Any] | None = None,
+    sender_overrides: dict[str, Any] | None = None,
+    recover: bool = True,
+) -> AsyncIterator[Server]:
+    """Builds and runs the server of ``settings``; tears it down in reverse order on exit.
+
+    Order: ledger (schema checked) → recovery pass → session store → menu engine → outbox
+    sender → gateway (binds in the background; ``await server.gateway.wait_bound()``).
+    On exit: no new messages are taken, the sender finishes its sends in flight, the gateway
+    unbinds, then the store and the ledger close.
+    """
+    clock = clock or SystemClock()
+    catalogue = catalogue or load_catalogue(settings)
+    ledger = await open_ledger(settings, clock, catalogue=catalogue, billing=billing)
+    background: list[asyncio.Task[None]] = []
+    try:
+        if recover:
+            resolved = await ledger.recover_pending()
+            if resolved:
+                server_log.info("recovered %d pending recharge(s) at start", len(resolved))
+        store = open_session_store(settings, prefix=store_prefix)
+        try:
+            engine = build_menu_engine(settings, ledger, store, clock, catalogue)
+            server = Server(settings, ledger, store, engine, ledger_outbox(ledger), Intake(store))
+
+            async def send(outbound: Outbound) -> list[str]:
+                return await server.gateway.send(outbound)
+
+            server.sender = OutboxSender(
+                server.outbox,
+                send,
+                SenderConfig.from_settings(settings, **(sender_overrides or {})),
+                ready=lambda: server.gateway.bound,
+                clock=clock,
+            )
+            gateway_values: dict[str, Any] = {
+                "response_timeout_s": settings.smpp_response_timeout_s,
+                "reconnect_max_s": settings.smpp_reconnect_max_s,
+                "throttle_max_s": settings.smpp_throttle_max_s,
+                "status_interval_s": 1e9,  # the server writes the status line itself
+                **(gateway_overrides or {}),
+            }
+            server.gateway = Gateway.from_settings(
+                settings, server.handle, server.sender.on_receipt, server.acked, **gateway_values
+            )
+            await server.sender.start()
+            await server.gateway.start()
+            background.append(asyncio.create_task(_status_lines(server), name="status"))
+            if recover:
+                background.append(asyncio.create_task(_recovery(server), name="recovery"))
+            server_log.info(
+                "serving: smsc %s:%d as %s, worker %s, store %s",
+                settings.smsc_host,
+                settings.smsc_port,
+                settings.smsc_system_id,
+                server.sender.config.worker_id,
+                "redis" if settings.redis_url else "in-process",
+            )
+            try:
+                yield server
+            finally:
+                server.accepting = False
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
+                await server.sender.stop()
+                await server.gateway.stop()
+                server_log.info("stopped: %s", await server.status_line())
+        finally:
+            await store.aclose()
+    finally:
+        await close_ledger(ledger)
+
+
+async def _status_lines(server: Server) -> None:
+    while True:
+        await asyncio.sleep(server.settings.status_interval_s)
+        server_log.info("%s", await server.status_line())
+
+
+async def _recovery(server: Server) -> None:
+    while True:
+        await asyncio.sleep(server.settings.recovery_interval_s)
+        try:
+            resolved = await server.ledger.recover_pending()
+        except Exception as exc:
+            server_log.error("recovery pass failed: %s", exc)
+            continue
+        if resolved:
+            server_log.info("recovered %d pending recharge(s)", len(resolved))

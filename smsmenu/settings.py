@@ -57,6 +57,17 @@ class Settings(BaseSettings):
     ussd_op_reply: int = Field(2, ge=0, le=255)
     ussd_op_final: int = Field(17, ge=0, le=255)
     log_level: str = "INFO"
+    status_interval_s: float = Field(60, gt=0)
+    worker_id: str = ""
+    smpp_response_timeout_s: float = Field(10, gt=0)
+    smpp_reconnect_max_s: float = Field(30, gt=0)
+    smpp_throttle_max_s: float = Field(30, gt=0)
+    outbox_lease_s: float = Field(30, gt=0)
+    outbox_poll_s: float = Field(0.5, gt=0)
+    outbox_retry_min_s: float = Field(1, gt=0)
+    outbox_retry_max_s: float = Field(300, gt=0)
+    outbox_max_attempts: int = Field(20, ge=1)
+    recovery_interval_s: float = Field(60, gt=0)
 
     @field_validator("timezone")
     @classmethod

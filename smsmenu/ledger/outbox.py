@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smsmenu.clock import Clock
@@ -182,6 +182,101 @@ class Outbox:
                 )
             )
         return int(result.rowcount)
+
+    async def renew(self, worker_id: str, ids: list[int], lease_s: float) -> int:
+        """Extend the lease of rows ``ids`` still being sent by ``worker_id``; returns how many
+        (a send that waits through a rebind or a throttle must not lose its lease)."""
+        if not ids:
+            return 0
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(outbox)
+                .where(
+                    outbox.c.id.in_(ids),
+                    outbox.c.status == SENDING,
+                    outbox.c.claimed_by == worker_id,
+                )
+                .values(claimed_until=self._clock.now() + timedelta(seconds=lease_s))
+            )
+        return int(result.rowcount)
+
+    _SUBMITTED = (
+        update(outbox)
+        .where(outbox.c.id == bindparam("rid"))
+        .values(
+            status=SENT,
+            smsc_message_id=bindparam("mid"),
+            submitted_at=bindparam("at"),
+            claimed_by=None,
+            claimed_until=None,
+            error=None,
+        )
+    )
+    _DELIVERED = (
+        update(outbox)
+        .where(
+            outbox.c.id == bindparam("rid"),
+            or_(
+                outbox.c.status == SENT,
+                outbox.c.status == DELIVERED,
+                outbox.c.status == UNDELIVERABLE,
+            ),
+        )
+        .values(status=bindparam("st"), delivered_at=bindparam("at"))
+    )
+
+    async def record(
+        self, submitted: list[tuple[int, str]], delivered: list[tuple[int, bool]]
+    ) -> None:
+        """In one transaction: rows accepted by the SMSC ``(id, smsc_message_id)``, then
+        delivery outcomes by row ``(id, delivered)`` (the sender batches both)."""
+        if not submitted and not delivered:
+            return
+        now = self._clock.now()
+        async with self._engine.begin() as conn:
+            if submitted:
+                await conn.execute(
+                    self._SUBMITTED, [{"rid": i, "mid": m, "at": now} for i, m in submitted]
+                )
+            if delivered:
+                await conn.execute(
+                    self._DELIVERED,
+                    [
+                        {"rid": i, "st": DELIVERED if ok else UNDELIVERABLE, "at": now}
+                        for i, ok in delivered
+                    ],
+                )
+
+    async def mark_delivered_any(self, smsc_message_ids: list[str], delivered: bool) -> int:
+        """Apply a receipt whose id may be stored in any of the forms ``smsc_message_ids``
+        (hex/decimal, case); only rows already recorded as submitted. Returns the count."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(outbox)
+                .where(
+                    outbox.c.smsc_message_id.in_(smsc_message_ids),
+                    outbox.c.status.in_((SENT, DELIVERED, UNDELIVERABLE)),
+                )
+                .values(
+                    status=DELIVERED if delivered else UNDELIVERABLE,
+                    delivered_at=self._clock.now(),
+                )
+            )
+        return int(result.rowcount)
+
+    async def due_count(self) -> int:
+        """How many rows are due to be sent now (queued and due, or with an expired lease)."""
+        now = self._clock.now()
+        due = or_(
+            and_(outbox.c.status == QUEUED, outbox.c.next_attempt_at <= now),
+            and_(outbox.c.status == SENDING, outbox.c.claimed_until < now),
+        )
+        async with self._engine.connect() as conn:
+            return int(
+                (
+                    await conn.execute(select(func.count()).select_from(outbox).where(due))
+                ).scalar_one()
+            )
 
     async def pending_for(self, destination: str) -> list[OutboxMessage]:
         """Rows for ``destination`` not yet handed to the SMSC (queued or being sent)."""

@@ -1,0 +1,425 @@
+"""The outbox sender: moves outbox rows (receipts, results) to the SMSC, once each.
+
+Theory of operation. The ledger writes a notice in the same transaction as the money it
+reports (``ledger/outbox.py``); this module is the only reader. A loop claims due rows with a
+lease (``Outbox.claim``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so that several workers on
+one database never claim the same row), as many as free places in its window, and sends each
+through ``Gateway.send`` in its own task: up to ``window`` rows are in flight at once, rows of
+one phone one after the other (in id order). A row counts as sent only once every part's
+submit_sm_resp came back; the ids are then recorded (``Outbox.record``, batched: one
+transaction for everything that completed meanwhile). The loop wakes on ``nudge()`` (the
+server calls it after each handled message, when a money operation may just have written rows)
+and else polls every ``poll_s``.
+
+Failures. ``SendFailed`` with a transient cause (no response, system error, queue full) or any
+other exception queues the row again with a growing back-off; a permanent refusal (any other
+SMPP status) marks it failed for good. While a row is in flight its lease is renewed, so a
+send that waits through a rebind or a throttle is never claimed by another worker.
+
+Crash semantics (SPEC §6): a worker that dies leaves its claimed rows leased; when the lease
+expires another worker (or the restarted one) claims them again. That is the only resend:
+it happens only to rows the dead worker claimed but had not recorded as accepted.
+
+Delivery receipts. ``on_receipt`` (the gateway's callback) matches a receipt to its row in
+memory first: every id form (hex/decimal, case) of every part of each row this worker sent
+maps to the row, so a receipt for any part of a long message matches; a long message counts
+as delivered when every part is, undeliverable as soon as one part is. A receipt for an id
+this worker does not know (sent by another worker, or before it restarted) is applied to the
+database by any stored form of its id (the first part's id is stored). A receipt that
+matches nothing yet — it can overtake the recording of the submit — is kept for
+``receipt_hold_s`` and applied again when its row is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from smsmenu.clock import Clock, SystemClock
+from smsmenu.ledger.outbox import Outbox, OutboxMessage
+from smsmenu.messages import Outbound
+from smsmenu.settings import Settings
+from smsmenu.smpp import pdu, receipts
+from smsmenu.smpp.gateway import GatewayStopped, SendFailed
+
+log = logging.getLogger("smsmenu.outbox")
+
+SendFn = Callable[[Outbound], Awaitable[list[str]]]
+
+# SMPP statuses worth trying again later (the others refuse the message for good).
+TRANSIENT_STATUSES = frozenset(
+    {
+        0x08,  # ESME_RSYSERR
+        pdu.ESME_RMSGQFUL,
+        pdu.ESME_RTHROTTLED,
+        pdu.ESME_RX_T_APPN,
+    }
+)
+
+
+def default_worker_id() -> str:
+    """``hostname-pid``: unique per running worker, readable in ``claimed_by``."""
+    return f"{socket.gethostname()}-{os.getpid()}"[:64]
+
+
+@dataclass(frozen=True)
+class SenderConfig:
+    worker_id: str = field(default_factory=default_worker_id)
+    window: int = 32  # rows in flight at once
+    lease_s: float = 30.0
+    poll_s: float = 0.5
+    retry_min_s: float = 1.0
+    retry_max_s: float = 300.0
+    max_attempts: int = 20
+    receipt_hold_s: float = 60.0
+    drain_s: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> SenderConfig:
+        values: dict[str, Any] = {
+            "window": settings.smpp_window,
+            "lease_s": settings.outbox_lease_s,
+            "poll_s": settings.outbox_poll_s,
+            "retry_min_s": settings.outbox_retry_min_s,
+            "retry_max_s": settings.outbox_retry_max_s,
+            "max_attempts": settings.outbox_max_attempts,
+        }
+        if settings.worker_id:
+            values["worker_id"] = settings.worker_id
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass
+class SenderStatus:
+    sent: int = 0  # rows accepted by the SMSC
+    failed: int = 0  # rows refused for good
+    retried: int = 0  # rows queued again after a transient failure
+    in_flight: int = 0
+    receipts: int = 0  # receipts matched to a row
+    unmatched: int = 0  # receipts kept for later (not matched yet)
+
+
+@dataclass(eq=False)
+class _Sent:
+    """What this worker remembers of a row it sent: its parts' delivery state."""
+
+    row: int
+    parts: int
+    delivered: set[str] = field(default_factory=set)
+    done: bool = False
+
+
+@dataclass(eq=False)
+class _Orphan:
+    forms: frozenset[str]
+    delivered: bool
+    expires: float
+
+
+class OutboxSender:
+    """Sends outbox rows through ``send`` (``Gateway.send``); see the module notes."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        send: SendFn,
+        config: SenderConfig | None = None,
+        *,
+        ready: Callable[[], bool] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.config = config or SenderConfig()
+        self._send = send
+        self._ready = ready or (lambda: True)
+        self._clock = clock or SystemClock()
+        self.counters = SenderStatus()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._renew_task: asyncio.Task[None] | None = None
+        self._recorder: asyncio.Task[None] | None = None
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._gates: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self._to_record: list[tuple[int, str]] = []
+        self._to_deliver: list[tuple[int, bool]] = []
+        self._record_wake = asyncio.Event()
+        self._by_id: OrderedDict[str, _Sent] = OrderedDict()
+        self._orphans: list[_Orphan] = []
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._loop_task = asyncio.create_task(self._run(), name="outbox-sender")
+        self._renew_task = asyncio.create_task(self._renew(), name="outbox-renew")
+        self._recorder = asyncio.create_task(self._record_loop(), name="outbox-recorder")
+
+    async def stop(self, drain_s: float | None = None) -> None:
+        """Stops claiming, lets the sends in flight finish (up to ``drain_s``), records what
+        they got. Rows still unsent keep their lease and are claimed again after it."""
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        pending = list(self._inflight.values())
+        if pending:
+            wait_s = self.config.drain_s if drain_s is None else drain_s
+            _done, left = await asyncio.wait(pending, timeout=wait_s)
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
+        if self._recorder is not None:
+            self._record_wake.set()
+            self._recorder.cancel()
+            await asyncio.gather(self._recorder, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self._flush()
+        if self._renew_task is not None:
+            self._renew_task.cancel()
+            await asyncio.gather(self._renew_task, return_exceptions=True)
+
+    def nudge(self) -> None:
+        """New rows may be due: claim now rather than at the next poll."""
+        self._wake.set()
+
+    def status(self) -> SenderStatus:
+        self.counters.in_flight = len(self._inflight)
+        self.counters.unmatched = len(self._orphans)
+        return SenderStatus(**vars(self.counters))
+
+    # -- the claim loop --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        cfg = self.config
+        while not self._stopping:
+            self._wake.clear()
+            free = cfg.window - len(self._inflight)
+            claimed: list[OutboxMessage] = []
+            if free > 0 and self._ready():
+                try:
+                    claimed = await self.outbox.claim(cfg.worker_id, free, cfg.lease_s)
+                except Exception as exc:
+                    log.error("outbox claim failed: %s: %s", type(exc).__name__, exc)
+            if claimed:
+                for message in claimed:
+                    self._dispatch(message)
+                continue
+            await self._retry_orphans()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(cfg.poll_s):
+                    await self._wake.wait()
+
+    def _dispatch(self, message: OutboxMessage) -> None:
+        lock, queue = self._gates.setdefault(message.destination, (asyncio.Lock(), []))
+        queue.append(message.id)
+        task = asyncio.create_task(self._send_row(message, lock), name=f"outbox-{message.id}")
+        self._inflight[message.id] = task
+
+    async def _send_row(self, message: OutboxMessage, lock: asyncio.Lock) -> None:
+        try:
+            async with lock:  # one phone's rows in id order
+                await self._deliver(message)
+        except Exception as exc:  # never let a row's task die silently
+            log.error("outbox id=%d: %s: %s", message.id, type(exc).__name__, exc)
+        finally:
+            self._inflight.pop(message.id, None)
+            gate = self._gates.get(message.destination)
+            if gate is not None:
+                gate[1].remove(message.id)
+                if not gate[1]:
+                    del self._gates[message.destination]
+            self._wake.set()
+
+    async def _deliver(self, message: OutboxMessage) -> None:
+        outbound = Outbound(message.destination, message.text, message.source, message.route)
+        try:
+            ids = await self._send(outbound)
+        except SendFailed as exc:
+            transient = exc.status is None or exc.status in TRANSIENT_STATUSES
+            await self._failed(message, str(exc), transient)
+            return
+        except GatewayStopped:
+            # Not handed over (or not known to be): give it back at once, for whoever runs.
+            await self.outbox.mark_failed(message.id, "gateway stopped", self._clock.now())
+            return
+        except Exception as exc:
+            await self._failed(message, f"{type(exc).__name__}: {exc}", True)
+            return
+        self.counters.sent += 1
+        log.info(
+            "outbox id=%d kind=%s ref=%s destination=%s parts=%d ids=%s attempt=%d",
+            message.id,
+            message.kind,
+            message.ref,
+            message.destination,
+            len(ids),
+            ",".join(ids),
+            message.attempts,
+        )
+        if ids:
+            self._remember(message.id, ids)
+            self._to_record.append((message.id, ids[0]))
+            self._record_wake.set()
+
+    async def _failed(self, message: OutboxMessage, error: str, transient: bool) -> None:
+        cfg = self.config
+        if transient and message.attempts < cfg.max_attempts:
+            delay = min(cfg.retry_max_s, cfg.retry_min_s * 2 ** max(0, message.attempts - 1))
+            retry_at = self._clock.now() + timedelta(seconds=delay)
+            self.counters.retried += 1
+            log.warning(
+                "outbox id=%d to %s: %s; again in %.1fs",
+                message.id,
+                message.destination,
+                error,
+                delay,
+            )
+            await self.outbox.mark_failed(message.id, error, retry_at)
+        else:
+            self.counters.failed += 1
+            log.error(
+                "outbox id=%d to %s failed for good: %s", message.id, message.destination, error
+            )
+            await self.outbox.mark_failed(message.id, error, None)
+
+    async def _renew(self) -> None:
+        cfg = self.config
+        while True:
+            await asyncio.sleep(max(0.05, cfg.lease_s / 3))
+            ids = list(self._inflight)
+            if ids:
+                try:
+                    await self.outbox.renew(cfg.worker_id, ids, cfg.lease_s)
+                except Exception as exc:
+                    log.error("outbox lease renewal failed: %s", exc)
+
+    # -- recording -------------------------------------------------------------------------
+
+    async def _record_loop(self) -> None:
+        pause = 0.05
+        while True:
+            await self._record_wake.wait()
+            self._record_wake.clear()
+            try:
+                await self._flush()
+                pause = 0.05
+            except Exception as exc:
+                log.error("outbox recording failed (%s): retrying", exc)
+                self._record_wake.set()
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+    async def _flush(self) -> None:
+        submitted, self._to_record = self._to_record, []
+        delivered, self._to_deliver = self._to_deliver, []
+        try:
+            await self.outbox.record(submitted, delivered)
+        except BaseException:
+            self._to_record[:0] = submitted
+            self._to_deliver[:0] = delivered
+            raise
+
+    # -- receipts --------------------------------------------------------------------------
+
+    def _remember(self, row: int, ids: list[str]) -> None:
+        sent = _Sent(row, len(ids))
+        forms: set[str] = set()
+        for message_id in ids:
+            for form in receipts.id_forms(message_id):
+                self._by_id[form] = sent
+                self._by_id.move_to_end(form)
+                forms.add(form)
+        while len(self._by_id) > 500_000:
+            self._by_id.popitem(last=False)
+        if self._orphans:  # receipts that overtook this send
+            keep = []
+            for orphan in self._orphans:
+                if orphan.forms & forms:
+                    self._apply(sent, next(iter(orphan.forms & forms)), orphan.delivered)
+                else:
+                    keep.append(orphan)
+            self._orphans = keep
+
+    def _apply(self, sent: _Sent, form: str, delivered: bool) -> None:
+        if sent.done:
+            return
+        self.counters.receipts += 1
+        if not delivered:
+            sent.done = True
+            self._to_deliver.append((sent.row, False))
+        else:
+            sent.delivered.add(form)
+            if len(sent.delivered) >= sent.parts:
+                sent.done = True
+                self._to_deliver.append((sent.row, True))
+        self._record_wake.set()
+
+    async def on_receipt(self, message_id: str, delivered: bool) -> None:
+        """The gateway's receipt callback. Never raises: what it cannot match yet it keeps."""
+        bare = receipts.normalize(message_id)
+        sent = self._by_id.get(bare)
+        if sent is not None:
+            self._apply(sent, bare, delivered)
+            return
+        forms = _stored_forms(message_id)
+        orphan = _Orphan(
+            frozenset(receipts.id_forms(message_id)),
+            delivered,
+            time.monotonic() + self.config.receipt_hold_s,
+        )
+        self._orphans.append(orphan)
+        try:
+            matched = await self.outbox.mark_delivered_any(forms, delivered)
+        except Exception as exc:
+            log.error("receipt id=%s: %s (kept for later)", message_id, exc)
+            return
+        if matched:
+            self.counters.receipts += 1
+            with contextlib.suppress(ValueError):
+                self._orphans.remove(orphan)
+
+    async def _retry_orphans(self) -> None:
+        now = time.monotonic()
+        for orphan in list(self._orphans):
+            if orphan not in self._orphans:
+                continue  # matched meanwhile
+            if now >= orphan.expires:
+                self._orphans.remove(orphan)
+                log.warning("receipt for %s matched no outbox row", sorted(orphan.forms))
+                continue
+            try:
+                matched = await self.outbox.mark_delivered_any(
+                    sorted(_stored_forms_of(orphan.forms)), orphan.delivered
+                )
+            except Exception:
+                matched = 0
+            if matched and orphan in self._orphans:
+                self.counters.receipts += 1
+                self._orphans.remove(orphan)
+
+
+def _stored_forms_of(forms: frozenset[str]) -> set[str]:
+    out: set[str] = set()
+    for form in forms:
+        out |= {form, form.upper()}
+    return out
+
+
+def _stored_forms(message_id: str) -> list[str]:
+    """Every way the submit_sm_resp id of a receipt's message may have been stored."""
+    raw = message_id.strip()
+    return sorted({raw, raw.upper(), raw.lower()} | _stored_forms_of(receipts.id_forms(raw)))
+
+
+__all__ = ["OutboxSender", "SenderConfig", "SenderStatus", "default_worker_id"]
