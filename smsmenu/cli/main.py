@@ -7,7 +7,7 @@ import sys
 import click
 
 # Command modules register their commands on ``root`` when imported (one line each):
-from smsmenu.cli import fail, ledger, menus, root, smpp  # noqa: F401  (they add commands)
+from smsmenu.cli import fail, ledger, menus, root, serve, smpp  # noqa: F401  (they add commands)
 
 
 def main() -> None:
@@ -24,3 +24,7 @@ def main() -> None:
         fail("interrupted", 130)
     except Exception as exc:
         fail(f"error: {type(exc).__name__}: {exc}")
+
+
+if __name__ == "__main__":
+    main()

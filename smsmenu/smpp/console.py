@@ -65,8 +65,10 @@ async def run_console(
     *,
     open_op: int = 1,
     continue_op: int = 18,
+    exit_at_eof: bool = False,
 ) -> None:
-    """Serves the console until interrupted; at end of input it keeps the SMSC running."""
+    """Serves the console until interrupted; at end of input it keeps the SMSC running, or
+    returns (``exit_at_eof``)."""
     ussd = _UssdPhones()
 
     def received(message: Received) -> None:
@@ -94,5 +96,8 @@ async def run_console(
             )
         else:
             sim.send(phone, text)
+    if exit_at_eof:
+        out("end of input")
+        return
     out("end of input: the simulator keeps serving until interrupted")
     await asyncio.Event().wait()
