@@ -1,0 +1,223 @@
+"""The outbox sender on real databases, with a stand-in for the gateway: several workers on
+one PostgreSQL never send a row twice; retries, permanent failures, leases after a crash,
+and receipts (any part, hex or decimal, early, or received by another worker)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from smsmenu.clock import SystemClock
+from smsmenu.ledger import outbox as ob
+from smsmenu.ledger.db import create_engine
+from smsmenu.messages import Outbound
+from smsmenu.smpp.gateway import SendFailed
+from smsmenu.smpp.outbox import OutboxSender, SenderConfig
+from tests.ledger_fixtures import truncate
+
+FAST = {"poll_s": 0.02, "retry_min_s": 0.02, "retry_max_s": 0.1, "lease_s": 2.0}
+
+
+class FakeSmsc:
+    """Stands in for Gateway.send: records what it was given, answers with hex ids."""
+
+    def __init__(self, parts: int = 1) -> None:
+        self.sent: list[tuple[str, str]] = []  # (worker, text)
+        self.ids = itertools.count(0x1000)
+        self.parts = parts
+        self.fail: dict[str, list[int | None]] = {}  # text -> statuses to raise, in turn
+
+    def send_as(self, worker: str):  # type: ignore[no-untyped-def]
+        async def send(outbound: Outbound) -> list[str]:
+            await asyncio.sleep(0)
+            statuses = self.fail.get(outbound.text)
+            if statuses:
+                status = statuses.pop(0)
+                raise SendFailed(f"refused (test) with status {status or 0:#x}", status, [])
+            self.sent.append((worker, outbound.text))
+            return [format(next(self.ids), "X") for _ in range(self.parts)]
+
+        return send
+
+
+@pytest.fixture
+async def pg_engine(ledger_pg_url: str) -> AsyncIterator[AsyncEngine]:
+    await truncate(ledger_pg_url)
+    engine = create_engine(ledger_pg_url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def queue(engine: AsyncEngine, count: int, prefix: str = "t") -> None:
+    now = SystemClock().now()
+    rows = [
+        ob.row(
+            now=now,
+            source="10001",
+            destination=f"1390000{n % 7:04d}",
+            text=f"{prefix}{n}",
+            kind="test",
+            dedup_key=f"{prefix}{n}",
+        )
+        for n in range(count)
+    ]
+    async with engine.begin() as conn:
+        await ob.add(conn, *rows)
+
+
+async def until(condition, within_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Polls ``condition`` (a database state) until it holds, failing after ``within_s``."""
+    async with asyncio.timeout(within_s):
+        while True:
+            if await condition():
+                return
+            await asyncio.sleep(0.02)
+
+
+def sender(engine: AsyncEngine, smsc: FakeSmsc, worker: str, **config: object) -> OutboxSender:
+    outbox = ob.Outbox(engine, SystemClock())
+    cfg = SenderConfig(worker_id=worker, window=8, **{**FAST, **config})  # type: ignore[arg-type]
+    return OutboxSender(outbox, smsc.send_as(worker), cfg)
+
+
+async def all_status(engine: AsyncEngine, status: str, count: int) -> bool:
+    rows = await ob.Outbox(engine, SystemClock()).rows()
+    return len(rows) == count and all(r.status == status for r in rows)
+
+
+async def test_two_senders_on_one_postgres_never_send_a_row_twice(pg_engine: AsyncEngine) -> None:
+    smsc = FakeSmsc()
+    a, b = sender(pg_engine, smsc, "worker-a"), sender(pg_engine, smsc, "worker-b")
+    await a.start()
+    await b.start()
+    try:
+        for _ in range(4):  # rows keep arriving while both claim
+            await queue(pg_engine, 100, prefix=f"r{_}-")
+            a.nudge()
+            b.nudge()
+        await until(lambda: all_status(pg_engine, ob.SENT, 400))
+    finally:
+        await a.stop()
+        await b.stop()
+    counts = Counter(text for _, text in smsc.sent)
+    assert len(counts) == 400 and set(counts.values()) == {1}
+    workers = Counter(worker for worker, _ in smsc.sent)
+    assert workers["worker-a"] > 0 and workers["worker-b"] > 0, workers
+    rows = await ob.Outbox(pg_engine, SystemClock()).rows()
+    assert all(r.attempts == 1 and r.smsc_message_id for r in rows)
+
+
+async def test_transient_failures_are_retried_permanent_ones_recorded(
+    pg_engine: AsyncEngine,
+) -> None:
+    smsc = FakeSmsc()
+    smsc.fail = {"t0": [None, 0x08], "t1": [0x0B]}  # no response, system error; bad address
+    await queue(pg_engine, 3)
+    s = sender(pg_engine, smsc, "w")
+    await s.start()
+    try:
+
+        async def settled() -> bool:
+            rows = {r.text: r for r in await s.outbox.rows()}
+            return rows["t0"].status == ob.SENT and rows["t1"].status == ob.FAILED
+
+        await until(settled)
+    finally:
+        await s.stop()
+    rows = {r.text: r for r in await s.outbox.rows()}
+    assert rows["t0"].attempts == 3 and rows["t2"].attempts == 1
+    assert "0xb" in (rows["t1"].error or "")
+    assert s.status().failed == 1 and s.status().retried == 2
+    assert Counter(text for _, text in smsc.sent) == {"t0": 1, "t2": 1}
+
+
+async def test_rows_of_a_dead_worker_are_sent_after_its_lease(pg_engine: AsyncEngine) -> None:
+    await queue(pg_engine, 5)
+    outbox = ob.Outbox(pg_engine, SystemClock())
+    claimed = await outbox.claim("dead-worker", 3, lease_s=0.3)  # then it is killed
+    assert len(claimed) == 3
+    smsc = FakeSmsc()
+    s = sender(pg_engine, smsc, "alive")
+    await s.start()
+    try:
+        await until(lambda: all_status(pg_engine, ob.SENT, 5))
+    finally:
+        await s.stop()
+    assert sorted(text for _, text in smsc.sent) == [f"t{n}" for n in range(5)]
+    rows = {r.text: r for r in await outbox.rows()}
+    assert rows["t0"].attempts == 2 and rows["t4"].attempts == 1
+
+
+async def test_receipts_of_any_part_in_any_form_even_early_or_at_another_worker(
+    pg_engine: AsyncEngine,
+) -> None:
+    smsc = FakeSmsc(parts=2)
+    await queue(pg_engine, 2)
+    a = sender(pg_engine, smsc, "a")
+    b = sender(pg_engine, smsc, "b", receipt_hold_s=5.0)
+    outbox = a.outbox
+    # a receipt (decimal form) that arrives at worker b before anything was sent
+    early = str(0x1000)
+    await b.start()
+    await b.on_receipt(early, True)
+    assert b.status().unmatched == 1
+    await b.stop()
+    b = sender(pg_engine, smsc, "b", receipt_hold_s=5.0)
+    await b.on_receipt(early, True)  # kept by the running worker b
+    await b.start()
+    await a.start()
+    try:
+        await until(lambda: _sent(outbox, 2))
+        rows = {r.text: r for r in await outbox.rows()}
+        first, second = rows["t0"], rows["t1"]
+        assert first.smsc_message_id == "1000" and second.smsc_message_id == "1002"
+        # worker b matches its early receipt once a recorded it (first part, decimal form)
+        await until(lambda: _status(outbox, "t0", ob.DELIVERED))
+        # at worker a: part 2 of t1 (lower-case hex) delivered, part 1 too -> delivered
+        await a.on_receipt("1003", True)
+        assert (await _row(outbox, "t1")).status == ob.SENT  # one part of two
+        await a.on_receipt(str(0x1002), True)
+        await until(lambda: _status(outbox, "t1", ob.DELIVERED))
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def _row(outbox: ob.Outbox, text: str) -> ob.OutboxMessage:
+    return {r.text: r for r in await outbox.rows()}[text]
+
+
+async def _status(outbox: ob.Outbox, text: str, status: str) -> bool:
+    return (await _row(outbox, text)).status == status
+
+
+async def _sent(outbox: ob.Outbox, count: int) -> bool:
+    rows = await outbox.rows()
+    return len(rows) == count and all(r.smsc_message_id for r in rows)
+
+
+async def test_a_transient_failure_waits_its_back_off(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        await queue(engine, 1)
+        smsc = FakeSmsc()
+        smsc.fail = {"t0": [None]}
+        s = sender(engine, smsc, "w", retry_min_s=0.2, retry_max_s=1.0)
+        await s.start()
+        try:
+            await until(lambda: _status(s.outbox, "t0", ob.SENT))
+        finally:
+            await s.stop()
+        row = await _row(s.outbox, "t0")
+        assert row.submitted_at is not None and row.next_attempt_at is not None
+        assert row.submitted_at - row.created_at >= timedelta(seconds=0.2)
+    finally:
+        await engine.dispose()
