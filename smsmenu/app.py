@@ -212,7 +212,7 @@ async def run_server(
     clock: Clock | None = None,
     billing: BillingBackend | None = None,
     catalogue: Catalogue | None = None,
-    store_prefix: str = "smsmenu:",
+    store_prefix: str | None = None,
     gateway_overrides: dict[str, Any] | None = None,
     sender_overrides: dict[str, Any] | None = None,
     recover: bool = True,
@@ -233,7 +233,7 @@ async def run_server(
             resolved = await ledger.recover_pending()
             if resolved:
                 server_log.info("recovered %d pending recharge(s) at start", len(resolved))
-        store = open_session_store(settings, prefix=store_prefix)
+        store = open_session_store(settings, prefix=store_prefix or settings.redis_prefix)
         try:
             engine = build_menu_engine(settings, ledger, store, clock, catalogue)
             server = Server(settings, ledger, store, engine, ledger_outbox(ledger), Intake(store))

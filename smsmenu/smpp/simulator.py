@@ -8,6 +8,9 @@ texts as concatenated parts (8-bit or 16-bit UDH reference, or sar_* TLVs, in an
 with ussd_service_op and its_session_info. A deliver_sm that gets no ROK deliver_sm_resp
 within ``redeliver_after_s`` (or whose link drops) is delivered again, as a real SMSC does.
 
+With ``spread`` the messages of each phone go to the receiving binds in turn (one to each
+worker of several, then again), so that one agent's dialogue travels through every worker.
+
 Fault injection for tests: ``drop_link`` closes the TCP link without unbind; ``throttle``
 answers submit_sm with ESME_RTHROTTLED (or ESME_RMSGQFUL, or any status, e.g. a vendor
 specific 0x400) for some seconds or some PDUs; ``delay_responses`` answers late.
@@ -144,6 +147,7 @@ class Simulator:
         receipts: bool = True,
         receipt_id_decimal: bool = False,
         redeliver_after_s: float = 5.0,
+        spread: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -154,6 +158,10 @@ class Simulator:
         self.receipts = receipts
         self.receipt_id_decimal = receipt_id_decimal
         self.redeliver_after_s = redeliver_after_s
+        # spread: each phone's messages go to the receiving binds in turn (several workers);
+        # else all go to the newest bind.
+        self.spread = spread
+        self._turns: dict[str, int] = defaultdict(int)
         self.received: dict[str, list[Received]] = defaultdict(list)
         self.submits: list[pdu.ShortMessage] = []  # every accepted submit_sm, in order
         self.refused: list[tuple[pdu.ShortMessage, int]] = []
@@ -411,7 +419,12 @@ class Simulator:
             return
         waiting, self._waiting = self._waiting, []
         for delivery in waiting:
-            targets[-1].deliver(delivery)
+            if self.spread:
+                turn = self._turns[delivery.sm.source]
+                self._turns[delivery.sm.source] = turn + 1
+                targets[turn % len(targets)].deliver(delivery)
+            else:
+                targets[-1].deliver(delivery)
 
     def _deliver_resp(self, session: _Session, packet: pdu.Pdu) -> None:
         entry = session.outstanding.pop(packet.sequence, None)
