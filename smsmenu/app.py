@@ -58,6 +58,8 @@ async def close_ledger(ledger: LedgerService) -> None:
 
 
 # ---- menus ----------------------------------------------------------------------------------
+from redis.asyncio import BlockingConnectionPool, Redis  # noqa: E402
+
 from smsmenu.ledger.api import AgentLedger  # noqa: E402
 from smsmenu.menus.engine import EngineConfig, MenuEngine  # noqa: E402
 from smsmenu.menus.store import InProcessStore, RedisStore, SessionStore  # noqa: E402
@@ -67,7 +69,12 @@ def open_session_store(settings: Settings, prefix: str = "smsmenu:") -> SessionS
     """Redis at ``settings.redis_url`` (any number of workers), or, when it is empty, the
     in-process store (one worker). Close it with ``await store.aclose()``."""
     if settings.redis_url:
-        return RedisStore.from_url(settings.redis_url, prefix=prefix)
+        # A blocking pool: under load a handler waits for a free connection rather than
+        # failing (redis-py's default pool raises MaxConnectionsError past 100).
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=settings.redis_max_connections, timeout=20
+        )
+        return RedisStore(Redis.from_pool(pool), prefix=prefix)  # closes the pool with it
     return InProcessStore()
 
 
@@ -100,9 +107,10 @@ import logging  # noqa: E402
 from collections import OrderedDict  # noqa: E402
 from collections.abc import AsyncIterator  # noqa: E402
 from dataclasses import dataclass, field, replace  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, cast  # noqa: E402
 
-from smsmenu.messages import Inbound, Outbound  # noqa: E402
+from smsmenu.ledger.api import RechargeRequest, RechargeView, Refusal, TransferView  # noqa: E402
+from smsmenu.messages import Inbound, Outbound, Route  # noqa: E402
 from smsmenu.smpp.gateway import Gateway  # noqa: E402
 from smsmenu.smpp.outbox import OutboxSender, SenderConfig  # noqa: E402
 
@@ -154,6 +162,74 @@ class Intake:
         self._counts.move_to_end(gateway_key)
         while len(self._counts) > 200_000:
             self._counts.popitem(last=False)
+
+
+money_log = logging.getLogger("smsmenu.money")
+
+
+class LoggedLedger:
+    """The ledger as the menus see it, with one log line per money operation (recharge,
+    retry, transfer): its outcome, figures and transaction id; never the password."""
+
+    def __init__(self, ledger: LedgerService) -> None:
+        self._ledger = ledger
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ledger, name)
+
+    async def _logged(self, op: str, fields: str, call: Any) -> Any:
+        try:
+            view = await call
+        except Refusal as refusal:
+            money_log.info("money op=%s %s refused=%s", op, fields, refusal.rule.value)
+            raise
+        except Exception as exc:
+            money_log.error("money op=%s %s error=%s", op, fields, type(exc).__name__)
+            raise
+        if isinstance(view, RechargeView):
+            money_log.info(
+                "money op=%s %s tx=%d status=%s amount_fen=%d commission_fen=%d debit_fen=%d"
+                " float_after_fen=%s",
+                op,
+                fields,
+                view.tx_id,
+                view.status.value,
+                view.amount_fen,
+                view.commission_fen,
+                view.debit_fen,
+                view.float_after_fen,
+            )
+        else:
+            money_log.info("money op=%s %s tx=%s", op, fields, getattr(view, "tx_id", "-"))
+        return view
+
+    async def recharge(self, request: RechargeRequest) -> RechargeView:
+        fields = (
+            f"agent={request.agent_id} kind={request.kind.value} number={request.number}"
+            f" amount_fen={request.amount_fen} key={request.key}"
+        )
+        view: RechargeView = await self._logged("recharge", fields, self._ledger.recharge(request))
+        return view
+
+    async def retry(
+        self, agent_id: int, tx_id: int, pin: str, key: str, reply_route: Route | None = None
+    ) -> RechargeView:
+        view: RechargeView = await self._logged(
+            "retry",
+            f"agent={agent_id} of_tx={tx_id} key={key}",
+            self._ledger.retry(agent_id, tx_id, pin, key, reply_route),
+        )
+        return view
+
+    async def transfer_to_phone(
+        self, agent_id: int, amount_fen: int, pin: str, key: str, reply_route: Route | None = None
+    ) -> TransferView:
+        view: TransferView = await self._logged(
+            "transfer",
+            f"agent={agent_id} amount_fen={amount_fen} key={key}",
+            self._ledger.transfer_to_phone(agent_id, amount_fen, pin, key, reply_route),
+        )
+        return view
 
 
 class ShuttingDown(RuntimeError):
@@ -235,7 +311,8 @@ async def run_server(
                 server_log.info("recovered %d pending recharge(s) at start", len(resolved))
         store = open_session_store(settings, prefix=store_prefix or settings.redis_prefix)
         try:
-            engine = build_menu_engine(settings, ledger, store, clock, catalogue)
+            logged = cast(AgentLedger, LoggedLedger(ledger))
+            engine = build_menu_engine(settings, logged, store, clock, catalogue)
             server = Server(settings, ledger, store, engine, ledger_outbox(ledger), Intake(store))
 
             async def send(outbound: Outbound) -> list[str]:

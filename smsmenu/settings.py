@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///smsmenu.db"
     redis_url: str = ""
     redis_prefix: str = "smsmenu:"
+    redis_max_connections: int = Field(64, ge=1)
     smsc_host: str = "127.0.0.1"
     smsc_port: int = Field(2775, ge=1, le=65535)
     smsc_system_id: str = "smsmenu"

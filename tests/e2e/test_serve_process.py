@@ -177,6 +177,9 @@ async def test_kill_9_after_the_pin_was_acked_then_restart(
     assert check.returncode == 0, check.stderr
     assert "trial balance zero" in check.stdout
     assert TRADE_PIN not in workers.log(0) + workers.log(1)
+    assert (
+        "money op=recharge agent=1 kind=mobile number=13900000002 amount_fen=5000" in workers.log(0)
+    )
     assert "stopped: status bound=False" in workers.log(1)
 
 
