@@ -39,6 +39,13 @@ sys.path.insert(0, str(ROOT))
 PG = os.environ.get("SMSMENU_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("SMSMENU_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 PIN = "135790"
+# Each agent cycles over its own targets and 100 amounts: an identical shortcut (same agent,
+# target, amount) within 60 s would ask for a confirmation instead of recharging.
+TARGETS = 5
+
+
+def target(agent: int, index: int) -> str:
+    return f"139{index}{agent:07d}"
 
 
 # ---- the echo ESME (run as a subprocess: --echo-esme PORT) ----------------------------------
@@ -77,7 +84,7 @@ class Phones:
 async def closed_loop(
     sim: object,
     phones: Phones,
-    users: list[tuple[str, str | None]],
+    users: list[tuple[str, object]],
     make_text: object,
     seconds: float,
     warmup: float,
@@ -98,7 +105,8 @@ async def closed_loop(
             sim.send(phone, make_text(index, n))  # type: ignore[attr-defined,operator]
             await asyncio.wait_for(phones.queues[phone].get(), 30)
             if other is not None:
-                await asyncio.wait_for(phones.queues[other].get(), 30)
+                to = other if isinstance(other, str) else other(index, n)  # type: ignore[operator]
+                await asyncio.wait_for(phones.queues[to].get(), 30)
             t1 = time.perf_counter()
             if t0 >= measure_from and t1 <= stop_at:
                 latencies.append(t1 - t0)
@@ -106,6 +114,30 @@ async def closed_loop(
 
     await asyncio.gather(*(user(i, p, o) for i, (p, o) in enumerate(users)))
     return done, latencies, seconds
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of ``pids`` (Linux /proc), in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(name: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
 
 
 def report(name: str, done: int, latencies: list[float], seconds: float) -> float:
@@ -144,9 +176,10 @@ async def setup_database(agents: int) -> str:
     ledger = await open_ledger(Settings(database_url=url))  # type: ignore[call-arg]
     try:
         for i in range(agents):
-            phone, target = f"138{i:08d}", f"139{i:08d}"
+            phone = f"138{i:08d}"
             await ledger.add_subscriber(phone, Kind.MOBILE, Billing.PREPAID)
-            await ledger.add_subscriber(target, Kind.MOBILE, Billing.PREPAID)
+            for t in range(TARGETS):
+                await ledger.add_subscriber(target(i, t), Kind.MOBILE, Billing.PREPAID)
             await ledger.open_agent(phone, PIN, "246801", 10_000_000_00, 200)
     finally:
         await close_ledger(ledger)
@@ -244,11 +277,38 @@ async def main(args: argparse.Namespace) -> None:
         agents = [(f"138{i:08d}", f"139{i:08d}") for i in range(args.agents)]
 
         def text(i: int, n: int) -> str:
-            amount = 10 * (1 + n % 100)  # never the same amount within the 60 s guard
-            return f"CZ 2 139{i:08d} {amount} {PIN}"
+            amount = 10 * (1 + (n // TARGETS) % 100)
+            return f"CZ 2 {target(i, n % TARGETS)} {amount} {PIN}"
 
-        done, lat, secs = await closed_loop(sim, phones, agents, text, args.seconds, 2.0)
+        def receiver(i: int, n: int) -> str:
+            return target(i, n % TARGETS)
+
+        groups = {
+            "simulator+load (this process)": [os.getpid()],
+            "smsmenu serve": [p.pid for p in procs],
+            "postgres (all backends)": pids_named("postgres"),
+            "redis-server": pids_named("redis-server"),
+        }
+        before = {k: cpu_seconds(v) for k, v in groups.items()}
+        pg_before = {pid: cpu_seconds([pid]) for pid in pids_named("postgres")}
+        wall0 = time.perf_counter()
+        users: list[tuple[str, object]] = [(p, receiver) for p, _ in agents]
+        done, lat, secs = await closed_loop(sim, phones, users, text, args.seconds, 2.0)
+        wall = time.perf_counter() - wall0
         rate = report(f"recharges ({args.workers} worker(s))", done, lat, secs)
+        total_done = max(1, done * wall / secs)  # the warm-up ran too
+        print(f"CPU during the run ({wall:.1f}s wall, {os.cpu_count()} cores):")
+        groups["postgres (all backends)"] = pids_named("postgres")  # the pool connected lazily
+        before_pg = {pid: cpu for pid, cpu in pg_before.items()}
+        for k, v in groups.items():
+            if k.startswith("postgres"):
+                used = sum(cpu_seconds([pid]) - before_pg.get(pid, 0.0) for pid in v)
+            else:
+                used = cpu_seconds(v) - before[k]
+            print(
+                f"  {k:<32} {used:6.2f} s = {used / wall * 100:5.1f}% of a core,"
+                f" {used / total_done * 1000:5.2f} ms per recharge"
+            )
         print(
             f"ratio to the transport ceiling: {rate / ceiling:.2f}"
             f"  (each recharge = 1 deliver_sm in, 2 submit_sm out, 2 receipts back)"

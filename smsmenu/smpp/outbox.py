@@ -82,6 +82,7 @@ class SenderConfig:
     max_attempts: int = 20
     receipt_hold_s: float = 60.0
     drain_s: float = 10.0
+    record_delay_s: float = 0.02
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> SenderConfig:
@@ -156,6 +157,7 @@ class OutboxSender:
         self._record_wake = asyncio.Event()
         self._by_id: OrderedDict[str, _Sent] = OrderedDict()
         self._orphans: list[_Orphan] = []
+        self._window_full = False
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -203,7 +205,7 @@ class OutboxSender:
     async def _run(self) -> None:
         cfg = self.config
         while not self._stopping:
-            self._wake.clear()
+            self._wake.clear()  # a nudge from now on wakes the wait below at once
             free = cfg.window - len(self._inflight)
             claimed: list[OutboxMessage] = []
             if free > 0 and self._ready():
@@ -211,10 +213,11 @@ class OutboxSender:
                     claimed = await self.outbox.claim(cfg.worker_id, free, cfg.lease_s)
                 except Exception as exc:
                     log.error("outbox claim failed: %s: %s", type(exc).__name__, exc)
-            if claimed:
-                for message in claimed:
-                    self._dispatch(message)
-                continue
+            for message in claimed:
+                self._dispatch(message)
+            self._window_full = free <= 0 or len(claimed) == free
+            if claimed and len(claimed) == free:
+                continue  # the window was the limit: more may be due
             await self._retry_orphans()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(cfg.poll_s):
@@ -239,7 +242,8 @@ class OutboxSender:
                 gate[1].remove(message.id)
                 if not gate[1]:
                     del self._gates[message.destination]
-            self._wake.set()
+            if self._window_full:  # the loop waits for a free place: there is one now
+                self._wake.set()
 
     async def _deliver(self, message: OutboxMessage) -> None:
         outbound = Outbound(message.destination, message.text, message.source, message.route)
@@ -310,6 +314,9 @@ class OutboxSender:
         pause = 0.05
         while True:
             await self._record_wake.wait()
+            # a moment to gather: a row's submit and its receipts, and other rows, are then
+            # recorded in one transaction
+            await asyncio.sleep(self.config.record_delay_s)
             self._record_wake.clear()
             try:
                 await self._flush()
