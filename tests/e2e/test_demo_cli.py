@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +51,14 @@ def test_demo_console_exits_cleanly_at_end_of_input(tmp_path: Path) -> None:
     closed = demo(cwd=tmp_path)  # stdin closed at once
     assert closed.returncode == 0, closed.stderr
     assert "end of input" in closed.stdout
+
+
+def test_serve_without_a_schema_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMSMENU_")}
+    env["SMSMENU_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    done = subprocess.run(
+        [*SMSMENU, "serve"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("smsmenu: database sqlite+aiosqlite:///") and "upgrade" in last

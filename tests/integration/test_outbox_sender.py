@@ -221,3 +221,54 @@ async def test_a_transient_failure_waits_its_back_off(database_url: str) -> None
         assert row.submitted_at - row.created_at >= timedelta(seconds=0.2)
     finally:
         await engine.dispose()
+
+
+async def test_rows_go_out_several_at_once_but_one_phone_in_order(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        now = SystemClock().now()
+        rows = [
+            ob.row(
+                now=now,
+                source="10001",
+                destination="13900000001" if n % 2 else f"1390000{n:04d}",
+                text=f"t{n}",
+                kind="test",
+                dedup_key=f"t{n}",
+            )
+            for n in range(12)
+        ]
+        async with engine.begin() as conn:
+            await ob.add(conn, *rows)
+        in_flight: set[str] = set()
+        most = 0
+        released = asyncio.Event()
+        order: list[str] = []
+
+        async def send(outbound: Outbound) -> list[str]:
+            nonlocal most
+            assert outbound.destination not in in_flight  # one phone: one at a time
+            in_flight.add(outbound.destination)
+            most = max(most, len(in_flight))
+            if len(in_flight) >= 4:
+                released.set()  # four phones' rows were in flight together
+            await asyncio.wait_for(released.wait(), 5)
+            in_flight.discard(outbound.destination)
+            order.append(outbound.text)
+            return [f"id-{outbound.text}"]
+
+        s = OutboxSender(
+            ob.Outbox(engine, SystemClock()),
+            send,
+            SenderConfig(worker_id="w", window=8, **FAST),  # type: ignore[arg-type]
+        )
+        await s.start()
+        try:
+            await until(lambda: all_status(engine, ob.SENT, 12))
+        finally:
+            await s.stop()
+        assert most >= 4
+        same_phone = [t for t in order if int(t[1:]) % 2]
+        assert same_phone == [f"t{n}" for n in range(1, 12, 2)]
+    finally:
+        await engine.dispose()
