@@ -262,6 +262,29 @@ def demo(
                 )
                 # the opening confirmation SMS comes from the outbox: show it first
                 opened = await sim.wait_for(agent.phone, 1, 10)
+                if as_json:  # the setup as one object; the console stays text
+                    emit(
+                        True,
+                        {
+                            "database": str(path),
+                            "log": str(log_path),
+                            "smsc_port": bound_port,
+                            "service_number": settings.service_number,
+                            "agent": {
+                                "agent_id": agent.agent_id,
+                                "phone": agent.phone,
+                                "trade_password": TRADE_PIN,
+                                "mgmt_password": MGMT_PIN,
+                                "balance_fen": agent.balance_fen,
+                                "commission_bp": agent.commission_bp,
+                            },
+                            "subscribers": [
+                                {"number": n, "kind": k, "billing": b, "balance_fen": f}
+                                for n, k, b, f, _ in SUBSCRIBERS
+                            ],
+                        },
+                        str,
+                    )
                 out("Subscribers:")
                 for number, _kind, _billing, balance, what in SUBSCRIBERS:
                     out(f"  {number}  {what}, balance {format_yuan(balance)}")
@@ -274,10 +297,10 @@ def demo(
                         default_timeout_s=reply_timeout,
                     )
                 out(WHAT_TO_TYPE)
-                out(describe(opened[0]))
+                click.echo(describe(opened[0]))
                 await run_console(
                     sim,
-                    out,
+                    click.echo,
                     open_op=settings.ussd_op_open,
                     continue_op=settings.ussd_op_continue,
                     exit_at_eof=True,
