@@ -135,7 +135,7 @@ class GatewayStatus:
 
     bound: bool = False
     window_in_use: int = 0
-    queued: int = 0
+    queued: int = 0  # parts given to send() and not yet answered (includes the window)
     sent: int = 0  # parts accepted by the SMSC
     failed: int = 0  # messages refused for good
     retried: int = 0  # parts submitted again (throttled, timed out, link lost)
@@ -389,14 +389,19 @@ class Gateway:
 
     async def _read(self, link: _Link, reader: asyncio.StreamReader) -> None:
         framer = pdu.Framer()
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                log.warning("smpp link %d: the SMSC closed the connection", link.id)
-                return
-            for packet in framer.feed(data):
-                if not self._dispatch(link, packet):
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    log.warning("smpp link %d: the SMSC closed the connection", link.id)
                     return
+                for packet in framer.feed(data):
+                    if not self._dispatch(link, packet):
+                        return
+        finally:
+            if self._link is link:
+                self._bound.clear()
+            link.close()  # fails every request in flight at once: they go again after rebind
 
     def _dispatch(self, link: _Link, packet: pdu.Pdu) -> bool:
         """Handles one PDU from the SMSC; False when the link must end (unbind)."""
@@ -412,6 +417,8 @@ class Gateway:
             link.write(pdu.response(packet))
             log.info("smpp link %d: the SMSC unbound", link.id)
             return False
+        elif cid == pdu.ALERT_NOTIFICATION:
+            pass  # has no response; we do not hold messages for absent phones
         else:
             link.write(pdu.Pdu(pdu.GENERIC_NACK, pdu.ESME_RINVCMDID, packet.sequence))
         return True
@@ -670,6 +677,10 @@ class Gateway:
             link = self._link
             if link is not None and not link.closed and self._bound.is_set():
                 return link
+            if link is None or link.closed:
+                # the link died and _serve_link has not cleaned up yet: never spin on a set
+                # event (Event.wait() returns at once without yielding)
+                self._bound.clear()
             await self._bound.wait()
 
     def _remember(self, message_id: str) -> None:

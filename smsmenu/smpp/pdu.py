@@ -26,6 +26,7 @@ DELIVER_SM = 0x00000005
 UNBIND = 0x00000006
 BIND_TRANSCEIVER = 0x00000009
 ENQUIRE_LINK = 0x00000015
+ALERT_NOTIFICATION = 0x00000102
 RESP = 0x80000000  # the response to command X is X | RESP
 
 # command_status values we act on (anything else is carried as an int)
