@@ -12,6 +12,9 @@ from smsmenu.smpp.gateway import SendFailed
 from smsmenu.smpp.ussd import SessionInfo
 from tests.e2e.smpp_helpers import SERVICE, Receipts, Recorder, bound_pair
 
+# a hang must fail the test, not stall CI
+pytestmark = pytest.mark.timeout(60)
+
 PHONE = "13800000001"
 CHINESE = "主菜单：1 天翼 2 空中充值 3 账户管理 4 业务管理。" * 4  # 124 characters
 
