@@ -409,7 +409,7 @@ class Gateway:
         if packet.is_response:  # includes generic_nack
             if not link.answered(packet):
                 log.warning("smpp: response %#x to unknown sequence %d", cid, packet.sequence)
-        elif cid == pdu.DELIVER_SM:
+        elif cid in (pdu.DELIVER_SM, pdu.DATA_SM):  # some USSD gateways use data_sm
             self._spawn(self._deliver(link, packet))
         elif cid == pdu.ENQUIRE_LINK:
             link.write(pdu.response(packet))
@@ -437,9 +437,9 @@ class Gateway:
     async def _deliver(self, link: _Link, packet: pdu.Pdu) -> None:
         ack = _Ack(link, packet)
         try:
-            sm = pdu.ShortMessage.decode(packet.body)
+            sm = pdu.decode_message(packet)
         except pdu.PduError as exc:
-            log.warning("smpp: malformed deliver_sm (%s), refused", exc)
+            log.warning("smpp: malformed %#x (%s), refused", packet.command_id, exc)
             ack.send(pdu.ESME_RINVMSGLEN)
             return
         if receipts.is_receipt(sm.esm_class):

@@ -67,6 +67,7 @@ class Delivery:
     acked: asyncio.Future[None]
     attempts: int = 0
     statuses: list[int] = field(default_factory=list)
+    as_data_sm: bool = False
 
 
 @dataclass
@@ -110,7 +111,10 @@ class _Session:
             self.sim.redeliver_after_s, self._no_answer, seq
         )
         self.outstanding[seq] = (delivery, timer)
-        self.write(pdu.Pdu(pdu.DELIVER_SM, 0, seq, delivery.sm.encode()))
+        if delivery.as_data_sm:
+            self.write(pdu.Pdu(pdu.DATA_SM, 0, seq, pdu.encode_data_sm(delivery.sm)))
+        else:
+            self.write(pdu.Pdu(pdu.DELIVER_SM, 0, seq, delivery.sm.encode()))
 
     def _no_answer(self, seq: int) -> None:
         entry = self.outstanding.pop(seq, None)
@@ -247,7 +251,7 @@ class Simulator:
             self._spawn(self._close_soon(session))
         elif cid == pdu.SUBMIT_SM:
             self._submit(session, packet)
-        elif cid == pdu.DELIVER_SM | pdu.RESP or cid == pdu.GENERIC_NACK:
+        elif cid in (pdu.DELIVER_SM | pdu.RESP, pdu.DATA_SM | pdu.RESP, pdu.GENERIC_NACK):
             self._deliver_resp(session, packet)
         elif packet.is_response:
             pass  # enquire_link_resp, unbind_resp
@@ -392,9 +396,10 @@ class Simulator:
 
     # -- deliver_sm (phones send to the ESME) --------------------------------------------
 
-    def deliver_sm(self, sm: pdu.ShortMessage) -> Delivery:
-        """Queues one deliver_sm for the bound ESME; redelivered until acked with ROK."""
-        delivery = Delivery(sm, asyncio.get_running_loop().create_future())
+    def deliver_sm(self, sm: pdu.ShortMessage, *, as_data_sm: bool = False) -> Delivery:
+        """Queues one deliver_sm (or data_sm) for the bound ESME; redelivered until acked
+        with ESME_ROK."""
+        delivery = Delivery(sm, asyncio.get_running_loop().create_future(), as_data_sm=as_data_sm)
         self.deliveries.append(delivery)
         self._waiting.append(delivery)
         self._flush()

@@ -293,3 +293,21 @@ async def test_silent_link_is_detected_by_enquire_link_and_rebound() -> None:
         assert sim.binds == 2
         assert await asyncio.wait_for(sending, 5)
         assert [m.text for m in sim.received[PHONE]] == ["through"]
+
+
+async def test_mo_as_data_sm_is_handled_and_acked() -> None:
+    handler = Recorder()
+    async with bound_pair(handler) as (sim, _gateway):
+        delivery = sim.deliver_sm(
+            pdu.ShortMessage(
+                PHONE,
+                SERVICE,
+                "查询".encode("utf-16-be"),
+                data_coding=8,
+                tlvs=((pdu.TLV_USSD_SERVICE_OP, b"\x01"), (pdu.TLV_ITS_SESSION_INFO, b"\x90\x00")),
+            ),
+            as_data_sm=True,
+        )
+        (inbound,) = await handler.wait(1)
+        assert inbound.text == "查询" and inbound.route.transport is Transport.USSD
+        await asyncio.wait_for(delivery.acked, 5)
