@@ -463,15 +463,21 @@ class Gateway:
             payload, coding = joined.payload, joined.data_coding
             first = min(joined.tokens, key=lambda part: part.seq).sm
             acks = tuple(part.ack for part in joined.tokens)
-        inbound = to_inbound(
-            first,
-            payload,
-            coding,
-            segment,
-            alphabet=self.config.alphabet,
-            codes=self.config.codes,
-            received_at=datetime.now(UTC),
-        )
+        try:
+            inbound = to_inbound(
+                first,
+                payload,
+                coding,
+                segment,
+                alphabet=self.config.alphabet,
+                codes=self.config.codes,
+                received_at=datetime.now(UTC),
+            )
+        except ValueError as exc:  # e.g. no source address: refused for good, not redelivered
+            log.warning("smpp: unusable message from %r refused: %s", first.source, exc)
+            for refused in acks:
+                refused.send(pdu.ESME_RINVSRCADR)
+            return
         key = inbound.message_key
         waiting = self._inflight.get(key)
         if waiting is not None:
@@ -712,4 +718,9 @@ class Gateway:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("smpp inbound task failed: %r (the SMSC will redeliver)", error)

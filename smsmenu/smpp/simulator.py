@@ -37,6 +37,20 @@ log = logging.getLogger("smsmenu.simulator")
 _BIND_IDS = (pdu.BIND_TRANSCEIVER, pdu.BIND_TRANSMITTER, pdu.BIND_RECEIVER)
 
 
+# deliver_sm_resp statuses after which the SMSC delivers again; any other refusal is final
+TEMPORARY = frozenset(
+    {pdu.ESME_RMSGQFUL, pdu.ESME_RTHROTTLED, pdu.ESME_RX_T_APPN, pdu.ESME_RSYSERR}
+)
+
+
+class DeliveryRefused(Exception):
+    """The ESME refused a deliver_sm for good (``status``)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"deliver_sm refused with status {status:#x}")
+        self.status = status
+
+
 @dataclass(frozen=True)
 class Received:
     """One whole message a phone received (its submit_sm parts joined)."""
@@ -61,7 +75,8 @@ class Received:
 @dataclass
 class Delivery:
     """One MO message (one deliver_sm PDU body) on its way to the ESME, redelivered until
-    acked with ESME_ROK. ``acked`` completes then; ``attempts`` counts the PDUs sent."""
+    acked with ESME_ROK (``acked`` completes) or refused with a status that is not
+    ``TEMPORARY`` (``acked`` raises ``DeliveryRefused``); ``attempts`` counts the PDUs."""
 
     sm: pdu.ShortMessage
     acked: asyncio.Future[None]
@@ -428,8 +443,10 @@ class Simulator:
         if packet.command_status == pdu.ESME_ROK:
             if not delivery.acked.done():
                 delivery.acked.set_result(None)
-        else:  # a refusal: the SMSC tries again later
+        elif packet.command_status in TEMPORARY:  # the SMSC tries again later
             asyncio.get_running_loop().call_later(self.redeliver_after_s, self._requeue, delivery)
+        elif not delivery.acked.done():  # refused for good: the SMSC gives up
+            delivery.acked.set_exception(DeliveryRefused(packet.command_status))
 
     def send(
         self,

@@ -9,6 +9,7 @@ import pytest
 from smsmenu.messages import Inbound, Outbound, Route, Transport, UssdDialogue
 from smsmenu.smpp import pdu
 from smsmenu.smpp.gateway import SendFailed
+from smsmenu.smpp.simulator import DeliveryRefused
 from smsmenu.smpp.ussd import SessionInfo
 from tests.e2e.smpp_helpers import SERVICE, Receipts, Recorder, bound_pair
 
@@ -311,3 +312,18 @@ async def test_mo_as_data_sm_is_handled_and_acked() -> None:
         (inbound,) = await handler.wait(1)
         assert inbound.text == "查询" and inbound.route.transport is Transport.USSD
         await asyncio.wait_for(delivery.acked, 5)
+
+
+async def test_message_without_source_is_refused_not_redelivered_forever() -> None:
+    handler = Recorder()
+    async with bound_pair(handler) as (sim, _gateway):
+        bad = sim.deliver_sm(pdu.ShortMessage("", SERVICE, b"1"))
+        for _ in range(100):
+            if bad.statuses:
+                break
+            await asyncio.sleep(0.02)
+        assert bad.statuses == [0x0A] and handler.inbound == []
+        with pytest.raises(DeliveryRefused):
+            await bad.acked
+        sim.send(PHONE, "fine")
+        assert (await handler.wait(1))[0].text == "fine"
