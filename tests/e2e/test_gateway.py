@@ -327,3 +327,15 @@ async def test_message_without_source_is_refused_not_redelivered_forever() -> No
             await bad.acked
         sim.send(PHONE, "fine")
         assert (await handler.wait(1))[0].text == "fine"
+
+
+async def test_long_ussd_reply_travels_whole_in_message_payload() -> None:
+    text = "菜单" * 100  # 400 octets in UCS2: more than short_message holds
+
+    handler = Recorder(lambda m: [Outbound(m.source, text, SERVICE, m.route)])
+    async with bound_pair(handler) as (sim, _gateway):
+        sim.send_ussd(PHONE, "*100#", op=1, session=3)
+        (got,) = await sim.wait_for(PHONE)
+        assert got.text == text and got.parts == 1 and got.ussd_service_op == 2
+        assert sim.submits[0].short_message == b""
+        assert sim.submits[0].tlv(pdu.TLV_MESSAGE_PAYLOAD) == text.encode("utf-16-be")
