@@ -1490,6 +1490,8 @@ class LedgerService:
                     ref=tx_id,
                 )
                 ctx = await self._lock_agent(conn, rec.agent_id)
+                if ctx.status == AgentStatus.CLOSED:
+                    raise Refusal(Rule.AGENT_CLOSED)
                 target = (
                     await conn.execute(
                         select(subscribers.c.billing, subscribers.c.account_id, accounts.c.balance)
