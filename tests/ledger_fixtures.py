@@ -93,12 +93,18 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
+def group_commit() -> bool:
+    """Whether the ``ledger`` fixture batches concurrent recharges (override to test both)."""
+    return False
+
+
+@pytest.fixture
 async def ledger(
-    settings: Settings, clock: FakeClock, catalogue: Catalogue
+    settings: Settings, clock: FakeClock, catalogue: Catalogue, group_commit: bool
 ) -> AsyncIterator[LedgerService]:
     """A ledger (internal billing) on a fresh database; checks the books at teardown."""
     engine = create_engine(settings.database_url)
-    service = LedgerService(engine, clock, catalogue, settings)
+    service = LedgerService(engine, clock, catalogue, settings, group_commit=group_commit)
     try:
         yield service
         balance = await service.trial_balance()

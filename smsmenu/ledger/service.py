@@ -29,6 +29,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -107,6 +108,15 @@ class _WrongPin(Exception):
 
 class _KeyTaken(Exception):
     pass
+
+
+@dataclass
+class _Waiting:
+    """A recharge waiting for its group-commit batch."""
+
+    request: RechargeRequest
+    fingerprint: str
+    future: asyncio.Future[RechargeView]
 
 
 # ---- statements, built once -------------------------------------------------------------
@@ -191,6 +201,48 @@ _RESET_PIN_FAILURES = (
     .where(agents.c.id == bindparam("agent_id"))
     .values(pin_failures=0, pin_locked_until=None)
 )
+_BATCH_AGENTS = (
+    select(
+        agents.c.id,
+        agents.c.status,
+        agents.c.phone,
+        agents.c.commission_bp,
+        agents.c.trade_hash,
+        agents.c.pin_failures,
+        agents.c.pin_locked_until,
+        agents.c.account_id,
+        _ph.c.status.label("phone_status"),
+    )
+    .select_from(agents.outerjoin(_ph, _ph.c.number == agents.c.phone))
+    .where(agents.c.id.in_(bindparam("ids", expanding=True)))
+)
+_BATCH_TARGETS = select(
+    subscribers.c.number,
+    subscribers.c.kind,
+    subscribers.c.status,
+    subscribers.c.account_id,
+).where(subscribers.c.number.in_(bindparam("numbers", expanding=True)))
+_LOCK_PG = (
+    select(accounts.c.id, accounts.c.balance, accounts.c.pending)
+    .where(accounts.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(accounts.c.id)
+    .with_for_update()
+)
+_LOCK_SQLITE = (  # the write lock is the database's (BEGIN IMMEDIATE)
+    select(accounts.c.id, accounts.c.balance, accounts.c.pending)
+    .where(accounts.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(accounts.c.id)
+)
+
+
+def _LOCK_ACCOUNTS(postgres: bool) -> Any:
+    return _LOCK_PG if postgres else _LOCK_SQLITE
+
+
+_SET_BALANCE = (
+    update(accounts).where(accounts.c.id == bindparam("acc")).values(balance=bindparam("balance"))
+)
+_DELETE_TXNS = txns.delete().where(txns.c.id.in_(bindparam("ids", expanding=True)))
 _KEY_LOOKUP = select(txns.c.id, txns.c.op, txns.c.fingerprint).where(txns.c.key == bindparam("key"))
 _RECHARGE_BY_ID = select(recharges).where(recharges.c.tx_id == bindparam("tx_id"))
 
@@ -245,6 +297,8 @@ class LedgerService:
         pins: PinVault | None = None,
         faults: Faults | None = None,
         billing_timeout_s: float = 10.0,
+        group_commit: bool = False,
+        max_batch: int = 64,
     ) -> None:
         self.engine = engine
         self.clock = clock
@@ -257,6 +311,14 @@ class LedgerService:
         self.zone = settings.zone
         self._service_number = settings.service_number
         self._postgres = engine.dialect.name == "postgresql"
+        # Group commit (internal billing only): concurrent recharges of this process share one
+        # transaction, so one commit (one WAL flush) serves many. See ``_run_batch``.
+        self.group_commit = group_commit
+        self.max_batch = max_batch
+        self._queue: list[_Waiting] = []
+        self._leading = False
+        self._leaders: set[asyncio.Task[None]] = set()
+        self.batches = 0  # how many batch transactions committed (tests, benchmarks look)
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -857,7 +919,218 @@ class LedgerService:
     async def recharge(self, request: RechargeRequest) -> RechargeView:
         """Reserve, credit through billing, post (or void: status ``failed``). Writes the
         agent's result notice and the target's receipt to the outbox in the same transaction."""
-        return await self._recharge(request, self._fingerprint(request), None)
+        fingerprint = self._fingerprint(request)
+        if self.group_commit and self.billing.internal:
+            self._validate(request.kind, request.number, request.amount_fen, request.notify)
+            return await self._join_batch(request, fingerprint)
+        return await self._recharge(request, fingerprint, None)
+
+    # ---- group commit ----------------------------------------------------------------------
+
+    async def _join_batch(self, request: RechargeRequest, fingerprint: str) -> RechargeView:
+        """Queue the recharge; the first caller to find no batch running leads: it runs
+        batches until the queue is empty (followers just wait for their result)."""
+        future: asyncio.Future[RechargeView] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Waiting(request, fingerprint, future))
+        if not self._leading:
+            await self._lead()
+        return await future
+
+    async def _lead(self) -> None:
+        self._leading = True
+        try:
+            while self._queue:
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+                await self._run_batch(batch)
+        finally:
+            self._leading = False
+            if self._queue:  # the leader was cancelled: hand the queue to a new leader
+                task = asyncio.ensure_future(self._lead())
+                self._leaders.add(task)
+                task.add_done_callback(self._leaders.discard)
+
+    async def _run_batch(self, batch: list[_Waiting]) -> None:
+        """One transaction for the whole batch; if it fails for any reason (a deadlock with
+        another process, a lost connection), every recharge of it runs on its own."""
+        try:
+            try:
+                outcomes = await self._batch_once(batch)
+            except Exception:
+                outcomes = None
+            if outcomes is None:
+                for waiting in batch:
+                    await self._settle(
+                        waiting, self._recharge(waiting.request, waiting.fingerprint, None)
+                    )
+                return
+            self.batches += 1
+            for waiting, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, _WrongPin):
+                    waiting.future.set_exception(await self._record_wrong_pin(outcome.agent_id))
+                elif isinstance(outcome, Refusal):
+                    waiting.future.set_exception(outcome)
+                elif outcome is None:  # the key was taken: the first result (or KEY_REUSED)
+                    await self._settle(waiting, self._repeat(waiting))
+                else:
+                    waiting.future.set_result(outcome)
+        except BaseException as exc:  # cancelled: nobody may wait for ever
+            for waiting in batch:
+                if not waiting.future.done():
+                    waiting.future.set_exception(RuntimeError(f"recharge batch aborted: {exc!r}"))
+            raise
+
+    async def _repeat(self, waiting: _Waiting) -> RechargeView:
+        txn = await self._first_result(waiting.request.key, "recharge", waiting.fingerprint)
+        return await self.recharge_view(txn)
+
+    @staticmethod
+    async def _settle(waiting: _Waiting, work: Any) -> None:
+        try:
+            waiting.future.set_result(await work)
+        except Exception as exc:
+            waiting.future.set_exception(exc)
+
+    async def _batch_once(self, batch: list[_Waiting]) -> list[Any]:
+        """Run ``batch`` in one transaction: the rules in memory, keys in one statement, the
+        accounts locked in id order (no deadlock between batches), funds checked under the
+        locks in arrival order, then one statement each for balances, journal, recharges and
+        outbox. Outcome per recharge: its view, a Refusal, a _WrongPin, or None (key taken)."""
+        now = self.clock.now()
+        outcomes: list[Any] = [None] * len(batch)
+        async with self._uow() as conn:
+            agent_rows = {
+                r.id: r
+                for r in (
+                    await conn.execute(
+                        _BATCH_AGENTS, {"ids": sorted({w.request.agent_id for w in batch})}
+                    )
+                ).all()
+            }
+            target_rows = {
+                r.number: r
+                for r in (
+                    await conn.execute(
+                        _BATCH_TARGETS, {"numbers": sorted({w.request.number for w in batch})}
+                    )
+                ).all()
+            }
+            # The keys first, as on the single path: a repeat gets the first result even if
+            # it would now be refused (a wrong PIN, a suspended agent).
+            key_rows = [
+                {
+                    "key": w.request.key,
+                    "op": "recharge",
+                    "fingerprint": w.fingerprint,
+                    "agent_id": w.request.agent_id,
+                    "number": w.request.number,
+                    "amount_fen": w.request.amount_fen,
+                    "created_at": now,
+                }
+                for w in batch
+            ]
+            insert_keys = (
+                self._dialect_insert(txns)
+                .values(key_rows)
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(txns.c.id, txns.c.key)
+            )
+            claimed = {r.key: r.id for r in (await conn.execute(insert_keys)).all()}
+            refused_txns: list[int] = []
+            owners = []
+            for i, waiting in enumerate(batch):
+                req = waiting.request
+                txn = claimed.pop(req.key, None)
+                if txn is None:  # taken before, or by an earlier recharge of this batch
+                    continue
+                ctx = agent_rows.get(req.agent_id)
+                try:
+                    if ctx is None:
+                        raise Refusal(Rule.AGENT_UNKNOWN, agent_id=req.agent_id)
+                    self._check_agent_can_trade(ctx)
+                    self._check_trade_pin(ctx, req.pin, now)
+                    target = target_rows.get(req.number)
+                    if target is None:
+                        raise Refusal(Rule.TARGET_UNKNOWN, number=req.number)
+                    if target.status == SubscriberStatus.CLOSED:
+                        raise Refusal(Rule.TARGET_CLOSED, number=req.number)
+                    if target.kind != req.kind:
+                        raise Refusal(Rule.TARGET_KIND_MISMATCH, number=req.number)
+                except (Refusal, _WrongPin) as exc:
+                    outcomes[i] = exc
+                    refused_txns.append(txn)
+                    continue
+                price = rules.price(req.amount_fen, ctx.commission_bp)
+                owners.append((i, txn, ctx, target, price))
+            if not owners:
+                if refused_txns:
+                    await conn.execute(_DELETE_TXNS, {"ids": refused_txns})
+                    await conn.commit()
+                return outcomes
+            ids = sorted({o[2].account_id for o in owners} | {o[3].account_id for o in owners})
+            locked = {
+                r.id: [r.balance, r.pending]
+                for r in (await conn.execute(_LOCK_ACCOUNTS(self._postgres), {"ids": ids})).all()
+            }
+            line_rows: list[dict[str, Any]] = []
+            recharge_rows: list[dict[str, Any]] = []
+            notice_rows: list[dict[str, Any]] = []
+            resets: list[dict[str, Any]] = []
+            for i, txn, ctx, target, price in owners:
+                req = batch[i].request
+                float_acc, target_acc = locked[ctx.account_id], locked[target.account_id]
+                available = float_acc[0] - float_acc[1]
+                if available < price.debit_fen:
+                    outcomes[i] = Refusal(Rule.INSUFFICIENT_FUNDS, available_fen=available)
+                    refused_txns.append(txn)
+                    continue
+                float_acc[0] -= price.debit_fen
+                target_acc[0] += price.amount_fen
+                float_after = float_acc[0] - float_acc[1]
+                line_rows += self._posting_lines(txn, ctx.account_id, target.account_id, price)
+                row = self._recharge_row(txn, req, price, SUCCEEDED, now, float_after, None)
+                recharge_rows.append(row)
+                notice_rows += self._notices(
+                    now=now,
+                    key=req.key,
+                    txn=txn,
+                    agent_id=req.agent_id,
+                    agent_phone=ctx.phone,
+                    kind=req.kind,
+                    number=req.number,
+                    notify=req.notify,
+                    price=price,
+                    float_after=float_after,
+                    target_balance=target_acc[0],
+                    route=req.reply_route,
+                )
+                if ctx.pin_failures or ctx.pin_locked_until is not None:
+                    resets.append({"agent_id": ctx.id})
+                outcomes[i] = _recharge_view(_Obj(row))
+            if refused_txns:
+                await conn.execute(_DELETE_TXNS, {"ids": refused_txns})
+            if recharge_rows:
+                await conn.execute(
+                    _SET_BALANCE,
+                    [{"acc": acc, "balance": values[0]} for acc, values in sorted(locked.items())],
+                )
+                await conn.execute(_INSERT_LINES, line_rows)
+                await conn.execute(_INSERT_RECHARGE, recharge_rows)
+                await outbox.add(conn, *notice_rows)
+                if resets:
+                    await conn.execute(_RESET_PIN_FAILURES, resets)
+            self._fault("batch")
+            await conn.commit()
+        return outcomes
+
+    def _dialect_insert(self, table: Any) -> Any:
+        if self._postgres:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
 
     async def _recharge(
         self, request: RechargeRequest, fingerprint: str, retry_of: int | None
