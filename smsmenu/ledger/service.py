@@ -34,13 +34,21 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Integer,
+    String,
+    Text,
     bindparam,
     case,
+    cast,
     exists,
     func,
     insert,
     literal,
     select,
+    true,
+    union_all,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -245,6 +253,196 @@ _SET_BALANCE = (
 _DELETE_TXNS = txns.delete().where(txns.c.id.in_(bindparam("ids", expanding=True)))
 _KEY_LOOKUP = select(txns.c.id, txns.c.op, txns.c.fingerprint).where(txns.c.key == bindparam("key"))
 _RECHARGE_BY_ID = select(recharges).where(recharges.c.tx_id == bindparam("tx_id"))
+
+
+# ---- PostgreSQL: a recharge in two statements -----------------------------------------------
+# (1) the key and everything the rules need; (2) the float's guarded debit, the target's credit,
+# the journal lines, the recharge row and the outbox rows, as one statement of data-modifying
+# CTEs. The texts are rendered in Python with a marker where the balances go, and the database
+# writes the balances it just computed into them (``_sql_yuan`` formats like ``format_yuan``).
+# BEGIN + 2 + COMMIT round trips instead of 9: the hot float's row lock is held for one
+# statement and the commit.
+
+MARK = "\u2063#\u2063"  # invisible separators around '#': never in a catalogue text
+
+
+def _sql_yuan(fen: Any) -> Any:
+    whole = func.abs(fen).op("/")(100)
+    part = func.mod(func.abs(fen), 100)
+    return func.concat(
+        case((fen < 0, "-"), else_=""),
+        cast(whole, Text),
+        ".",
+        func.lpad(cast(part, Text), 2, "0"),
+        "元",
+    )
+
+
+_pg_key = (
+    insert(txns)
+    .values(
+        key=bindparam("key"),
+        op="recharge",
+        fingerprint=bindparam("fingerprint"),
+        agent_id=bindparam("agent_id"),
+        number=bindparam("number"),
+        amount_fen=bindparam("amount_fen"),
+        created_at=bindparam("created_at", type_=txns.c.created_at.type),
+    )
+    .returning(txns.c.id)
+    .cte("k")
+)
+_PG_BEGIN = select(
+    _pg_key.c.id.label("txn"),
+    *[c for c in _CONTEXT.selected_columns],
+).select_from(
+    _pg_key.outerjoin(agents, agents.c.id == bindparam("agent_id"))
+    .outerjoin(_fa, _fa.c.id == agents.c.account_id)
+    .outerjoin(_ph, _ph.c.number == agents.c.phone)
+    .outerjoin(_tg, _tg.c.number == bindparam("number"))
+    .outerjoin(_ta, _ta.c.id == _tg.c.account_id)
+)
+
+
+def _pg_post_statement() -> Any:
+    debit, amount = bindparam("debit", type_=BigInteger), bindparam("amount", type_=BigInteger)
+    commission = bindparam("commission", type_=BigInteger)
+    txn = bindparam("txn", type_=Integer)
+    d = (
+        update(accounts)
+        .where(
+            accounts.c.id == bindparam("float_acc", type_=Integer),
+            accounts.c.balance - accounts.c.pending >= debit,
+        )
+        .values(balance=accounts.c.balance - debit)
+        .returning((accounts.c.balance - accounts.c.pending).label("after"))
+        .cte("d")
+    )
+    t = (
+        update(accounts)
+        .where(accounts.c.id == bindparam("target_acc", type_=Integer), exists(select(d.c.after)))
+        .values(balance=accounts.c.balance + amount)
+        .returning(accounts.c.balance.label("tbal"))
+        .cte("t")
+    )
+    line_rows = union_all(
+        select(txn, bindparam("target_acc", type_=Integer), amount).select_from(t),
+        select(txn, literal(COMMISSION_EXPENSE), -commission).select_from(t),
+        select(txn, bindparam("float_acc", type_=Integer), -debit).select_from(t),
+    )
+    add_lines = (
+        insert(lines).from_select(["txn_id", "account_id", "amount_fen"], line_rows).cte("l")
+    )
+    now = bindparam("now", type_=recharges.c.created_at.type)
+    add_recharge = (
+        insert(recharges)
+        .from_select(
+            [
+                "tx_id",
+                "agent_id",
+                "number",
+                "kind",
+                "amount_fen",
+                "commission_fen",
+                "debit_fen",
+                "notify",
+                "status",
+                "float_after_fen",
+                "invoice_printed",
+                "retry_of",
+                "created_at",
+                "resolved_at",
+            ],
+            select(
+                txn,
+                bindparam("r_agent", type_=Integer),
+                bindparam("r_number", type_=String),
+                bindparam("r_kind", type_=String),
+                amount,
+                commission,
+                debit,
+                bindparam("r_notify", type_=String),
+                literal(SUCCEEDED),
+                d.c.after,
+                literal(False, Boolean),
+                bindparam("retry_of", type_=Integer),
+                now,
+                now,
+            ).select_from(d.join(t, true())),
+        )
+        .cte("r")
+    )
+    outbox_cols = [
+        "created_at",
+        "source",
+        "destination",
+        "text",
+        "transport",
+        "ussd_session",
+        "ussd_umr",
+        "final",
+        "kind",
+        "ref",
+        "dedup_key",
+        "status",
+        "attempts",
+        "next_attempt_at",
+    ]
+
+    def notice(prefix: str, balance: Any, kind: str, source_cte: Any) -> Any:
+        return select(
+            now,
+            bindparam("source", type_=String),
+            bindparam(f"{prefix}_dest", type_=String),
+            func.replace(bindparam(f"{prefix}_text", type_=Text), MARK, _sql_yuan(balance)),
+            bindparam(f"{prefix}_transport", type_=String),
+            bindparam(f"{prefix}_ussd_session", type_=Integer),
+            bindparam(f"{prefix}_ussd_umr", type_=Integer),
+            bindparam(f"{prefix}_final", type_=Boolean),
+            literal(kind),
+            txn,
+            bindparam(f"{prefix}_dedup", type_=String),
+            literal(outbox_module_queued()),
+            literal(0),
+            now,
+        ).select_from(source_cte)
+
+    agent_notice = notice("agent", d.c.after, "agent_result", d.join(t, true()))
+    receipt = notice("receipt", t.c.tbal, "target_receipt", t).where(
+        bindparam("receipt_dest", type_=String).is_not(None)
+    )
+    add_outbox = (
+        insert(outbox_table()).from_select(outbox_cols, union_all(agent_notice, receipt)).cte("o")
+    )
+    return (
+        select(d.c.after, t.c.tbal)
+        .select_from(d.join(t, true()))
+        .add_cte(add_lines, add_recharge, add_outbox)
+    )
+
+
+class _Marked:
+    """A balance the database fills in (see ``MARK``)."""
+
+
+_MARKED = _Marked()
+
+
+def _money(value: int | _Marked) -> str:
+    return MARK if isinstance(value, _Marked) else format_yuan(value)
+
+
+def outbox_module_queued() -> str:
+    return outbox.QUEUED
+
+
+def outbox_table() -> Any:
+    from smsmenu.ledger.models import outbox as table
+
+    return table
+
+
+_PG_POST = _pg_post_statement()
 
 
 def _recharge_view(row: Any) -> RechargeView:
@@ -1223,8 +1421,8 @@ class LedgerService:
         number: str,
         notify: str | None,
         price: rules.Price,
-        float_after: int,
-        target_balance: int | None,
+        float_after: int | _Marked,
+        target_balance: int | _Marked | None,
         route: Route | None,
         error: str | None = None,
     ) -> list[dict[str, Any]]:
@@ -1234,7 +1432,7 @@ class LedgerService:
             "amount": format_yuan(price.amount_fen),
             "commission": format_yuan(price.commission_fen),
             "debit": format_yuan(price.debit_fen),
-            "balance": format_yuan(float_after),
+            "balance": _money(float_after),
             "tx_id": txn,
         }
         if error is None:
@@ -1265,7 +1463,7 @@ class LedgerService:
                             "receipt_target",
                             number=number,
                             amount=format_yuan(price.amount_fen),
-                            balance=format_yuan(target_balance),
+                            balance=_money(target_balance),
                             agent_id=agent_id,
                             tx_id=txn,
                         ),
@@ -1276,10 +1474,94 @@ class LedgerService:
                 )
         return rows
 
+    async def _recharge_at_once_pg(
+        self, request: RechargeRequest, fingerprint: str, retry_of: int | None
+    ) -> RechargeView:
+        """``_recharge_at_once`` in two statements on PostgreSQL (see ``_PG_POST``)."""
+        now = self.clock.now()
+        async with self._uow() as conn:
+            try:
+                ctx = (
+                    await conn.execute(
+                        _PG_BEGIN,
+                        {
+                            "key": request.key,
+                            "fingerprint": fingerprint,
+                            "agent_id": request.agent_id,
+                            "number": request.number,
+                            "amount_fen": request.amount_fen,
+                            "created_at": now,
+                        },
+                    )
+                ).one()
+            except IntegrityError:
+                raise _KeyTaken from None
+            if ctx.id is None:
+                raise Refusal(Rule.AGENT_UNKNOWN, agent_id=request.agent_id)
+            self._check_agent_can_trade(ctx)
+            self._check_trade_pin(ctx, request.pin, now)
+            self._check_target(ctx, request.kind, request.number)
+            price = rules.price(request.amount_fen, ctx.commission_bp)
+            if ctx.balance - ctx.pending < price.debit_fen:
+                raise Refusal(Rule.INSUFFICIENT_FUNDS, available_fen=ctx.balance - ctx.pending)
+            await self._reset_failures(conn, ctx)
+            self._fault("credited")
+            agent_row, *receipt_rows = self._notices(
+                now=now,
+                key=request.key,
+                txn=ctx.txn,
+                agent_id=request.agent_id,
+                agent_phone=ctx.phone,
+                kind=request.kind,
+                number=request.number,
+                notify=request.notify,
+                price=price,
+                float_after=_MARKED,
+                target_balance=_MARKED,
+                route=request.reply_route,
+            )
+            receipt = receipt_rows[0] if receipt_rows else None
+            params: dict[str, Any] = {
+                "txn": ctx.txn,
+                "float_acc": ctx.account_id,
+                "target_acc": ctx.t_account,
+                "debit": price.debit_fen,
+                "amount": price.amount_fen,
+                "commission": price.commission_fen,
+                "r_agent": request.agent_id,
+                "r_number": request.number,
+                "r_kind": request.kind.value,
+                "r_notify": request.notify,
+                "retry_of": retry_of,
+                "now": now,
+                "source": self._service_number,
+            }
+            for prefix, row in (("agent", agent_row), ("receipt", receipt)):
+                params.update(
+                    {
+                        f"{prefix}_dest": row["destination"] if row else None,
+                        f"{prefix}_text": row["text"] if row else "",
+                        f"{prefix}_transport": row["transport"] if row else "sms",
+                        f"{prefix}_ussd_session": row["ussd_session"] if row else None,
+                        f"{prefix}_ussd_umr": row["ussd_umr"] if row else None,
+                        f"{prefix}_final": row["final"] if row else True,
+                        f"{prefix}_dedup": row["dedup_key"] if row else "",
+                    }
+                )
+            posted = (await conn.execute(_PG_POST, params)).first()
+            if posted is None:  # a concurrent recharge took the money first
+                raise Refusal(Rule.INSUFFICIENT_FUNDS, available_fen=ctx.balance - ctx.pending)
+            self._fault("posting")
+            await conn.commit()
+        row = self._recharge_row(ctx.txn, request, price, SUCCEEDED, now, posted.after, retry_of)
+        return _recharge_view(_Obj(row))
+
     async def _recharge_at_once(
         self, request: RechargeRequest, fingerprint: str, retry_of: int | None
     ) -> RechargeView:
         """Internal billing: reserve, credit and post in one transaction (debit last)."""
+        if self._postgres:
+            return await self._recharge_at_once_pg(request, fingerprint, retry_of)
         now = self.clock.now()
         async with self._uow() as conn:
             txn, ctx, price = await self._begin_recharge(conn, request, fingerprint, now)
