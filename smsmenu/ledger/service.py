@@ -42,6 +42,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    column,
     exists,
     func,
     insert,
@@ -50,6 +51,7 @@ from sqlalchemy import (
     true,
     union_all,
     update,
+    values,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -418,6 +420,32 @@ def _pg_post_statement() -> Any:
         select(d.c.after, t.c.tbal)
         .select_from(d.join(t, true()))
         .add_cte(add_lines, add_recharge, add_outbox)
+    )
+
+
+def _pg_batch_writes(
+    balances: list[tuple[int, int]],
+    line_rows: list[dict[str, Any]],
+    recharge_rows: list[dict[str, Any]],
+    notice_rows: list[dict[str, Any]],
+) -> Any:
+    """One statement: the locked accounts' new balances, the journal lines, the recharge rows
+    and the outbox rows of a group-commit batch (data-modifying CTEs)."""
+    new_balances = values(column("acc", Integer), column("bal", BigInteger), name="v").data(
+        balances
+    )
+    set_balances = (
+        update(accounts)
+        .where(accounts.c.id == new_balances.c.acc)
+        .values(balance=new_balances.c.bal)
+        .returning(accounts.c.id)
+        .cte("b")
+    )
+    add_lines = insert(lines).values(line_rows).returning(lines.c.id).cte("l")
+    add_recharges = insert(recharges).values(recharge_rows).returning(recharges.c.tx_id).cte("r")
+    add_outbox = insert(outbox_table()).values(notice_rows).returning(outbox_table().c.id).cte("o")
+    return (
+        select(func.count()).select_from(set_balances).add_cte(add_lines, add_recharges, add_outbox)
     )
 
 
@@ -1138,6 +1166,8 @@ class LedgerService:
         self._leading = True
         try:
             while self._queue:
+                # let every recharge that is ready join (callers just woken by the last batch)
+                await asyncio.sleep(0)
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
                 await self._run_batch(batch)
@@ -1179,6 +1209,10 @@ class LedgerService:
             raise
 
     async def _repeat(self, waiting: _Waiting) -> RechargeView:
+        if await self._existing(waiting.request.key) is None:
+            # an earlier recharge of the same batch held the key and was refused: the key is
+            # free again, so this one runs as if it came alone
+            return await self._recharge(waiting.request, waiting.fingerprint, None)
         txn = await self._first_result(waiting.request.key, "recharge", waiting.fingerprint)
         return await self.recharge_view(txn)
 
@@ -1308,13 +1342,18 @@ class LedgerService:
             if refused_txns:
                 await conn.execute(_DELETE_TXNS, {"ids": refused_txns})
             if recharge_rows:
-                await conn.execute(
-                    _SET_BALANCE,
-                    [{"acc": acc, "balance": values[0]} for acc, values in sorted(locked.items())],
-                )
-                await conn.execute(_INSERT_LINES, line_rows)
-                await conn.execute(_INSERT_RECHARGE, recharge_rows)
-                await outbox.add(conn, *notice_rows)
+                balances = [(acc, values[0]) for acc, values in sorted(locked.items())]
+                if self._postgres:  # all writes in one statement
+                    await conn.execute(
+                        _pg_batch_writes(balances, line_rows, recharge_rows, notice_rows)
+                    )
+                else:
+                    await conn.execute(
+                        _SET_BALANCE, [{"acc": acc, "balance": bal} for acc, bal in balances]
+                    )
+                    await conn.execute(_INSERT_LINES, line_rows)
+                    await conn.execute(_INSERT_RECHARGE, recharge_rows)
+                    await outbox.add(conn, *notice_rows)
                 if resets:
                     await conn.execute(_RESET_PIN_FAILURES, resets)
             self._fault("batch")

@@ -96,3 +96,15 @@ async def test_a_failing_batch_falls_back_to_one_by_one(ledger: LedgerService) -
     assert ledger.batches == 0
     assert [v.status for v in views] == [RechargeStatus.SUCCEEDED] * 5
     assert (await ledger.agent(agent.agent_id)).balance_fen == 100_000 - 5 * 980
+
+
+async def test_a_refused_key_is_free_for_its_twin_in_the_batch(ledger: LedgerService) -> None:
+    agent = await new_agent(ledger, deposit_yuan=500)
+    await ledger.add_subscriber(TARGETS[0], Kind.MOBILE, Billing.PREPAID)
+    twin = RechargeRequest(agent.agent_id, Kind.MOBILE, TARGETS[0], 100000, TRADE_PIN, "twin")
+    results = await asyncio.gather(outcome(ledger, twin), outcome(ledger, twin))
+    assert results == [Rule.INSUFFICIENT_FUNDS, Rule.INSUFFICIENT_FUNDS]
+    await ledger.deposit(agent.agent_id, 50000, "more")
+    views = await asyncio.gather(ledger.recharge(twin), ledger.recharge(twin))
+    assert views[0] == views[1] and views[0].status is RechargeStatus.SUCCEEDED
+    assert (await ledger.agent(agent.agent_id)).balance_fen == 100000 - 98000
