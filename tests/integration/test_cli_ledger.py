@@ -472,3 +472,58 @@ def test_missing_schema_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().count("\n") == 0
     assert run(empty, "db", "upgrade").returncode == 0
     assert "refused (agent_unknown)" in run(empty, "agent", "show", "--agent", "1").stderr
+
+
+def test_subscriber_status_and_a_broken_ledger(cli: Cli) -> None:
+    agent = str(seed(cli))
+    shown = cli.json("subscriber", "set-status", "--number", "13800000001", "--status", "suspended")
+    assert isinstance(shown, dict) and shown["status"] == "suspended"
+    cli.refused(
+        "phone_suspended",
+        "recharge",
+        "make",
+        "--agent",
+        agent,
+        "--kind",
+        "mobile",
+        "--number",
+        "13900000002",
+        "--amount",
+        "10",
+        "--pin",
+        "135790",
+    )
+    cli.refused(
+        "target_unknown",
+        "subscriber",
+        "set-status",
+        "--number",
+        "13700000000",
+        "--status",
+        "active",
+    )
+    assert cli("subscriber", "show", "--number", "13700000000", ok=False).exit_code == 1
+    # a tampered balance makes `ledger check` fail with one line
+    import asyncio
+
+    from sqlalchemy import text
+
+    from smsmenu.ledger.db import create_engine
+
+    async def tamper(delta: int) -> None:
+        engine = create_engine(cli.url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text("UPDATE accounts SET balance = balance + :d WHERE kind = 'float'"),
+                    {"d": delta},
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(tamper(1))
+    broken = cli("ledger", "check", ok=False)
+    assert broken.exit_code == 1 and "trial balance is off" in broken.stderr
+    assert broken.stderr.strip().count("\n") == 0
+    asyncio.run(tamper(-1))
+    assert cli.json("ledger", "check")["ok"] is True  # type: ignore[index]
