@@ -525,6 +525,7 @@ class LedgerService:
         billing_timeout_s: float = 10.0,
         group_commit: bool = False,
         max_batch: int = 64,
+        parallel_batches: int = 2,
     ) -> None:
         self.engine = engine
         self.clock = clock
@@ -542,7 +543,8 @@ class LedgerService:
         self.group_commit = group_commit
         self.max_batch = max_batch
         self._queue: list[_Waiting] = []
-        self._leading = False
+        self.parallel_batches = parallel_batches
+        self._running = 0  # batches being led right now
         self._leaders: set[asyncio.Task[None]] = set()
         self.batches = 0  # how many batch transactions committed (tests, benchmarks look)
 
@@ -1154,26 +1156,28 @@ class LedgerService:
     # ---- group commit ----------------------------------------------------------------------
 
     async def _join_batch(self, request: RechargeRequest, fingerprint: str) -> RechargeView:
-        """Queue the recharge; the first caller to find no batch running leads: it runs
-        batches until the queue is empty (followers just wait for their result)."""
+        """Queue the recharge; a caller that finds fewer than ``parallel_batches`` batches
+        running leads: it runs batches until the queue is empty (the others just wait for
+        their result). Batches lock accounts in id order, so they never deadlock each other."""
         future: asyncio.Future[RechargeView] = asyncio.get_running_loop().create_future()
         self._queue.append(_Waiting(request, fingerprint, future))
-        if not self._leading:
+        if self._running < self.parallel_batches:
             await self._lead()
         return await future
 
     async def _lead(self) -> None:
-        self._leading = True
+        self._running += 1
         try:
             while self._queue:
                 # let every recharge that is ready join (callers just woken by the last batch)
                 await asyncio.sleep(0)
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
-                await self._run_batch(batch)
+                if batch:
+                    await self._run_batch(batch)
         finally:
-            self._leading = False
-            if self._queue:  # the leader was cancelled: hand the queue to a new leader
+            self._running -= 1
+            if self._queue and not self._running:  # cancelled: hand the queue on
                 task = asyncio.ensure_future(self._lead())
                 self._leaders.add(task)
                 task.add_done_callback(self._leaders.discard)
