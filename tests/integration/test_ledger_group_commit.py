@@ -16,7 +16,7 @@ TARGETS = [f"1390000{i:04d}" for i in range(5)]
 
 
 @pytest.fixture
-def group_commit() -> bool:
+def ledger_group_commit() -> bool:
     return True
 
 

@@ -27,7 +27,7 @@ FIXED = "02787654321"
 
 
 @pytest.fixture(params=[False, True], ids=["single", "group-commit"])
-def group_commit(request: pytest.FixtureRequest) -> bool:
+def ledger_group_commit(request: pytest.FixtureRequest) -> bool:
     """Every recharge test runs with and without group commit."""
     return bool(request.param)
 

@@ -61,8 +61,9 @@ class External:
 
 @pytest.fixture
 async def ext(
-    settings: Settings, clock: FakeClock, catalogue: Catalogue
+    ledger_settings: Settings, clock: FakeClock, catalogue: Catalogue
 ) -> AsyncIterator[External]:
+    settings = ledger_settings
     engine = create_engine(settings.database_url)
     billing = ScriptedBilling()
     faults = Faults()
