@@ -267,3 +267,26 @@ async def test_two_engines_on_one_redis_keep_one_phone_consistent(world: World) 
     # both see the same session afterwards
     assert (await twin.handle(inbound("1", "after")))[0].text == world.t("agent_main")
     assert (await world.engine.handle(inbound("1", "after2")))[0].text == world.t("agent_tianyi")
+
+
+async def test_a_dead_workers_lock_expires(world: World) -> None:
+    """A worker that died holding a phone's lock delays that phone until the lock expires
+    (2 s in these tests), and never blocks other phones."""
+    held = await world.store.claim(AGENT_PHONE, "dead-worker", minute=0, limit=1000)
+    assert held.token
+    # another phone goes through at once
+    other = await asyncio.wait_for(world.send("1", phone=SUBSCRIBER_PHONE), 1.0)
+    assert other == [world.t("sub_main")]
+    started = asyncio.get_running_loop().time()
+    assert await world.say("hello") == world.t("agent_main")
+    assert asyncio.get_running_loop().time() - started >= 1.5
+
+
+async def test_one_phones_messages_run_one_at_a_time(world: World) -> None:
+    """A burst from one phone on one engine: each message sees the previous one's session."""
+    replies = await asyncio.gather(
+        *(world.send(f"CZ 2 {MOBILE} 50 {TRADE_PIN}", key=f"burst{i}") for i in range(4))
+    )
+    duplicate = world.t("shortcut_duplicate", number=MOBILE, amount="50.00元")
+    assert sorted(replies) == sorted([[], [duplicate], [duplicate], [duplicate]])
+    assert len(await world.ledger.recharges(world.agent.agent_id)) == 1
