@@ -31,9 +31,9 @@ PIN_LOCK = timedelta(minutes=30)
 RETRY_WINDOW = timedelta(hours=24)
 BP_DENOMINATOR = 10_000
 
-_MOBILE = re.compile(r"1\d{10}")
-_AREA_CODED = re.compile(r"0\d{9,11}")
-_PIN = re.compile(r"\d{6}")
+_MOBILE = re.compile(r"1[0-9]{10}")
+_AREA_CODED = re.compile(r"0[0-9]{9,11}")
+_PIN = re.compile(r"[0-9]{6}")
 
 
 def number_rule(kind: Kind, number: str) -> Rule | None:

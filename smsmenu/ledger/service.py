@@ -88,8 +88,10 @@ from smsmenu.money import format_yuan
 from smsmenu.settings import Settings
 from smsmenu.texts import Catalogue
 
-#: Fault-injection hook: called with a step name ("reserved", "credited", "resolving",
-#: "posting"); raising from it simulates a crash at that step.
+#: Fault-injection hook, called with the name of the step just done; raising from it simulates
+#: a crash there. Two-phase: "reserved" (before the reservation commits), "committed" (after),
+#: "credited" (billing said yes or no), "resolving" (before the post/void commits).
+#: One transaction (internal billing): "credited" and "posting" (both before the commit).
 Faults = Callable[[str], None]
 
 SUCCEEDED = RechargeStatus.SUCCEEDED.value
@@ -1068,6 +1070,7 @@ class LedgerService:
                 raise Refusal(Rule.INSUFFICIENT_FUNDS, available_fen=ctx.balance - ctx.pending)
             self._fault("reserved")
             await conn.commit()
+        self._fault("committed")
         outcome, error = await self._credit(request.key, request.number, request.kind, price)
         self._fault("credited")
         return await self._resolve(txn, outcome, error, request.reply_route)
@@ -1075,15 +1078,22 @@ class LedgerService:
     async def _credit(
         self, key: str, number: str, kind: Kind, price: rules.Price
     ) -> tuple[Credit, str | None]:
+        """Ask billing to credit; on a time-out or error ask once what became of the key
+        (a late credit must be posted, not voided), and void only if it did not happen."""
         try:
             outcome = await asyncio.wait_for(
                 self.billing.credit(key, number, kind.value, price.amount_fen),
                 self.billing_timeout_s,
             )
-        except TimeoutError:
-            return Credit.FAILED, "billing timed out"
-        except BillingError as exc:
-            return Credit.FAILED, f"billing unavailable: {exc}"[:200]
+        except (TimeoutError, BillingError) as exc:
+            error = "billing timed out" if isinstance(exc, TimeoutError) else f"billing: {exc}"
+            try:
+                outcome = await asyncio.wait_for(self.billing.status(key), self.billing_timeout_s)
+            except (TimeoutError, BillingError):
+                outcome = Credit.UNKNOWN
+            if outcome is Credit.CREDITED:
+                return outcome, None
+            return Credit.FAILED, error[:200]
         if outcome is Credit.CREDITED:
             return outcome, None
         return Credit.FAILED, "billing refused the credit"
@@ -1480,6 +1490,8 @@ class LedgerService:
                     ref=tx_id,
                 )
                 ctx = await self._lock_agent(conn, rec.agent_id)
+                if ctx.status == AgentStatus.CLOSED:
+                    raise Refusal(Rule.AGENT_CLOSED)
                 target = (
                     await conn.execute(
                         select(subscribers.c.billing, subscribers.c.account_id, accounts.c.balance)
