@@ -96,6 +96,48 @@ async def test_pooled_machine_carries_nothing_to_the_next_phone() -> None:
     assert "kind" not in second.data and pool.built == 1
 
 
+BAD_INPUT = {
+    "main": ("2", "reason_bad_choice"),
+    "tianyi": ("2", "reason_bad_choice"),
+    "air": ("5", "reason_bad_choice"),
+    "rc_kind": ("0 1", "reason_bad_kind"),
+    "rc_number": ("13812345678", "reason_bad_area_number"),  # the data is a broadband recharge
+    "rc_amount": ("15", "reason_bad_amount"),
+    "rc_notify": ("2", "reason_bad_notify"),
+    "rc_confirm": ("12345", "reason_bad_pin"),
+    "exc_menu": ("2", "reason_bad_choice"),
+    "retry_pick": ("2", "reason_bad_choice"),  # one failed recharge listed
+    "retry_pin": ("1234567", "reason_bad_pin"),
+    "account": ("5", "reason_bad_choice"),
+    "bal_pin": ("abcdef", "reason_bad_pin"),
+    "tp_old": ("12345", "reason_bad_pin"),
+    "tp_new": ("222222", "reason_weak_pin"),
+    "tp_again": ("12", "reason_bad_pin"),
+    "rec_pin": ("1", "reason_bad_pin"),
+    "tr_amount": ("1010", "reason_bad_amount"),
+    "tr_pin": ("12", "reason_bad_pin"),
+    "business": ("2", "reason_bad_choice"),
+    "mp_old": ("x", "reason_bad_pin"),
+    "mp_new": ("654321", "reason_weak_pin"),
+    "mp_again": ("9", "reason_bad_pin"),
+}
+
+
+def test_every_screen_has_a_bad_input_case() -> None:
+    assert set(BAD_INPUT) == set(screens(AgentMenu))
+
+
+@pytest.mark.parametrize("state", list(BAD_INPUT))
+async def test_bad_input_reprompts_with_its_reason_and_changes_nothing(state: str) -> None:
+    text, reason = BAD_INPUT[state]
+    t = turn()
+    before = dict(t.data)
+    after = await MachinePool(AgentMenu).step(("session", state), "input", t, text)
+    assert after == ("session", state)
+    assert t.data == before
+    assert t.parts == [TEXTS.render(reason), screen(AgentMenu, state)]
+
+
 async def test_invalid_input_changes_nothing() -> None:
     pool = MachinePool(AgentMenu)
     for state, text in [("main", "9"), ("air", "x"), ("rc_amount", "15"), ("tr_pin", "12")]:
