@@ -15,8 +15,8 @@ the token. All keys of one phone share a Redis Cluster hash tag ``{phone}``.
 
 The Python client, not Redis, is what limits a worker (a redis-py round trip costs ~160 µs of
 client CPU), so the Redis store pipelines automatically: the scripts that concurrent messages
-issue within one event-loop turn travel to Redis as one pipeline (non-transactional: each
-script is atomic on its own), which costs a fraction per command.
+issue while earlier ones are on the wire travel to Redis together as one pipeline
+(non-transactional: each script is atomic on its own), at a fraction of the cost per command.
 """
 
 from __future__ import annotations
@@ -211,29 +211,46 @@ return 0
 
 
 class AutoPipeline:
-    """Sends the commands issued in one event-loop turn to Redis as one pipeline."""
+    """Sends the commands issued while earlier ones travel to Redis as one pipeline.
 
-    def __init__(self, client: redis.Redis) -> None:
+    At most ``max_in_flight`` pipelines are on the wire at once (each holds a connection);
+    commands issued meanwhile wait in the queue and leave together when one comes back, so
+    the busier the worker, the larger the batches.
+    """
+
+    def __init__(self, client: redis.Redis, max_in_flight: int = 4) -> None:
         self.client = client
+        self.max_in_flight = max_in_flight
         self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._flushing: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._scheduled = False
         self.batches = 0
         self.commands = 0
 
     async def call(self, *command: Any) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        if not self._queue:
-            loop.call_soon(self._flush)
         self._queue.append((command, future))
+        self._schedule(loop)
         return await future
 
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._scheduled and self._queue and len(self._tasks) < self.max_in_flight:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+
     def _flush(self) -> None:
+        self._scheduled = False
+        if not self._queue or len(self._tasks) >= self.max_in_flight:
+            return
         batch, self._queue = self._queue, []
-        if batch:
-            task = asyncio.ensure_future(self._send(batch))
-            self._flushing.add(task)
-            task.add_done_callback(self._flushing.discard)
+        task = asyncio.ensure_future(self._send(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._schedule(task.get_loop())
 
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         self.batches += 1
