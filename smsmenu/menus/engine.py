@@ -137,7 +137,8 @@ class MenuEngine:
 
     async def sealer(self) -> Sealer:
         if self._sealer is None:
-            self._sealer = Sealer(await self.store.sealing_key())
+            key = await self.store.sealing_key()
+            self._sealer = self._sealer or Sealer(key)
         return self._sealer
 
     async def _step(self, inbound: Inbound, claim: Claim) -> tuple[list[str], bool, Session]:

@@ -287,24 +287,32 @@ class RedisStore:
         self._scripts = {"claim": _CLAIM, "commit": _COMMIT, "release": _RELEASE}
         self._sha: dict[str, str] = {}
         self._key: bytes | None = None
+        self._key_lock = asyncio.Lock()
+        self._scripts_lock = asyncio.Lock()
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "smsmenu:", lock_ttl_s: float = 15.0) -> RedisStore:
         return cls(redis.from_url(url), prefix, lock_ttl_s)
 
-    async def _load_scripts(self) -> None:
-        for name, source in self._scripts.items():
-            self._sha[name] = _text(await self.client.script_load(source))
+    async def _load_scripts(self, stale: dict[str, str] | None = None) -> None:
+        async with self._scripts_lock:
+            if self._sha and self._sha is not stale:
+                return  # another task loaded them meanwhile
+            loaded = {}
+            for name, source in self._scripts.items():
+                loaded[name] = _text(await self.client.script_load(source))
+            self._sha = loaded
 
     async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
         """Run one of the store's scripts (by SHA, pipelined); load them when Redis lacks
         them (first use, or after a restart or SCRIPT FLUSH)."""
         if not self._sha:
             await self._load_scripts()
+        known = self._sha
         try:
-            return await self.pipeline.call("EVALSHA", self._sha[script], len(keys), *keys, *args)
+            return await self.pipeline.call("EVALSHA", known[script], len(keys), *keys, *args)
         except NoScriptError:
-            await self._load_scripts()
+            await self._load_scripts(stale=known)
             return await self.pipeline.call("EVALSHA", self._sha[script], len(keys), *keys, *args)
 
     def _keys(self, phone: str) -> tuple[str, str]:
@@ -366,13 +374,14 @@ class RedisStore:
         await self._run("release", [lock], [claim.token])
 
     async def sealing_key(self) -> bytes:
-        if self._key is None:
-            name = f"{self.prefix}sealing-key"
-            await self.client.set(name, os.urandom(32), nx=True)
-            key = await self.client.get(name)
-            if not isinstance(key, bytes) or len(key) < 32:
-                raise RuntimeError(f"the sealing key at {name} is malformed")
-            self._key = key
+        async with self._key_lock:  # the first messages arrive together: ask Redis once
+            if self._key is None:
+                name = f"{self.prefix}sealing-key"
+                await self.client.set(name, os.urandom(32), nx=True)
+                key = await self.client.get(name)
+                if not isinstance(key, bytes) or len(key) < 32:
+                    raise RuntimeError(f"the sealing key at {name} is malformed")
+                self._key = key
         return self._key
 
     async def aclose(self) -> None:

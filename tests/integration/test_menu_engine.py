@@ -290,3 +290,13 @@ async def test_one_phones_messages_run_one_at_a_time(world: World) -> None:
     duplicate = world.t("shortcut_duplicate", number=MOBILE, amount="50.00元")
     assert sorted(replies) == sorted([[], [duplicate], [duplicate], [duplicate]])
     assert len(await world.ledger.recharges(world.agent.agent_id)) == 1
+
+
+async def test_many_phones_at_once(world: World) -> None:
+    """More phones at once than the Redis client has connections (100): the first messages
+    ask for the sealing key once, and the scripts travel in a few pipelines."""
+    phones = [f"1331{i:07d}" for i in range(150)]
+    replies = await asyncio.gather(*(world.send("hi", phone=phone) for phone in phones))
+    assert replies == [[world.t("sub_main")]] * len(phones)
+    replies = await asyncio.gather(*(world.send("9", phone=phone) for phone in phones))
+    assert replies == [[world.t("reason_bad_choice") + "\n" + world.t("sub_main")]] * len(phones)

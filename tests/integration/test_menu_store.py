@@ -133,7 +133,7 @@ async def test_concurrent_claims_share_pipelines(redis_url: str, redis_prefix: s
     store = RedisStore.from_url(redis_url, prefix=redis_prefix)
     try:
         claims = await asyncio.gather(
-            *(store.claim(f"1890000{i:04d}", "k", minute=1, limit=30) for i in range(50))
+            *(store.claim(f"1890000{i:04d}", "k", minute=1, limit=30) for i in range(150))
         )
         assert all(claim.status is ClaimStatus.OK for claim in claims)
         assert store.pipeline.batches < 50  # sent together, not one round trip each
