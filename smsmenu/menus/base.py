@@ -12,16 +12,18 @@ the action of an internal self-transition and raise an outcome event (``done``, 
 
 Restore. A machine is rebuilt at a saved configuration by writing the active state ids onto
 its model (an ``OrderedSet``, outermost first): python-statemachine reads the configuration from
-the model on every access, so this runs no entry action. Building a machine costs far more than
-a step (callback registration), so machines are pooled: each message borrows an instance,
-points its model at the saved configuration and at the message's ``Turn``, sends one event, and
-gives the instance back. A machine whose step raised is dropped, never reused.
+the model on every access, so this runs no entry action. Building a machine costs about ten
+steps (callback registration), so machines are pooled: each message borrows an instance, points
+its model at the saved configuration and at the message's ``Turn``, sends one event, and gives
+the instance back; when all are busy it waits for one. A machine whose step raised is dropped,
+never reused.
 
 No I/O happens here except through ``Turn.ledger`` (the ``AgentLedger`` interface).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -175,12 +177,16 @@ class MenuMachine(StateMachine):
 
 
 class MachinePool:
-    """Idle instances of one menu class, reused across messages (see the module notes)."""
+    """At most ``size`` instances of one menu class, reused across messages (see the module
+    notes). A step waits for a free instance rather than build one more: building costs about
+    ten steps, and python-statemachine's async engine yields to the event loop inside a step,
+    so many messages can be mid-step at once."""
 
-    def __init__(self, machine: type[MenuMachine], keep: int = 64) -> None:
+    def __init__(self, machine: type[MenuMachine], size: int = 64) -> None:
         self.machine = machine
-        self.keep = keep
+        self.size = size
         self._idle: list[MenuMachine] = []
+        self._free = asyncio.Semaphore(size)
         self.built = 0
         self.state_ids = frozenset(str(value) for value in machine.states_map)
 
@@ -198,16 +204,16 @@ class MachinePool:
     ) -> tuple[str, ...]:
         """Restore the machine at ``states`` (no entry action runs), send one event, and
         return the configuration it ends in."""
-        machine = self._borrow()
-        machine.model.turn = turn
-        machine.model.state = OrderedSet(states) if len(states) > 1 else states[0]
-        try:
-            await machine.send(event, text=text)
-            after = tuple(str(value) for value in machine.configuration_values)
-        except BaseException:
+        async with self._free:
+            machine = self._borrow()
+            machine.model.turn = turn
+            machine.model.state = OrderedSet(states) if len(states) > 1 else states[0]
+            try:
+                await machine.send(event, text=text)
+                after = tuple(str(value) for value in machine.configuration_values)
+            except BaseException:
+                machine.model.turn = None
+                raise  # the instance is dropped: its engine may hold a half-run step
             machine.model.turn = None
-            raise  # the instance is dropped: its engine may hold a half-run step
-        machine.model.turn = None
-        if len(self._idle) < self.keep:
             self._idle.append(machine)
-        return after
+            return after
