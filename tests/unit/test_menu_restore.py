@@ -9,6 +9,7 @@ from statemachine.orderedset import OrderedSet
 from smsmenu.menus.agent import AgentMenu
 from smsmenu.menus.base import MachinePool, MenuMachine, MenuModel
 from smsmenu.menus.subscriber import SubscriberMenu
+from smsmenu.texts import Catalogue
 from tests.unit.test_menu_screens import TEXTS, screens, turn
 
 BACK_TO = {
@@ -151,12 +152,22 @@ async def test_invalid_input_changes_nothing() -> None:
 async def test_a_failed_step_drops_its_machine() -> None:
     pool = MachinePool(AgentMenu)
     t = turn()
-    t.agent_id = 1
-    with pytest.raises(AssertionError, match="asked the ledger"):
-        await pool.step(("session", "bal_pin"), "input", t, "135790")
+    t.texts = Catalogue({"x": "x"}, "zh")  # entering any screen fails
+    with pytest.raises(KeyError):
+        await pool.step(("session", "main"), "input", t, "1")
     assert pool.built == 1
     await pool.step(("session", "main"), "back", turn())
     assert pool.built == 2
+
+
+async def test_machines_do_no_io_and_operations_run_after_the_step() -> None:
+    """The machine only asks for the balance; the pool asks the ledger once the step is over
+    and the machine has been given back."""
+    pool = MachinePool(AgentMenu)
+    with pytest.raises(AssertionError, match="asked the ledger for balance"):
+        await pool.step(("session", "bal_pin"), "input", turn(), "135790")
+    assert pool.built == 1
+    assert AgentMenu(MenuModel(OrderedSet(["idle"])))._engine.__class__.__name__ == "SyncEngine"
 
 
 @pytest.mark.parametrize("machine", [AgentMenu, SubscriberMenu])
