@@ -213,14 +213,16 @@ return 0
 class AutoPipeline:
     """Sends the commands issued while earlier ones travel to Redis as one pipeline.
 
-    At most ``max_in_flight`` pipelines are on the wire at once (each holds a connection);
-    commands issued meanwhile wait in the queue and leave together when one comes back, so
-    the busier the worker, the larger the batches.
+    At most ``max_in_flight`` pipelines of at most ``max_batch`` commands are on the wire at
+    once (each holds a connection); commands issued meanwhile wait in the queue and leave
+    together when one comes back, so the busier the worker, the larger the batches. Bounded
+    batches keep Redis and this process working at the same time instead of in turns.
     """
 
-    def __init__(self, client: redis.Redis, max_in_flight: int = 4) -> None:
+    def __init__(self, client: redis.Redis, max_in_flight: int = 8, max_batch: int = 32) -> None:
         self.client = client
         self.max_in_flight = max_in_flight
+        self.max_batch = max_batch
         self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._scheduled = False
@@ -243,10 +245,11 @@ class AutoPipeline:
         self._scheduled = False
         if not self._queue or len(self._tasks) >= self.max_in_flight:
             return
-        batch, self._queue = self._queue, []
+        batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
         task = asyncio.ensure_future(self._send(batch))
         self._tasks.add(task)
         task.add_done_callback(self._sent)
+        self._schedule(task.get_loop())  # more waiting: another pipeline, if a slot is free
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
