@@ -127,7 +127,7 @@ async def machine_step_cost(rounds: int = 3000) -> tuple[float, float]:
         turn.parts.clear()
         model = MenuModel(OrderedSet(["session", "account"]))
         model.turn = turn
-        await AgentMenu(model).send("back", text="")
+        AgentMenu(model).send("back", text="")
     naive = (time.perf_counter() - began) / rounds * 1e6
     return pooled, naive
 
