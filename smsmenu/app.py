@@ -57,6 +57,26 @@ async def close_ledger(ledger: LedgerService) -> None:
     await ledger.engine.dispose()
 
 
+async def recovery_loop(
+    ledger: LedgerService, interval_s: float = 30.0, older_than_s: float = 60.0
+) -> None:
+    """Resolve reservations left pending by a crash, now and then every ``interval_s`` (run it
+    as a task beside the gateway; cancel it on shutdown). Needed only with an external billing
+    backend: the internal one never leaves anything pending."""
+    import asyncio
+    import logging
+
+    log = logging.getLogger("smsmenu.ledger")
+    while True:
+        try:
+            resolved = await ledger.recover_pending(older_than_s)
+            if resolved:
+                log.info("recovered %d pending recharge(s)", len(resolved))
+        except Exception:  # a database hiccup must not end the loop
+            log.exception("recovery pass failed")
+        await asyncio.sleep(interval_s)
+
+
 # ---- menus ----------------------------------------------------------------------------------
 from smsmenu.ledger.api import AgentLedger  # noqa: E402
 from smsmenu.menus.engine import EngineConfig, MenuEngine  # noqa: E402

@@ -26,6 +26,12 @@ MOBILE = "13900000002"
 FIXED = "02787654321"
 
 
+@pytest.fixture(params=[False, True], ids=["single", "group-commit"])
+def ledger_group_commit(request: pytest.FixtureRequest) -> bool:
+    """Every recharge test runs with and without group commit."""
+    return bool(request.param)
+
+
 async def setup(ledger: LedgerService, deposit_yuan: int = 1000, bp: int = 200) -> AgentView:
     agent = await new_agent(ledger, deposit_yuan=deposit_yuan, commission_bp=bp)
     await ledger.add_subscriber(MOBILE, Kind.MOBILE, Billing.PREPAID, 500)
