@@ -291,20 +291,26 @@ class RedisStore:
         self._sha: dict[str, str] = {}
         self._key: bytes | None = None
         self._key_lock = asyncio.Lock()
-        self._scripts_lock = asyncio.Lock()
+        self._loading: asyncio.Future[None] | None = None
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "smsmenu:", lock_ttl_s: float = 15.0) -> RedisStore:
         return cls(redis.from_url(url), prefix, lock_ttl_s)
 
     async def _load_scripts(self, stale: dict[str, str] | None = None) -> None:
-        async with self._scripts_lock:
-            if self._sha and self._sha is not stale:
-                return  # another task loaded them meanwhile
-            loaded = {}
-            for name, source in self._scripts.items():
-                loaded[name] = _text(await self.client.script_load(source))
-            self._sha = loaded
+        """Load the scripts into Redis once, however many callers need them at the same time
+        (they all wake together when it is done)."""
+        if self._sha and self._sha is not stale:
+            return  # loaded already, or again since the caller's copy went stale
+        if self._loading is None or self._loading.done():
+            self._loading = asyncio.ensure_future(self._load())
+        await asyncio.shield(self._loading)
+
+    async def _load(self) -> None:
+        loaded = {}
+        for name, source in self._scripts.items():
+            loaded[name] = _text(await self.client.script_load(source))
+        self._sha = loaded
 
     async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
         """Run one of the store's scripts (by SHA, pipelined); load them when Redis lacks
