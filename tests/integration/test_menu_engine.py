@@ -300,3 +300,18 @@ async def test_many_phones_at_once(world: World) -> None:
     assert replies == [[world.t("sub_main")]] * len(phones)
     replies = await asyncio.gather(*(world.send("9", phone=phone) for phone in phones))
     assert replies == [[world.t("reason_bad_choice") + "\n" + world.t("sub_main")]] * len(phones)
+
+
+@pytest.mark.parametrize("backend", ["redis+postgres"], indirect=True)
+async def test_redis_session_key_lives_for_the_idle_timeout(world: World) -> None:
+    assert isinstance(world.store, RedisStore)
+    await world.say("hello")
+    key = f"{world.store.prefix}session:{{{AGENT_PHONE}}}"
+    ttl_ms = await world.store.client.pttl(key)
+    assert (
+        world.settings.session_timeout_s * 1000 - 5000
+        < ttl_ms
+        <= world.settings.session_timeout_s * 1000
+    )
+    lock = f"{world.store.prefix}lock:{{{AGENT_PHONE}}}"
+    assert await world.store.client.exists(lock) == 0  # released after the step
