@@ -193,9 +193,10 @@ class MenuMachine(StateMachine):
 
 class MachinePool:
     """At most ``size`` instances of one menu class, reused across messages (see the module
-    notes). A step waits for a free instance rather than build one more: building costs about
-    ten steps, and python-statemachine's async engine yields to the event loop inside a step,
-    so many messages can be mid-step at once."""
+    notes). A step waits for a free instance rather than build one more (building costs about
+    ten steps). The machines are synchronous, so a step never yields to the event loop and one
+    instance serves a whole worker; the bound matters only if a machine ever gets an async
+    callback (python-statemachine's async engine yields inside every step)."""
 
     def __init__(self, machine: type[MenuMachine], size: int = 64) -> None:
         self.machine = machine
