@@ -3,6 +3,8 @@ machine reused for another phone carries nothing over. Pure: the ledger is never
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from statemachine.orderedset import OrderedSet
 
@@ -176,3 +178,14 @@ def test_state_ids_are_unique_and_match_their_values(machine: type[MenuMachine])
     ids = [state.id for state in machine.states_map.values()]
     assert len(ids) == len(set(ids))
     assert all(state.id == value for value, state in machine.states_map.items())
+
+
+@pytest.mark.parametrize("machine", [AgentMenu, SubscriberMenu])
+async def test_machines_are_synchronous_and_one_instance_serves_concurrent_steps(
+    machine: type[MenuMachine],
+) -> None:
+    instance = machine(MenuModel(OrderedSet(["idle"])))
+    assert type(instance._engine).__name__ == "SyncEngine"  # no async callback anywhere
+    pool = MachinePool(machine)
+    await asyncio.gather(*(pool.step(("session", "main"), "back", turn()) for _ in range(20)))
+    assert pool.built == 1
