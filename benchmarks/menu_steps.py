@@ -13,6 +13,14 @@ each, their ratios, and the cost of one machine step when machines are pooled an
 
 PostgreSQL and Redis: the machine's own on 127.0.0.1 if they answer, else throwaway servers
 (as the test suite does).
+
+Recorded on the 2-core reference machine, shared with other jobs (load average ~3), defaults:
+in-process store 2,778 steps/s; Redis store 2,042 steps/s with one worker (p50 93 ms, p99
+158 ms with 200 phones queued on one process) and 2,580 with two (p50 52 ms, p99 197 ms);
+a machine step costs 246 µs pooled and restored against 2,451 µs built per message. What
+limits it: CPU. python-statemachine's own step (~250 µs; its async engine was ~35% more,
+hence synchronous, sans-I/O machines), the ledger's SQL for the dialogue opening and the quote,
+and the redis-py client (auto-pipelined: ~25 commands per round trip).
 """
 
 from __future__ import annotations
