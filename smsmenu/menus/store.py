@@ -84,8 +84,10 @@ class SessionStore(Protocol):
 class InProcessStore:
     """Sessions in this process's memory; TTLs on the monotonic clock."""
 
-    def __init__(self, lock_ttl_s: float = 15.0) -> None:
+    def __init__(self, lock_ttl_s: float = 15.0, max_replies: int = 200_000) -> None:
         self.lock_ttl_s = lock_ttl_s
+        self.max_replies = max_replies  # the oldest stored replies go first beyond this
+        self._claims = 0
         self._sessions: dict[str, tuple[int, str | None, float]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
         self._replies: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
@@ -96,6 +98,9 @@ class InProcessStore:
     async def claim(self, phone: str, message_key: str, *, minute: int, limit: int) -> Claim:
         now = time.monotonic()
         self._expire_replies(now)
+        self._claims += 1
+        if self._claims % 10_000 == 0:  # now and then, forget sessions nobody came back to
+            self._sessions = {k: v for k, v in self._sessions.items() if v[2] > now}
         stored = self._replies.get((phone, message_key))
         if stored is not None:
             return Claim(ClaimStatus.DUPLICATE, reply=stored[0])
@@ -124,6 +129,8 @@ class InProcessStore:
         return entry[0], entry[1]
 
     def _expire_replies(self, now: float) -> None:
+        while len(self._replies) > self.max_replies:
+            self._replies.popitem(last=False)
         while self._replies:
             key, (_, expires) = next(iter(self._replies.items()))
             if expires > now:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import redis.exceptions
 
-from smsmenu.menus.store import Claim, ClaimStatus, RedisStore, SessionStore
+from smsmenu.menus.store import Claim, ClaimStatus, InProcessStore, RedisStore, SessionStore
 from tests.servers import free_port
 
 PHONE = "18900000001"
@@ -142,3 +142,24 @@ async def test_concurrent_claims_share_pipelines(redis_url: str, redis_prefix: s
         )
     finally:
         await store.aclose()
+
+
+async def test_in_process_store_bounds_its_memory() -> None:
+    store = InProcessStore(max_replies=10)
+    for i in range(30):
+        claim = await store.claim(f"1890000{i:04d}", f"k{i}", minute=1, limit=30)
+        await store.commit(
+            f"1890000{i:04d}",
+            claim,
+            session="{}",
+            version=1,
+            session_ttl_s=0.01,
+            message_key=f"k{i}",
+            reply="r",
+            reply_ttl_s=60,
+        )
+    await store.claim("18900009999", "last", minute=1, limit=30)
+    assert len(store._replies) <= 11
+    # the oldest replies were forgotten, the newest are still answered
+    assert (await store.claim("18900000029", "k29", minute=1, limit=30)).reply == "r"
+    assert (await store.claim("18900000000", "k0", minute=1, limit=30)).status is ClaimStatus.OK
