@@ -6,10 +6,11 @@ import sys
 
 import click
 
-# Command modules register their commands on ``root`` when imported (one line each):
-import smsmenu.cli.ledger
-import smsmenu.cli.menus  # noqa: F401  (the menus: chat, menu graph)
 from smsmenu.cli import fail, root
+
+# Command modules register their commands on ``root`` when imported (one line each):
+from smsmenu.cli import ledger as _ledger  # noqa: F401  (db, subscriber, agent, recharge, …)
+from smsmenu.cli import menus as _menus  # noqa: F401  (chat, menu graph)
 
 
 def main() -> None:

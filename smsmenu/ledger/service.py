@@ -1813,6 +1813,29 @@ class LedgerService:
             resolved.append(await self._resolve(row.tx_id, outcome, error, None))
         return resolved
 
+    async def recent_duplicate(
+        self, agent_id: int, number: str, amount_fen: int, within_s: float = 60.0
+    ) -> RechargeView | None:
+        """The newest recharge by ``agent_id`` of ``amount_fen`` to ``number`` in the last
+        ``within_s`` seconds that did not fail (SPEC §3: an identical shortcut recharge within
+        60 seconds asks for confirmation instead of running again), or None."""
+        since = self.clock.now() - timedelta(seconds=within_s)
+        stmt = (
+            select(recharges)
+            .where(
+                recharges.c.agent_id == agent_id,
+                recharges.c.number == number,
+                recharges.c.amount_fen == amount_fen,
+                recharges.c.created_at >= since,
+                recharges.c.status != FAILED,
+            )
+            .order_by(recharges.c.tx_id.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        return None if row is None else _recharge_view(row)
+
     # ---- retry ---------------------------------------------------------------------------
 
     def _retry_list_stmt(self, agent_id: int, since: datetime) -> Any:

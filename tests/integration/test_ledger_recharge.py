@@ -386,3 +386,17 @@ async def test_change_mgmt_pin(ledger: LedgerService) -> None:
     assert await ledger.verify_mgmt_pin(agent.agent_id, "975310")
     # the trade password is another one
     assert await ledger.balance(agent.agent_id, TRADE_PIN) == 100000
+
+
+async def test_recent_duplicate_within_sixty_seconds(
+    ledger: LedgerService, clock: FakeClock
+) -> None:
+    agent = await setup(ledger)
+    assert await ledger.recent_duplicate(agent.agent_id, MOBILE, 10000) is None
+    view = await ledger.recharge(req(agent, 100))
+    clock.advance(60)
+    assert await ledger.recent_duplicate(agent.agent_id, MOBILE, 10000) == view
+    assert await ledger.recent_duplicate(agent.agent_id, MOBILE, 20000) is None
+    assert await ledger.recent_duplicate(agent.agent_id, FIXED, 10000) is None
+    clock.advance(1)
+    assert await ledger.recent_duplicate(agent.agent_id, MOBILE, 10000) is None
