@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from statemachine import State
 
-from smsmenu.ledger.api import Kind, RechargeRequest, Refusal, Rule
+from smsmenu.ledger.api import Kind, RechargeRequest, RechargeStatus, Refusal, Rule
 from smsmenu.menus import validate
 from smsmenu.menus.base import MenuMachine, Parser, Turn
 from smsmenu.menus.validate import NOTIFY_KINDS, Invalid
@@ -342,14 +342,15 @@ async def _quote(turn: Turn, at: str) -> str:
     return "quoted"
 
 
-async def _money(turn: Turn, operation: Awaitable[Any]) -> str:
-    """Run a money operation whose result notice the ledger sends; say only refusals."""
+async def _money(turn: Turn, operation: Awaitable[Any]) -> tuple[str, Any]:
+    """Run a money operation whose result notice the ledger sends; say only refusals.
+    Returns the outcome event and the ledger's result (None when refused)."""
     try:
-        await operation
+        result = await operation
     except Refusal as refusal:
         turn.refusal(refusal)
-        return "wrong_pin" if refusal.rule is Rule.WRONG_PIN else "done"
-    return "done"
+        return ("wrong_pin" if refusal.rule is Rule.WRONG_PIN else "done"), None
+    return "done", result
 
 
 async def _recharge(turn: Turn, pin: str) -> str:
@@ -364,8 +365,8 @@ async def _recharge(turn: Turn, pin: str) -> str:
         notify=data.get("notify"),
         reply_route=turn.route.ending(final=True),
     )
-    outcome = await _money(turn, turn.ledger.recharge(request))
-    if not turn.parts:  # not refused: the ledger ran it (succeeded or failed)
+    outcome, view = await _money(turn, turn.ledger.recharge(request))
+    if view is not None and view.status is not RechargeStatus.FAILED:  # a duplicate to guard
         turn.recharged.append((request.number, request.amount_fen))
     return outcome
 
@@ -385,14 +386,16 @@ async def _retry(turn: Turn, pin: str) -> str:
     operation = turn.ledger.retry(
         _agent(turn), int(turn.data["retry_tx"]), pin, turn.ledger_key, turn.route.ending(True)
     )
-    return await _money(turn, operation)
+    outcome, _ = await _money(turn, operation)
+    return outcome
 
 
 async def _transfer(turn: Turn, pin: str) -> str:
     operation = turn.ledger.transfer_to_phone(
         _agent(turn), int(turn.data["amount"]), pin, turn.ledger_key, turn.route.ending(True)
     )
-    return await _money(turn, operation)
+    outcome, _ = await _money(turn, operation)
+    return outcome
 
 
 async def _balance(turn: Turn, pin: str) -> str:

@@ -315,3 +315,19 @@ async def test_redis_session_key_lives_for_the_idle_timeout(world: World) -> Non
     )
     lock = f"{world.store.prefix}lock:{{{AGENT_PHONE}}}"
     assert await world.store.client.exists(lock) == 0  # released after the step
+
+
+async def test_a_failed_recharge_is_no_duplicate(world: World) -> None:
+    """Nothing moved the first time, so the same shortcut again runs at once."""
+    world.ledger.billing = ScriptedBilling(fail_numbers=[MOBILE])
+    assert await world.send(f"CZ 2 {MOBILE} 50 {TRADE_PIN}") == []
+    world.ledger.billing = ScriptedBilling()
+    assert await world.send(f"CZ 2 {MOBILE} 50 {TRADE_PIN}") == []
+    views = await world.ledger.recharges(world.agent.agent_id)
+    assert sorted(v.status for v in views) == sorted(
+        [RechargeStatus.FAILED, RechargeStatus.SUCCEEDED]
+    )
+    # the success is guarded
+    assert await world.say(f"CZ 2 {MOBILE} 50 {TRADE_PIN}") == world.t(
+        "shortcut_duplicate", number=MOBILE, amount="50.00元"
+    )
