@@ -21,7 +21,7 @@ from statemachine import State
 from smsmenu.ledger.api import Kind, RechargeRequest, RechargeStatus, Refusal, Rule
 from smsmenu.menus import validate
 from smsmenu.menus.base import MenuMachine, Parser, Turn
-from smsmenu.menus.validate import NOTIFY_KINDS, Invalid
+from smsmenu.menus.validate import NOTIFY_KINDS
 from smsmenu.money import format_yuan
 
 # Refusals that mean the number is wrong: the dialogue goes back to the number screen.
@@ -462,4 +462,4 @@ AgentMenu.OPERATIONS = {
 }
 
 
-__all__ = ["AgentMenu", "Invalid"]
+__all__ = ["AgentMenu"]
