@@ -19,7 +19,6 @@ KIND_BY_CHOICE: dict[str, Kind] = {
     "3": Kind.PHS,
     "4": Kind.BROADBAND,
 }
-CHOICE_BY_KIND: dict[Kind, str] = {kind: choice for choice, kind in KIND_BY_CHOICE.items()}
 # Fixed lines and broadband accounts may send their receipt to a notify number.
 NOTIFY_KINDS = frozenset({Kind.FIXED, Kind.BROADBAND})
 NO_NOTIFY = "1"
