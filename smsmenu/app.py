@@ -57,6 +57,26 @@ async def close_ledger(ledger: LedgerService) -> None:
     await ledger.engine.dispose()
 
 
+async def recovery_loop(
+    ledger: LedgerService, interval_s: float = 30.0, older_than_s: float = 60.0
+) -> None:
+    """Resolve reservations left pending by a crash, now and then every ``interval_s`` (run it
+    as a task beside the gateway; cancel it on shutdown). Needed only with an external billing
+    backend: the internal one never leaves anything pending."""
+    import asyncio
+    import logging
+
+    log = logging.getLogger("smsmenu.ledger")
+    while True:
+        try:
+            resolved = await ledger.recover_pending(older_than_s)
+            if resolved:
+                log.info("recovered %d pending recharge(s)", len(resolved))
+        except Exception:  # a database hiccup must not end the loop
+            log.exception("recovery pass failed")
+        await asyncio.sleep(interval_s)
+
+
 # ---- menus ----------------------------------------------------------------------------------
 from redis.asyncio import BlockingConnectionPool, Redis  # noqa: E402
 
@@ -339,7 +359,11 @@ async def run_server(
             await server.gateway.start()
             background.append(asyncio.create_task(_status_lines(server), name="status"))
             if recover:
-                background.append(asyncio.create_task(_recovery(server), name="recovery"))
+                background.append(
+                    asyncio.create_task(
+                        recovery_loop(ledger, settings.recovery_interval_s), name="recovery"
+                    )
+                )
             server_log.info(
                 "serving: smsc %s:%d as %s, worker %s, store %s",
                 settings.smsc_host,
@@ -368,15 +392,3 @@ async def _status_lines(server: Server) -> None:
     while True:
         await asyncio.sleep(server.settings.status_interval_s)
         server_log.info("%s", await server.status_line())
-
-
-async def _recovery(server: Server) -> None:
-    while True:
-        await asyncio.sleep(server.settings.recovery_interval_s)
-        try:
-            resolved = await server.ledger.recover_pending()
-        except Exception as exc:
-            server_log.error("recovery pass failed: %s", exc)
-            continue
-        if resolved:
-            server_log.info("recovered %d pending recharge(s)", len(resolved))

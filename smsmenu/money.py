@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 FEN_PER_YUAN = 100
-_WHOLE_YUAN = re.compile(r"\d{1,9}")
-_DECIMAL_YUAN = re.compile(r"(\d{1,9})(?:\.(\d{1,2}))?")
+_WHOLE_YUAN = re.compile(r"[0-9]{1,9}")
+_DECIMAL_YUAN = re.compile(r"([0-9]{1,9})(?:\.([0-9]{1,2}))?")
 
 
 def format_yuan(fen: int) -> str:

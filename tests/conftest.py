@@ -11,7 +11,7 @@ import pytest
 from smsmenu.clock import FakeClock
 from tests import servers
 
-# The ledger's fixtures (database_url, ledger, catalogue, settings, …): tests/ledger_fixtures.py
+# The ledger's fixtures (database_url, ledger, ledger_settings, …): tests/ledger_fixtures.py
 pytest_plugins = ["tests.ledger_fixtures"]
 
 

@@ -88,17 +88,26 @@ def catalogue() -> Catalogue:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
+def ledger_settings(database_url: str) -> Settings:
+    """Settings pointing at the fresh ``database_url``."""
     return Settings(database_url=database_url)
 
 
 @pytest.fixture
+def ledger_group_commit() -> bool:
+    """Whether the ``ledger`` fixture batches concurrent recharges (override to test both)."""
+    return False
+
+
+@pytest.fixture
 async def ledger(
-    settings: Settings, clock: FakeClock, catalogue: Catalogue
+    ledger_settings: Settings, clock: FakeClock, catalogue: Catalogue, ledger_group_commit: bool
 ) -> AsyncIterator[LedgerService]:
     """A ledger (internal billing) on a fresh database; checks the books at teardown."""
-    engine = create_engine(settings.database_url)
-    service = LedgerService(engine, clock, catalogue, settings)
+    engine = create_engine(ledger_settings.database_url)
+    service = LedgerService(
+        engine, clock, catalogue, ledger_settings, group_commit=ledger_group_commit
+    )
     try:
         yield service
         balance = await service.trial_balance()

@@ -68,7 +68,8 @@ def simulator(
             fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
         try:
             if script is None:
-                click.echo(f"SMSC simulator on {host}:{bound_port} (system_id {sim.system_id})")
+                banner = f"SMSC simulator on {host}:{bound_port} (system_id {sim.system_id})"
+                click.echo(banner, err=as_json)
                 if no_console:
                     await asyncio.Event().wait()
                 await run_console(
@@ -76,6 +77,7 @@ def simulator(
                     click.echo,
                     open_op=settings.ussd_op_open,
                     continue_op=settings.ussd_op_continue,
+                    as_json=as_json,
                 )
                 return None
             if not as_json:

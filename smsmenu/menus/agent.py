@@ -5,18 +5,23 @@ Every screen is a state inside the compound ``session``; ``idle`` is outside any
 screen; ``back`` (``0``) is declared screen by screen (one menu, or one step of a flow, back).
 Operations end the dialogue: the ledger sends their result notice itself (the agent gets one
 result SMS per operation), so after a recharge, retry or transfer this menu says nothing.
+
+The machine does no I/O: an action that needs the ledger asks for an operation
+(``Turn.call``); the pool runs it from ``OPERATIONS`` once the step is over and feeds its
+outcome (``quoted``, ``wrong_pin``, ``done``, ...) back to the machine as the next event.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any, ClassVar
 
 from statemachine import State
 
-from smsmenu.ledger.api import Kind, RechargeRequest, Refusal, Rule
+from smsmenu.ledger.api import Kind, RechargeRequest, RechargeStatus, Refusal, Rule
 from smsmenu.menus import validate
 from smsmenu.menus.base import MenuMachine, Parser, Turn
-from smsmenu.menus.validate import NOTIFY_KINDS, Invalid
+from smsmenu.menus.validate import NOTIFY_KINDS
 from smsmenu.money import format_yuan
 
 # Refusals that mean the number is wrong: the dialogue goes back to the number screen.
@@ -244,12 +249,6 @@ class AgentMenu(MenuMachine):
         "mp_new": "new",
     }
 
-    @property
-    def agent_id(self) -> int:
-        agent_id = self.turn.agent_id
-        assert agent_id is not None, "the agent menu runs for agents only"
-        return agent_id
-
     # -- guards --------------------------------------------------------------------------
 
     def needs_notify(self) -> bool:
@@ -282,153 +281,185 @@ class AgentMenu(MenuMachine):
             params["amount"] = format_yuan(chosen["amount"])
         return params
 
-    # -- operations: each asks the ledger, then raises its outcome ------------------------
+    # -- operations: the machine only asks for them; ``OPERATIONS`` runs them ------------
 
-    async def quote(self, text: str, source: Any) -> None:
-        turn, data = self.turn, self.turn.data
+    def quote(self, text: str, source: Any) -> None:
+        data = self.turn.data
         if source.id == "rc_amount":
             data["amount"] = validate.amount(text)
             data["notify"] = None
         else:
             data["notify"] = validate.notify(text)
-        try:
-            quote = await turn.ledger.quote(
-                self.agent_id, _kind(turn), data["number"], data["amount"], data["notify"]
-            )
-        except Refusal as refusal:
-            turn.refusal(refusal)
-            if refusal.rule in TARGET_RULES:
-                await self.raise_("wrong_number")
-            elif refusal.rule is Rule.BAD_NOTIFY_NUMBER and source.id == "rc_notify":
-                await self.raise_("wrong_notify")
-            elif refusal.rule in {Rule.BAD_AMOUNT, Rule.INSUFFICIENT_FUNDS}:
-                await self.raise_("wrong_amount")
-            else:
-                await self.raise_("done")
-            return
-        data["commission"] = quote.commission_fen
-        data["debit"] = quote.debit_fen
-        await self.raise_("quoted")
+        self.turn.call("quote", at=source.id)
 
-    async def _money(self, operation: Any) -> None:
-        """Run a money operation whose result notice the ledger sends; say only refusals."""
-        try:
-            await operation
-        except Refusal as refusal:
-            self.turn.refusal(refusal)
-            await self.raise_("wrong_pin" if refusal.rule is Rule.WRONG_PIN else "done")
-            return
-        await self.raise_("done")
+    def recharge(self, text: str) -> None:
+        self.turn.call("recharge", pin=validate.pin(text))
 
-    async def recharge(self, text: str) -> None:
-        turn, data = self.turn, self.turn.data
-        request = RechargeRequest(
-            agent_id=self.agent_id,
-            kind=_kind(turn),
-            number=data["number"],
-            amount_fen=data["amount"],
-            pin=validate.pin(text),
-            key=turn.ledger_key,
-            notify=data.get("notify"),
-            reply_route=turn.route.ending(final=True),
+    def list_retries(self) -> None:
+        self.turn.call("list_retries")
+
+    def retry(self, text: str) -> None:
+        self.turn.call("retry", pin=validate.pin(text))
+
+    def transfer(self, text: str) -> None:
+        self.turn.call("transfer", pin=validate.pin(text))
+
+    def balance(self, text: str) -> None:
+        self.turn.call("balance", pin=validate.pin(text))
+
+    def records(self, text: str) -> None:
+        self.turn.call("records", pin=validate.pin(text))
+
+    def change_pin(self, text: str, source: Any) -> None:
+        self.turn.call("change_pin", again=validate.pin(text), trade=source.id == "tp_again")
+
+
+# -- operations: ask the ledger, say what it answered, return the outcome event -----------
+
+
+def _agent(turn: Turn) -> int:
+    assert turn.agent_id is not None, "the agent menu runs for agents only"
+    return turn.agent_id
+
+
+async def _quote(turn: Turn, at: str) -> str:
+    data = turn.data
+    try:
+        quote = await turn.ledger.quote(
+            _agent(turn), _kind(turn), data["number"], data["amount"], data["notify"]
         )
-        await self._money(turn.ledger.recharge(request))
-        if not turn.parts:  # not refused: the ledger ran it (succeeded or failed)
-            turn.recharged.append((request.number, request.amount_fen))
+    except Refusal as refusal:
+        turn.refusal(refusal)
+        if refusal.rule in TARGET_RULES:
+            return "wrong_number"
+        if refusal.rule is Rule.BAD_NOTIFY_NUMBER and at == "rc_notify":
+            return "wrong_notify"
+        if refusal.rule in {Rule.BAD_AMOUNT, Rule.INSUFFICIENT_FUNDS}:
+            return "wrong_amount"
+        return "done"
+    data["commission"] = quote.commission_fen
+    data["debit"] = quote.debit_fen
+    return "quoted"
 
-    async def list_retries(self) -> None:
-        turn = self.turn
-        failed = (await turn.ledger.retry_list(self.agent_id))[:RETRY_LIST_MAX]
-        if not failed:
-            turn.say("retry_none")
-            await self.raise_("none_listed")
-            return
-        turn.data["retries"] = [
-            {"tx": item.tx_id, "number": item.number, "amount": item.amount_fen} for item in failed
-        ]
-        await self.raise_("listed")
 
-    async def retry(self, text: str) -> None:
-        turn = self.turn
-        operation = turn.ledger.retry(
-            self.agent_id,
-            int(turn.data["retry_tx"]),
-            validate.pin(text),
-            turn.ledger_key,
-            turn.route.ending(final=True),
+async def _money(turn: Turn, operation: Awaitable[Any]) -> tuple[str, Any]:
+    """Run a money operation whose result notice the ledger sends; say only refusals.
+    Returns the outcome event and the ledger's result (None when refused)."""
+    try:
+        result = await operation
+    except Refusal as refusal:
+        turn.refusal(refusal)
+        return ("wrong_pin" if refusal.rule is Rule.WRONG_PIN else "done"), None
+    return "done", result
+
+
+async def _recharge(turn: Turn, pin: str) -> str:
+    data = turn.data
+    request = RechargeRequest(
+        agent_id=_agent(turn),
+        kind=_kind(turn),
+        number=data["number"],
+        amount_fen=data["amount"],
+        pin=pin,
+        key=turn.ledger_key,
+        notify=data.get("notify"),
+        reply_route=turn.route.ending(final=True),
+    )
+    outcome, view = await _money(turn, turn.ledger.recharge(request))
+    if view is not None and view.status is not RechargeStatus.FAILED:  # a duplicate to guard
+        turn.recharged.append((request.number, request.amount_fen))
+    return outcome
+
+
+async def _list_retries(turn: Turn) -> str:
+    failed = (await turn.ledger.retry_list(_agent(turn)))[:RETRY_LIST_MAX]
+    if not failed:
+        turn.say("retry_none")
+        return "none_listed"
+    turn.data["retries"] = [
+        {"tx": item.tx_id, "number": item.number, "amount": item.amount_fen} for item in failed
+    ]
+    return "listed"
+
+
+async def _retry(turn: Turn, pin: str) -> str:
+    operation = turn.ledger.retry(
+        _agent(turn), int(turn.data["retry_tx"]), pin, turn.ledger_key, turn.route.ending(True)
+    )
+    outcome, _ = await _money(turn, operation)
+    return outcome
+
+
+async def _transfer(turn: Turn, pin: str) -> str:
+    operation = turn.ledger.transfer_to_phone(
+        _agent(turn), int(turn.data["amount"]), pin, turn.ledger_key, turn.route.ending(True)
+    )
+    outcome, _ = await _money(turn, operation)
+    return outcome
+
+
+async def _balance(turn: Turn, pin: str) -> str:
+    try:
+        balance = await turn.ledger.balance(_agent(turn), pin)
+    except Refusal as refusal:
+        turn.refusal(refusal)
+        return "wrong_pin" if refusal.rule is Rule.WRONG_PIN else "done"
+    turn.say("agent_balance_result", balance=format_yuan(balance))
+    return "done"
+
+
+async def _records(turn: Turn, pin: str) -> str:
+    try:
+        records = await turn.ledger.recent(_agent(turn), pin, 5)
+    except Refusal as refusal:
+        turn.refusal(refusal)
+        return "wrong_pin" if refusal.rule is Rule.WRONG_PIN else "done"
+    if not records:
+        turn.say("agent_records_none")
+    else:
+        lines = "\n".join(
+            f"{turn.local(r.created_at):%m-%d %H:%M} {RECORD_LABELS.get(r.kind, r.kind)}"
+            f" {r.number or ''} {format_yuan(r.amount_fen)}".replace("  ", " ")
+            for r in records
         )
-        await self._money(operation)
-
-    async def transfer(self, text: str) -> None:
-        turn = self.turn
-        operation = turn.ledger.transfer_to_phone(
-            self.agent_id,
-            int(turn.data["amount"]),
-            validate.pin(text),
-            turn.ledger_key,
-            turn.route.ending(final=True),
-        )
-        await self._money(operation)
-
-    async def balance(self, text: str) -> None:
-        turn = self.turn
-        try:
-            balance = await turn.ledger.balance(self.agent_id, validate.pin(text))
-        except Refusal as refusal:
-            turn.refusal(refusal)
-            await self.raise_("wrong_pin" if refusal.rule is Rule.WRONG_PIN else "done")
-            return
-        turn.say("agent_balance_result", balance=format_yuan(balance))
-        await self.raise_("done")
-
-    async def records(self, text: str) -> None:
-        turn = self.turn
-        try:
-            records = await turn.ledger.recent(self.agent_id, validate.pin(text), 5)
-        except Refusal as refusal:
-            turn.refusal(refusal)
-            await self.raise_("wrong_pin" if refusal.rule is Rule.WRONG_PIN else "done")
-            return
-        if not records:
-            turn.say("agent_records_none")
-        else:
-            lines = "\n".join(
-                f"{turn.local(r.created_at):%m-%d %H:%M} {RECORD_LABELS.get(r.kind, r.kind)}"
-                f" {r.number or ''} {format_yuan(r.amount_fen)}".replace("  ", " ")
-                for r in records
-            )
-            turn.say("agent_records_result", lines=lines)
-        await self.raise_("done")
-
-    async def change_pin(self, text: str, source: Any) -> None:
-        turn = self.turn
-        again = validate.pin(text)
-        old = _old_pin(turn)
-        sealed_new = turn.data.get("new")
-        new = turn.sealer.open(sealed_new, turn.phone) if isinstance(sealed_new, str) else None
-        if old is None or new is None:  # a seal from another key: start the change again
-            turn.say("reason_start_again")
-            await self.raise_("wrong_pin")
-            return
-        if again != new:
-            turn.say("reason_pins_differ")
-            await self.raise_("wrong_new_pin")
-            return
-        trade = source.id == "tp_again"
-        change = turn.ledger.change_trade_pin if trade else turn.ledger.change_mgmt_pin
-        try:
-            await change(self.agent_id, old, new)
-        except Refusal as refusal:
-            turn.refusal(refusal)
-            if refusal.rule is Rule.WRONG_PIN:
-                await self.raise_("wrong_pin")
-            elif refusal.rule in {Rule.WEAK_PIN, Rule.SAME_PIN, Rule.BAD_PIN_FORMAT}:
-                await self.raise_("wrong_new_pin")
-            else:
-                await self.raise_("done")
-            return
-        turn.say("agent_trade_pin_changed" if trade else "agent_mgmt_pin_changed")
-        await self.raise_("done")
+        turn.say("agent_records_result", lines=lines)
+    return "done"
 
 
-__all__ = ["AgentMenu", "Invalid"]
+async def _change_pin(turn: Turn, again: str, trade: bool) -> str:
+    old = _old_pin(turn)
+    sealed_new = turn.data.get("new")
+    new = turn.sealer.open(sealed_new, turn.phone) if isinstance(sealed_new, str) else None
+    if old is None or new is None:  # a seal from another key: start the change again
+        turn.say("reason_start_again")
+        return "wrong_pin"
+    if again != new:
+        turn.say("reason_pins_differ")
+        return "wrong_new_pin"
+    change = turn.ledger.change_trade_pin if trade else turn.ledger.change_mgmt_pin
+    try:
+        await change(_agent(turn), old, new)
+    except Refusal as refusal:
+        turn.refusal(refusal)
+        if refusal.rule is Rule.WRONG_PIN:
+            return "wrong_pin"
+        if refusal.rule in {Rule.WEAK_PIN, Rule.SAME_PIN, Rule.BAD_PIN_FORMAT}:
+            return "wrong_new_pin"
+        return "done"
+    turn.say("agent_trade_pin_changed" if trade else "agent_mgmt_pin_changed")
+    return "done"
+
+
+AgentMenu.OPERATIONS = {
+    "quote": _quote,
+    "recharge": _recharge,
+    "list_retries": _list_retries,
+    "retry": _retry,
+    "transfer": _transfer,
+    "balance": _balance,
+    "records": _records,
+    "change_pin": _change_pin,
+}
+
+
+__all__ = ["AgentMenu"]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from smsmenu.clock import Clock
-from smsmenu.ledger.api import AgentLedger, Kind, RechargeRequest, Refusal, Rule
+from smsmenu.ledger.api import AgentLedger, Kind, RechargeRequest, RechargeStatus, Refusal, Rule
 from smsmenu.menus import shortcuts
 from smsmenu.menus.agent import AgentMenu
 from smsmenu.menus.base import MachinePool, Turn
@@ -137,7 +137,8 @@ class MenuEngine:
 
     async def sealer(self) -> Sealer:
         if self._sealer is None:
-            self._sealer = Sealer(await self.store.sealing_key())
+            key = await self.store.sealing_key()
+            self._sealer = self._sealer or Sealer(key)
         return self._sealer
 
     async def _step(self, inbound: Inbound, claim: Claim) -> tuple[list[str], bool, Session]:
@@ -292,9 +293,10 @@ class MenuEngine:
             reply_route=turn.route.ending(final=True),
         )
         try:
-            await self.ledger.recharge(request)
+            view = await self.ledger.recharge(request)
         except Refusal as refusal:
             turn.refusal(refusal)
             return refusal
-        session.recent.append((command.number, command.amount_fen, ts))
+        if view.status is not RechargeStatus.FAILED:  # only money that moved is a duplicate
+            session.recent.append((command.number, command.amount_fen, ts))
         return None

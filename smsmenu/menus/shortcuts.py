@@ -61,6 +61,9 @@ class ShortcutError(ValueError):
 
 def keyword(text: str) -> str | None:
     """The shortcut keyword the text starts with, upper-case, or None."""
+    head = text.lstrip(" \t\r\n#")[:1]
+    if head not in ("C", "c", "Y", "y"):  # every keyword starts with C or Y: menu input is fast
+        return None
     fields = _fields(text)
     if fields and fields[0].upper() in KEYWORDS:
         return fields[0].upper()

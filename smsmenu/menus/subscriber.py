@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from statemachine import State
 
-from smsmenu.menus.base import MenuMachine
+from smsmenu.menus.base import MenuMachine, Turn
 from smsmenu.money import format_yuan
 
 
@@ -37,25 +37,33 @@ class SubscriberMenu(MenuMachine):
         self.turn.say("sub_not_available")
         self.show("main")
 
-    async def balance(self) -> None:
-        turn = self.turn
-        found = await turn.ledger.subscriber(turn.phone)
-        if found is None:
-            turn.say("sub_unknown")
-        else:
-            balance = format_yuan(found.balance_fen)
-            turn.say("sub_balance_result", number=turn.phone, balance=balance)
-        await self.raise_("done")
+    def balance(self) -> None:
+        self.turn.call("balance")
 
-    async def topups(self) -> None:
-        turn = self.turn
-        records = await turn.ledger.subscriber_topups(turn.phone, 5)
-        if not records:
-            turn.say("sub_topups_none")
-        else:
-            lines = "\n".join(
-                f"{turn.local(r.created_at):%m-%d %H:%M} {format_yuan(r.amount_fen)}"
-                for r in records
-            )
-            turn.say("sub_topups_result", lines=lines)
-        await self.raise_("done")
+    def topups(self) -> None:
+        self.turn.call("topups")
+
+
+async def _balance(turn: Turn) -> str:
+    found = await turn.ledger.subscriber(turn.phone)
+    if found is None:
+        turn.say("sub_unknown")
+    else:
+        balance = format_yuan(found.balance_fen)
+        turn.say("sub_balance_result", number=turn.phone, balance=balance)
+    return "done"
+
+
+async def _topups(turn: Turn) -> str:
+    records = await turn.ledger.subscriber_topups(turn.phone, 5)
+    if not records:
+        turn.say("sub_topups_none")
+    else:
+        lines = "\n".join(
+            f"{turn.local(r.created_at):%m-%d %H:%M} {format_yuan(r.amount_fen)}" for r in records
+        )
+        turn.say("sub_topups_result", lines=lines)
+    return "done"
+
+
+SubscriberMenu.OPERATIONS = {"balance": _balance, "topups": _topups}

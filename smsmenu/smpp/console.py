@@ -12,6 +12,7 @@ operation, session number and end-of-session bit when it travelled inside a dial
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sys
 import threading
@@ -45,6 +46,23 @@ def describe(message: Received) -> str:
     return f"< {message.phone} from {message.source}: {message.text}{extra}"
 
 
+def as_json_line(message: Received) -> str:
+    info = message.session_info
+    return json.dumps(
+        {
+            "phone": message.phone,
+            "source": message.source,
+            "text": message.text,
+            "parts": message.parts,
+            "message_ids": list(message.message_ids),
+            "ussd_service_op": message.ussd_service_op,
+            "ussd_session": info.session if info is not None else None,
+            "ussd_end": info.end if info is not None else None,
+        },
+        ensure_ascii=False,
+    )
+
+
 def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | None]:
     """Lines of stdin on a queue (None at end of input), read by a daemon thread so that
     neither a TTY, a pipe nor a file blocks the event loop or its shutdown."""
@@ -65,23 +83,26 @@ async def run_console(
     *,
     open_op: int = 1,
     continue_op: int = 18,
+    as_json: bool = False,
     exit_at_eof: bool = False,
 ) -> None:
     """Serves the console until interrupted; at end of input it keeps the SMSC running, or
-    returns (``exit_at_eof``)."""
+    returns (``exit_at_eof``). With ``as_json`` each received message is printed as one JSON
+    object per line."""
     ussd = _UssdPhones()
 
     def received(message: Received) -> None:
         ussd.saw(message)
-        out(describe(message))
+        out(as_json_line(message) if as_json else describe(message))
 
     sim.on_received = received
-    out(HELP)
+    if not as_json:
+        out(HELP)
     lines = _stdin_lines(asyncio.get_running_loop())
     while (line := await lines.get()) is not None:
         parsed = parse_line(line)
         if parsed is None:
-            if line.strip():
+            if line.strip() and not as_json:
                 out(f"? {HELP}")
             continue
         phone, text, is_ussd = parsed
@@ -97,7 +118,9 @@ async def run_console(
         else:
             sim.send(phone, text)
     if exit_at_eof:
-        out("end of input")
+        if not as_json:
+            out("end of input")
         return
-    out("end of input: the simulator keeps serving until interrupted")
+    if not as_json:
+        out("end of input: the simulator keeps serving until interrupted")
     await asyncio.Event().wait()

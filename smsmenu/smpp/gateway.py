@@ -135,7 +135,7 @@ class GatewayStatus:
 
     bound: bool = False
     window_in_use: int = 0
-    queued: int = 0
+    queued: int = 0  # parts given to send() and not yet answered (includes the window)
     sent: int = 0  # parts accepted by the SMSC
     failed: int = 0  # messages refused for good
     retried: int = 0  # parts submitted again (throttled, timed out, link lost)
@@ -389,14 +389,19 @@ class Gateway:
 
     async def _read(self, link: _Link, reader: asyncio.StreamReader) -> None:
         framer = pdu.Framer()
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                log.warning("smpp link %d: the SMSC closed the connection", link.id)
-                return
-            for packet in framer.feed(data):
-                if not self._dispatch(link, packet):
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    log.warning("smpp link %d: the SMSC closed the connection", link.id)
                     return
+                for packet in framer.feed(data):
+                    if not self._dispatch(link, packet):
+                        return
+        finally:
+            if self._link is link:
+                self._bound.clear()
+            link.close()  # fails every request in flight at once: they go again after rebind
 
     def _dispatch(self, link: _Link, packet: pdu.Pdu) -> bool:
         """Handles one PDU from the SMSC; False when the link must end (unbind)."""
@@ -404,7 +409,7 @@ class Gateway:
         if packet.is_response:  # includes generic_nack
             if not link.answered(packet):
                 log.warning("smpp: response %#x to unknown sequence %d", cid, packet.sequence)
-        elif cid == pdu.DELIVER_SM:
+        elif cid in (pdu.DELIVER_SM, pdu.DATA_SM):  # some USSD gateways use data_sm
             self._spawn(self._deliver(link, packet))
         elif cid == pdu.ENQUIRE_LINK:
             link.write(pdu.response(packet))
@@ -412,6 +417,8 @@ class Gateway:
             link.write(pdu.response(packet))
             log.info("smpp link %d: the SMSC unbound", link.id)
             return False
+        elif cid == pdu.ALERT_NOTIFICATION:
+            pass  # has no response; we do not hold messages for absent phones
         else:
             link.write(pdu.Pdu(pdu.GENERIC_NACK, pdu.ESME_RINVCMDID, packet.sequence))
         return True
@@ -430,9 +437,9 @@ class Gateway:
     async def _deliver(self, link: _Link, packet: pdu.Pdu) -> None:
         ack = _Ack(link, packet)
         try:
-            sm = pdu.ShortMessage.decode(packet.body)
+            sm = pdu.decode_message(packet)
         except pdu.PduError as exc:
-            log.warning("smpp: malformed deliver_sm (%s), refused", exc)
+            log.warning("smpp: malformed %#x (%s), refused", packet.command_id, exc)
             ack.send(pdu.ESME_RINVMSGLEN)
             return
         if receipts.is_receipt(sm.esm_class):
@@ -456,15 +463,21 @@ class Gateway:
             payload, coding = joined.payload, joined.data_coding
             first = min(joined.tokens, key=lambda part: part.seq).sm
             acks = tuple(part.ack for part in joined.tokens)
-        inbound = to_inbound(
-            first,
-            payload,
-            coding,
-            segment,
-            alphabet=self.config.alphabet,
-            codes=self.config.codes,
-            received_at=datetime.now(UTC),
-        )
+        try:
+            inbound = to_inbound(
+                first,
+                payload,
+                coding,
+                segment,
+                alphabet=self.config.alphabet,
+                codes=self.config.codes,
+                received_at=datetime.now(UTC),
+            )
+        except ValueError as exc:  # e.g. no source address: refused for good, not redelivered
+            log.warning("smpp: unusable message from %r refused: %s", first.source, exc)
+            for refused in acks:
+                refused.send(pdu.ESME_RINVSRCADR)
+            return
         key = inbound.message_key
         waiting = self._inflight.get(key)
         if waiting is not None:
@@ -670,6 +683,10 @@ class Gateway:
             link = self._link
             if link is not None and not link.closed and self._bound.is_set():
                 return link
+            if link is None or link.closed:
+                # the link died and _serve_link has not cleaned up yet: never spin on a set
+                # event (Event.wait() returns at once without yielding)
+                self._bound.clear()
             await self._bound.wait()
 
     def _remember(self, message_id: str) -> None:
@@ -701,4 +718,9 @@ class Gateway:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("smpp inbound task failed: %r (the SMSC will redeliver)", error)

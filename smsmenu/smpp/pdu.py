@@ -26,6 +26,8 @@ DELIVER_SM = 0x00000005
 UNBIND = 0x00000006
 BIND_TRANSCEIVER = 0x00000009
 ENQUIRE_LINK = 0x00000015
+ALERT_NOTIFICATION = 0x00000102
+DATA_SM = 0x00000103
 RESP = 0x80000000  # the response to command X is X | RESP
 
 # command_status values we act on (anything else is carried as an int)
@@ -34,6 +36,7 @@ ESME_RINVMSGLEN = 0x01
 ESME_RINVCMDID = 0x03
 ESME_RALYBND = 0x05
 ESME_RSYSERR = 0x08
+ESME_RINVSRCADR = 0x0A
 ESME_RBINDFAIL = 0x0D
 ESME_RINVPASWD = 0x0E
 ESME_RINVSYSID = 0x0F
@@ -81,8 +84,14 @@ class Pdu:
         )
 
 
-def response(request: Pdu, status: int = ESME_ROK, body: bytes = b"") -> Pdu:
-    """The response PDU to ``request`` (same sequence number)."""
+_ID_RESPONSES = {SUBMIT_SM, DELIVER_SM, DATA_SM}
+
+
+def response(request: Pdu, status: int = ESME_ROK, body: bytes | None = None) -> Pdu:
+    """The response PDU to ``request`` (same sequence number). The responses whose body is a
+    message_id get at least its NUL (deliver_sm_resp's is "unused, set to NULL")."""
+    if body is None:
+        body = b"\x00" if request.command_id in _ID_RESPONSES and status == ESME_ROK else b""
     return Pdu(request.command_id | RESP, status, request.sequence, body)
 
 
@@ -258,6 +267,57 @@ class ShortMessage:
             sm_default_msg_id=default_id,
             tlvs=r.tlvs(),
         )
+
+
+def encode_data_sm(sm: ShortMessage) -> bytes:
+    """A data_sm body carrying ``sm``: its text goes in message_payload (data_sm has no
+    short_message field)."""
+    tlvs = sm.tlvs
+    if sm.short_message:
+        tlvs = ((TLV_MESSAGE_PAYLOAD, sm.short_message), *tlvs)
+    return b"".join(
+        [
+            _cstring(sm.service_type),
+            bytes([sm.source_ton, sm.source_npi]),
+            _cstring(sm.source),
+            bytes([sm.dest_ton, sm.dest_npi]),
+            _cstring(sm.destination),
+            bytes([sm.esm_class, sm.registered_delivery, sm.data_coding]),
+            encode_tlvs(tlvs),
+        ]
+    )
+
+
+def decode_data_sm(body: bytes) -> ShortMessage:
+    """A data_sm body as a ShortMessage (empty short_message; the text in message_payload),
+    so that the rest of the inbound path needs to know nothing about data_sm."""
+    r = _Reader(body)
+    service_type = r.cstring()
+    source_ton, source_npi = r.octet(), r.octet()
+    source = r.cstring()
+    dest_ton, dest_npi = r.octet(), r.octet()
+    destination = r.cstring()
+    esm_class, registered, data_coding = r.octet(), r.octet(), r.octet()
+    return ShortMessage(
+        source=source,
+        destination=destination,
+        data_coding=data_coding,
+        esm_class=esm_class,
+        source_ton=source_ton,
+        source_npi=source_npi,
+        dest_ton=dest_ton,
+        dest_npi=dest_npi,
+        service_type=service_type,
+        registered_delivery=registered,
+        tlvs=r.tlvs(),
+    )
+
+
+def decode_message(request: Pdu) -> ShortMessage:
+    """The message of a deliver_sm, submit_sm or data_sm request."""
+    if request.command_id == DATA_SM:
+        return decode_data_sm(request.body)
+    return ShortMessage.decode(request.body)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,20 @@ log = logging.getLogger("smsmenu.simulator")
 _BIND_IDS = (pdu.BIND_TRANSCEIVER, pdu.BIND_TRANSMITTER, pdu.BIND_RECEIVER)
 
 
+# deliver_sm_resp statuses after which the SMSC delivers again; any other refusal is final
+TEMPORARY = frozenset(
+    {pdu.ESME_RMSGQFUL, pdu.ESME_RTHROTTLED, pdu.ESME_RX_T_APPN, pdu.ESME_RSYSERR}
+)
+
+
+class DeliveryRefused(Exception):
+    """The ESME refused a deliver_sm for good (``status``)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"deliver_sm refused with status {status:#x}")
+        self.status = status
+
+
 @dataclass(frozen=True)
 class Received:
     """One whole message a phone received (its submit_sm parts joined)."""
@@ -64,12 +78,14 @@ class Received:
 @dataclass
 class Delivery:
     """One MO message (one deliver_sm PDU body) on its way to the ESME, redelivered until
-    acked with ESME_ROK. ``acked`` completes then; ``attempts`` counts the PDUs sent."""
+    acked with ESME_ROK (``acked`` completes) or refused with a status that is not
+    ``TEMPORARY`` (``acked`` raises ``DeliveryRefused``); ``attempts`` counts the PDUs."""
 
     sm: pdu.ShortMessage
     acked: asyncio.Future[None]
     attempts: int = 0
     statuses: list[int] = field(default_factory=list)
+    as_data_sm: bool = False
 
 
 @dataclass
@@ -113,7 +129,10 @@ class _Session:
             self.sim.redeliver_after_s, self._no_answer, seq
         )
         self.outstanding[seq] = (delivery, timer)
-        self.write(pdu.Pdu(pdu.DELIVER_SM, 0, seq, delivery.sm.encode()))
+        if delivery.as_data_sm:
+            self.write(pdu.Pdu(pdu.DATA_SM, 0, seq, pdu.encode_data_sm(delivery.sm)))
+        else:
+            self.write(pdu.Pdu(pdu.DELIVER_SM, 0, seq, delivery.sm.encode()))
 
     def _no_answer(self, seq: int) -> None:
         entry = self.outstanding.pop(seq, None)
@@ -255,7 +274,7 @@ class Simulator:
             self._spawn(self._close_soon(session))
         elif cid == pdu.SUBMIT_SM:
             self._submit(session, packet)
-        elif cid == pdu.DELIVER_SM | pdu.RESP or cid == pdu.GENERIC_NACK:
+        elif cid in (pdu.DELIVER_SM | pdu.RESP, pdu.DATA_SM | pdu.RESP, pdu.GENERIC_NACK):
             self._deliver_resp(session, packet)
         elif packet.is_response:
             pass  # enquire_link_resp, unbind_resp
@@ -400,9 +419,10 @@ class Simulator:
 
     # -- deliver_sm (phones send to the ESME) --------------------------------------------
 
-    def deliver_sm(self, sm: pdu.ShortMessage) -> Delivery:
-        """Queues one deliver_sm for the bound ESME; redelivered until acked with ROK."""
-        delivery = Delivery(sm, asyncio.get_running_loop().create_future())
+    def deliver_sm(self, sm: pdu.ShortMessage, *, as_data_sm: bool = False) -> Delivery:
+        """Queues one deliver_sm (or data_sm) for the bound ESME; redelivered until acked
+        with ESME_ROK."""
+        delivery = Delivery(sm, asyncio.get_running_loop().create_future(), as_data_sm=as_data_sm)
         self.deliveries.append(delivery)
         self._waiting.append(delivery)
         self._flush()
@@ -436,8 +456,10 @@ class Simulator:
         if packet.command_status == pdu.ESME_ROK:
             if not delivery.acked.done():
                 delivery.acked.set_result(None)
-        else:  # a refusal: the SMSC tries again later
+        elif packet.command_status in TEMPORARY:  # the SMSC tries again later
             asyncio.get_running_loop().call_later(self.redeliver_after_s, self._requeue, delivery)
+        elif not delivery.acked.done():  # refused for good: the SMSC gives up
+            delivery.acked.set_exception(DeliveryRefused(packet.command_status))
 
     def send(
         self,

@@ -9,8 +9,12 @@ import pytest
 from smsmenu.messages import Inbound, Outbound, Route, Transport, UssdDialogue
 from smsmenu.smpp import pdu
 from smsmenu.smpp.gateway import SendFailed
+from smsmenu.smpp.simulator import DeliveryRefused
 from smsmenu.smpp.ussd import SessionInfo
 from tests.e2e.smpp_helpers import SERVICE, Receipts, Recorder, bound_pair
+
+# a hang must fail the test, not stall CI
+pytestmark = pytest.mark.timeout(60)
 
 PHONE = "13800000001"
 CHINESE = "主菜单：1 天翼 2 空中充值 3 账户管理 4 业务管理。" * 4  # 124 characters
@@ -290,3 +294,48 @@ async def test_silent_link_is_detected_by_enquire_link_and_rebound() -> None:
         assert sim.binds == 2
         assert await asyncio.wait_for(sending, 5)
         assert [m.text for m in sim.received[PHONE]] == ["through"]
+
+
+async def test_mo_as_data_sm_is_handled_and_acked() -> None:
+    handler = Recorder()
+    async with bound_pair(handler) as (sim, _gateway):
+        delivery = sim.deliver_sm(
+            pdu.ShortMessage(
+                PHONE,
+                SERVICE,
+                "查询".encode("utf-16-be"),
+                data_coding=8,
+                tlvs=((pdu.TLV_USSD_SERVICE_OP, b"\x01"), (pdu.TLV_ITS_SESSION_INFO, b"\x90\x00")),
+            ),
+            as_data_sm=True,
+        )
+        (inbound,) = await handler.wait(1)
+        assert inbound.text == "查询" and inbound.route.transport is Transport.USSD
+        await asyncio.wait_for(delivery.acked, 5)
+
+
+async def test_message_without_source_is_refused_not_redelivered_forever() -> None:
+    handler = Recorder()
+    async with bound_pair(handler) as (sim, _gateway):
+        bad = sim.deliver_sm(pdu.ShortMessage("", SERVICE, b"1"))
+        for _ in range(100):
+            if bad.statuses:
+                break
+            await asyncio.sleep(0.02)
+        assert bad.statuses == [0x0A] and handler.inbound == []
+        with pytest.raises(DeliveryRefused):
+            await bad.acked
+        sim.send(PHONE, "fine")
+        assert (await handler.wait(1))[0].text == "fine"
+
+
+async def test_long_ussd_reply_travels_whole_in_message_payload() -> None:
+    text = "菜单" * 100  # 400 octets in UCS2: more than short_message holds
+
+    handler = Recorder(lambda m: [Outbound(m.source, text, SERVICE, m.route)])
+    async with bound_pair(handler) as (sim, _gateway):
+        sim.send_ussd(PHONE, "*100#", op=1, session=3)
+        (got,) = await sim.wait_for(PHONE)
+        assert got.text == text and got.parts == 1 and got.ussd_service_op == 2
+        assert sim.submits[0].short_message == b""
+        assert sim.submits[0].tlv(pdu.TLV_MESSAGE_PAYLOAD) == text.encode("utf-16-be")

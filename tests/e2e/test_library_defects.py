@@ -20,6 +20,9 @@ from smsmenu.smpp.gateway import Gateway, SendFailed
 from smsmenu.smpp.ussd import SessionInfo
 from tests.e2e.smpp_helpers import SERVICE, Recorder, bound_pair
 
+# a hang must fail the test, not stall CI
+pytestmark = pytest.mark.timeout(60)
+
 PHONE = "13800000001"
 
 

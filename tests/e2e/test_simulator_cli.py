@@ -6,11 +6,16 @@ import asyncio
 import sys
 from pathlib import Path
 
+import pytest
+
 from smsmenu.messages import Inbound, Outbound
 from smsmenu.smpp import script
 from smsmenu.smpp.gateway import Gateway
 from tests.e2e.smpp_helpers import SERVICE, Recorder, bound_pair, fast_config
 from tests.servers import free_port
+
+# a hang must fail the test, not stall CI
+pytestmark = pytest.mark.timeout(60)
 
 
 def _menu(m: Inbound) -> list[Outbound]:

@@ -39,13 +39,18 @@ async def pg_ledgers(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("external", [False, True])
-async def test_eight_workers_on_one_float(pg_ledgers: list[LedgerService], external: bool) -> None:
+@pytest.mark.parametrize("mode", ["single", "group-commit", "external"])
+async def test_eight_workers_on_one_float(pg_ledgers: list[LedgerService], mode: str) -> None:
     first = pg_ledgers[0]
-    if external:  # the two-phase path: reservations race instead of debits
+    if mode == "external":  # the two-phase path: reservations race instead of debits
         billing = ScriptedBilling()
         for service in pg_ledgers:
             service.billing = billing
+    workers = pg_ledgers
+    if mode == "group-commit":  # four "processes", each batching its two workers' recharges
+        for service in pg_ledgers:
+            service.group_commit = True
+        workers = [pg_ledgers[n // 2] for n in range(8)]
     agent = await new_agent(first, deposit_yuan=5000, commission_bp=150)
     for number in TARGETS:
         await first.add_subscriber(number, Kind.MOBILE, Billing.PREPAID)
@@ -70,7 +75,7 @@ async def test_eight_workers_on_one_float(pg_ledgers: list[LedgerService], exter
             except Refusal as refusal:
                 refused.append(refusal.rule)
 
-    await asyncio.gather(*(worker(s) for s in pg_ledgers))
+    await asyncio.gather(*(worker(s) for s in workers))
     views = await first.recharges()
     succeeded = [v for v in views if v.status is RechargeStatus.SUCCEEDED]
     assert succeeded and set(refused) <= {Rule.INSUFFICIENT_FUNDS}

@@ -9,7 +9,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 
-from smsmenu.ledger.db import SchemaMissing, check_schema, create_engine, upgrade
+from smsmenu.ledger.db import (
+    HEAD,
+    SchemaMissing,
+    check_schema,
+    create_engine,
+    head_revision,
+    upgrade,
+)
 from smsmenu.ledger.models import Base
 
 
@@ -38,3 +45,7 @@ async def test_missing_schema_is_reported(tmp_path: Any) -> None:
         await check_schema(engine)
     finally:
         await engine.dispose()
+
+
+def test_head_constant_is_the_newest_migration() -> None:
+    assert head_revision() == HEAD

@@ -26,6 +26,12 @@ MOBILE = "13900000002"
 FIXED = "02787654321"
 
 
+@pytest.fixture(params=[False, True], ids=["single", "group-commit"])
+def ledger_group_commit(request: pytest.FixtureRequest) -> bool:
+    """Every recharge test runs with and without group commit."""
+    return bool(request.param)
+
+
 async def setup(ledger: LedgerService, deposit_yuan: int = 1000, bp: int = 200) -> AgentView:
     agent = await new_agent(ledger, deposit_yuan=deposit_yuan, commission_bp=bp)
     await ledger.add_subscriber(MOBILE, Kind.MOBILE, Billing.PREPAID, 500)
@@ -380,3 +386,17 @@ async def test_change_mgmt_pin(ledger: LedgerService) -> None:
     assert await ledger.verify_mgmt_pin(agent.agent_id, "975310")
     # the trade password is another one
     assert await ledger.balance(agent.agent_id, TRADE_PIN) == 100000
+
+
+async def test_recent_duplicate_within_sixty_seconds(
+    ledger: LedgerService, clock: FakeClock
+) -> None:
+    agent = await setup(ledger)
+    assert await ledger.recent_duplicate(agent.agent_id, MOBILE, 10000) is None
+    view = await ledger.recharge(req(agent, 100))
+    clock.advance(60)
+    assert await ledger.recent_duplicate(agent.agent_id, MOBILE, 10000) == view
+    assert await ledger.recent_duplicate(agent.agent_id, MOBILE, 20000) is None
+    assert await ledger.recent_duplicate(agent.agent_id, FIXED, 10000) is None
+    clock.advance(1)
+    assert await ledger.recent_duplicate(agent.agent_id, MOBILE, 10000) is None

@@ -61,8 +61,9 @@ class External:
 
 @pytest.fixture
 async def ext(
-    settings: Settings, clock: FakeClock, catalogue: Catalogue
+    ledger_settings: Settings, clock: FakeClock, catalogue: Catalogue
 ) -> AsyncIterator[External]:
+    settings = ledger_settings
     engine = create_engine(settings.database_url)
     billing = ScriptedBilling()
     faults = Faults()
@@ -366,3 +367,23 @@ async def test_sigkill_mid_recharge_loses_nothing(
         assert balance.ok, balance
     finally:
         await engine.dispose()
+
+
+async def test_recovery_loop_resolves_in_the_background(ext: External) -> None:
+    from smsmenu.app import recovery_loop
+
+    ext.faults.at.add("credited")
+    with pytest.raises(Crash):
+        await ext.ledger.recharge(req(ext, "k"))
+    ext.faults.at.clear()
+    task = asyncio.create_task(recovery_loop(ext.ledger, interval_s=0.01, older_than_s=0))
+    try:
+        for _ in range(500):
+            if (await ext.ledger.recharges())[0].status is not RechargeStatus.PENDING:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert (await ext.ledger.recharges())[0].status is RechargeStatus.SUCCEEDED

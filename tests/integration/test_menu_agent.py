@@ -3,7 +3,7 @@ re-prompt, back, home and end; amounts and balances to the fen."""
 
 from __future__ import annotations
 
-from smsmenu.ledger.api import Kind, RechargeStatus, SubscriberView
+from smsmenu.ledger.api import Kind, RechargeStatus, SubscriberStatus, SubscriberView
 from smsmenu.money import format_yuan
 from tests.integration.conftest import AGENT_PHONE, BROADBAND, FIXED, MOBILE, PHS, World
 from tests.ledger_fixtures import MGMT_PIN, TRADE_PIN
@@ -273,3 +273,21 @@ async def test_change_management_password(world: World) -> None:
     assert await world.say(f"YE {TRADE_PIN}") == world.t(
         "agent_balance_result", balance="1000.00元"
     )
+
+
+async def test_suspended_agent_or_phone_is_refused_before_the_password(world: World) -> None:
+    await world.ledger.suspend_agent(world.agent.agent_id)
+    await walk_to_recharge(world)
+    await world.say("2")
+    await world.say(MOBILE)
+    refused = await world.send("50")
+    assert refused == [world.t("refusal_agent_suspended")]
+    assert world.last[0].route.final  # the dialogue ends
+    await world.ledger.resume_agent(world.agent.agent_id)
+    await world.ledger.set_subscriber_status(AGENT_PHONE, SubscriberStatus.SUSPENDED)
+    await walk_to_recharge(world)
+    await world.say("2")
+    await world.say(MOBILE)
+    assert await world.send("50") == [world.t("refusal_phone_suspended")]
+    assert await world.say(f"CZ 2 {MOBILE} 50 {TRADE_PIN}") == world.t("refusal_phone_suspended")
+    assert await world.ledger.recharges(world.agent.agent_id) == []

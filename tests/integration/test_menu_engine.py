@@ -267,3 +267,67 @@ async def test_two_engines_on_one_redis_keep_one_phone_consistent(world: World) 
     # both see the same session afterwards
     assert (await twin.handle(inbound("1", "after")))[0].text == world.t("agent_main")
     assert (await world.engine.handle(inbound("1", "after2")))[0].text == world.t("agent_tianyi")
+
+
+async def test_a_dead_workers_lock_expires(world: World) -> None:
+    """A worker that died holding a phone's lock delays that phone until the lock expires
+    (2 s in these tests), and never blocks other phones."""
+    held = await world.store.claim(AGENT_PHONE, "dead-worker", minute=0, limit=1000)
+    assert held.token
+    # another phone goes through at once
+    other = await asyncio.wait_for(world.send("1", phone=SUBSCRIBER_PHONE), 1.0)
+    assert other == [world.t("sub_main")]
+    started = asyncio.get_running_loop().time()
+    assert await world.say("hello") == world.t("agent_main")
+    assert asyncio.get_running_loop().time() - started >= 1.5
+
+
+async def test_one_phones_messages_run_one_at_a_time(world: World) -> None:
+    """A burst from one phone on one engine: each message sees the previous one's session."""
+    replies = await asyncio.gather(
+        *(world.send(f"CZ 2 {MOBILE} 50 {TRADE_PIN}", key=f"burst{i}") for i in range(4))
+    )
+    duplicate = world.t("shortcut_duplicate", number=MOBILE, amount="50.00元")
+    assert sorted(replies) == sorted([[], [duplicate], [duplicate], [duplicate]])
+    assert len(await world.ledger.recharges(world.agent.agent_id)) == 1
+
+
+async def test_many_phones_at_once(world: World) -> None:
+    """More phones at once than the Redis client has connections (100): the first messages
+    ask for the sealing key once, and the scripts travel in a few pipelines."""
+    phones = [f"1331{i:07d}" for i in range(150)]
+    replies = await asyncio.gather(*(world.send("hi", phone=phone) for phone in phones))
+    assert replies == [[world.t("sub_main")]] * len(phones)
+    replies = await asyncio.gather(*(world.send("9", phone=phone) for phone in phones))
+    assert replies == [[world.t("reason_bad_choice") + "\n" + world.t("sub_main")]] * len(phones)
+
+
+@pytest.mark.parametrize("backend", ["redis+postgres"], indirect=True)
+async def test_redis_session_key_lives_for_the_idle_timeout(world: World) -> None:
+    assert isinstance(world.store, RedisStore)
+    await world.say("hello")
+    key = f"{world.store.prefix}session:{{{AGENT_PHONE}}}"
+    ttl_ms = await world.store.client.pttl(key)
+    assert (
+        world.settings.session_timeout_s * 1000 - 5000
+        < ttl_ms
+        <= world.settings.session_timeout_s * 1000
+    )
+    lock = f"{world.store.prefix}lock:{{{AGENT_PHONE}}}"
+    assert await world.store.client.exists(lock) == 0  # released after the step
+
+
+async def test_a_failed_recharge_is_no_duplicate(world: World) -> None:
+    """Nothing moved the first time, so the same shortcut again runs at once."""
+    world.ledger.billing = ScriptedBilling(fail_numbers=[MOBILE])
+    assert await world.send(f"CZ 2 {MOBILE} 50 {TRADE_PIN}") == []
+    world.ledger.billing = ScriptedBilling()
+    assert await world.send(f"CZ 2 {MOBILE} 50 {TRADE_PIN}") == []
+    views = await world.ledger.recharges(world.agent.agent_id)
+    assert sorted(v.status for v in views) == sorted(
+        [RechargeStatus.FAILED, RechargeStatus.SUCCEEDED]
+    )
+    # the success is guarded
+    assert await world.say(f"CZ 2 {MOBILE} 50 {TRADE_PIN}") == world.t(
+        "shortcut_duplicate", number=MOBILE, amount="50.00元"
+    )

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from smsmenu.menus.store import Claim, ClaimStatus, SessionStore
+import pytest
+import redis.exceptions
+
+from smsmenu.menus.store import Claim, ClaimStatus, InProcessStore, RedisStore, SessionStore
+from tests.servers import free_port
 
 PHONE = "18900000001"
 
@@ -99,3 +103,63 @@ async def test_rate_limit_notifies_once_then_drops(store: SessionStore) -> None:
 async def test_sealing_key_is_stable(store: SessionStore) -> None:
     key = await store.sealing_key()
     assert len(key) >= 32 and key == await store.sealing_key()
+
+
+async def test_redis_store_reloads_its_scripts_after_a_flush(
+    redis_url: str, redis_prefix: str
+) -> None:
+    store = RedisStore.from_url(redis_url, prefix=redis_prefix)
+    try:
+        first = await store.claim(PHONE, "a", minute=1, limit=30)
+        await store.release(PHONE, first)
+        await store.client.script_flush()
+        again = await store.claim(PHONE, "b", minute=1, limit=30)
+        assert again.status is ClaimStatus.OK
+        await store.release(PHONE, again)
+    finally:
+        await store.aclose()
+
+
+async def test_redis_store_down_is_an_error_not_a_hang() -> None:
+    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await asyncio.wait_for(store.claim(PHONE, "a", minute=1, limit=30), 10)
+    finally:
+        await store.aclose()
+
+
+async def test_concurrent_claims_share_pipelines(redis_url: str, redis_prefix: str) -> None:
+    store = RedisStore.from_url(redis_url, prefix=redis_prefix)
+    try:
+        claims = await asyncio.gather(
+            *(store.claim(f"1890000{i:04d}", "k", minute=1, limit=30) for i in range(150))
+        )
+        assert all(claim.status is ClaimStatus.OK for claim in claims)
+        assert store.pipeline.batches < 50  # sent together, not one round trip each
+        await asyncio.gather(
+            *(store.release(f"1890000{i:04d}", claim) for i, claim in enumerate(claims))
+        )
+    finally:
+        await store.aclose()
+
+
+async def test_in_process_store_bounds_its_memory() -> None:
+    store = InProcessStore(max_replies=10)
+    for i in range(30):
+        claim = await store.claim(f"1890000{i:04d}", f"k{i}", minute=1, limit=30)
+        await store.commit(
+            f"1890000{i:04d}",
+            claim,
+            session="{}",
+            version=1,
+            session_ttl_s=0.01,
+            message_key=f"k{i}",
+            reply="r",
+            reply_ttl_s=60,
+        )
+    await store.claim("18900009999", "last", minute=1, limit=30)
+    assert len(store._replies) <= 11
+    # the oldest replies were forgotten, the newest are still answered
+    assert (await store.claim("18900000029", "k29", minute=1, limit=30)).reply == "r"
+    assert (await store.claim("18900000000", "k0", minute=1, limit=30)).status is ClaimStatus.OK

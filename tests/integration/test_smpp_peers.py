@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import smpp34
 
 from smsmenu.messages import Inbound, Outbound
@@ -18,6 +19,9 @@ from smsmenu.smpp.simulator import Simulator
 from smsmenu.smpp.text import Alphabet, decode
 from tests.e2e.smpp_helpers import SERVICE, fast_config
 from tests.servers import free_port
+
+# a hang must fail the test, not stall CI
+pytestmark = pytest.mark.timeout(60)
 
 PHONE = "13800000001"
 LONG = "尊敬的代办户，您已成功为13900000000充值50.00元，佣金1.00元，扣款49.00元，余额951.00元。" * 3

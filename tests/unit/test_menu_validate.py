@@ -87,3 +87,18 @@ def test_new_pin_ok_and_choice() -> None:
     for bad in ("0", "4", "x", ""):
         with pytest.raises(Invalid):
             validate.choice(bad, 3)
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        lambda: validate.number(Kind.MOBILE, "１３８１２３４５６７８"),
+        lambda: validate.amount("５０"),
+        lambda: validate.pin("１３５７９０"),
+        lambda: validate.notify("１３８１２３４５６７８"),
+    ],
+)
+def test_full_width_digits_are_refused_as_the_ledger_refuses_them(check: object) -> None:
+    """The menus ask the ledger's own rules, which take ASCII digits only."""
+    with pytest.raises(Invalid):
+        check()  # type: ignore[operator]

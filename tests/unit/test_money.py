@@ -13,7 +13,8 @@ def test_format_yuan(fen: int, text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "fen"), [("50", 5000), (" 10 ", 1000), ("1.5", None), ("", None), ("-5", None)]
+    ("text", "fen"),
+    [("50", 5000), (" 10 ", 1000), ("1.5", None), ("", None), ("-5", None), ("５０", None)],
 )
 def test_parse_whole_yuan(text: str, fen: int | None) -> None:
     assert parse_whole_yuan(text) == fen

@@ -36,6 +36,7 @@ from smsmenu.menus.shortcuts import (
         ("cs 02787654321", RetryCommand("02787654321")),
         ("Y 135790", ConfirmCommand("135790")),
         ("y#135790", ConfirmCommand("135790")),
+        ("#YE#135790", BalanceCommand("135790")),
     ],
 )
 def test_commands(text: str, command: shortcuts.Command) -> None:

@@ -54,3 +54,31 @@ def test_truncated_body_is_a_pdu_error() -> None:
     body = pdu.ShortMessage("1", "2", b"hello").encode()
     with pytest.raises(pdu.PduError):
         pdu.ShortMessage.decode(body[:-3])
+
+
+def test_data_sm_reads_as_a_short_message() -> None:
+    sm = pdu.ShortMessage(
+        "13800000001",
+        "10001",
+        "余额".encode("utf-16-be"),
+        data_coding=8,
+        tlvs=((pdu.TLV_USSD_SERVICE_OP, b"\x12"),),
+    )
+    request = pdu.Pdu(pdu.DATA_SM, 0, 5, pdu.encode_data_sm(sm))
+    got = pdu.decode_message(request)
+    assert got.payload == sm.short_message and got.short_message == b""
+    assert got.tlv(pdu.TLV_USSD_SERVICE_OP) == b"\x12" and got.data_coding == 8
+
+
+@pytest.mark.parametrize(
+    ("command_id", "status", "body"),
+    [
+        (pdu.DELIVER_SM, 0, b"\x00"),
+        (pdu.DATA_SM, 0, b"\x00"),
+        (pdu.DELIVER_SM, pdu.ESME_RX_T_APPN, b""),
+        (pdu.ENQUIRE_LINK, 0, b""),
+        (pdu.UNBIND, 0, b""),
+    ],
+)
+def test_response_bodies(command_id: int, status: int, body: bytes) -> None:
+    assert pdu.response(pdu.Pdu(command_id, 0, 1), status).body == body

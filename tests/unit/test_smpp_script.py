@@ -74,3 +74,21 @@ def test_console_lines(line: str, parsed: tuple[str, str, bool] | None) -> None:
 def test_describe_ussd() -> None:
     message = Received("1380", "10001", "再见", ("1",), 8, 1, 17, b"\xc8\x01")
     assert describe(message) == "< 1380 from 10001: 再见  [ussd op=17 session=200 end]"
+
+
+def test_console_json_line() -> None:
+    import json
+
+    from smsmenu.smpp.console import as_json_line
+
+    message = Received("1380", "10001", "再见", ("1",), 8, 1, 17, b"\xc8\x01")
+    assert json.loads(as_json_line(message)) == {
+        "phone": "1380",
+        "source": "10001",
+        "text": "再见",
+        "parts": 1,
+        "message_ids": ["1"],
+        "ussd_service_op": 17,
+        "ussd_session": 200,
+        "ussd_end": True,
+    }
