@@ -41,11 +41,11 @@ REDIS = os.environ.get("SMSMENU_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 PIN = "135790"
 # Each agent cycles over its own targets and 100 amounts: an identical shortcut (same agent,
 # target, amount) within 60 s would ask for a confirmation instead of recharging.
-TARGETS = 5
+TARGETS = 20
 
 
 def target(agent: int, index: int) -> str:
-    return f"139{index}{agent:07d}"
+    return f"139{index:02d}{agent:06d}"
 
 
 # ---- the echo ESME (run as a subprocess: --echo-esme PORT) ----------------------------------
