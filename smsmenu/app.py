@@ -124,8 +124,9 @@ def build_menu_engine(
 import asyncio  # noqa: E402
 import contextlib  # noqa: E402
 import logging  # noqa: E402
+import time  # noqa: E402
 from collections import OrderedDict  # noqa: E402
-from collections.abc import AsyncIterator  # noqa: E402
+from collections.abc import AsyncIterator, Callable  # noqa: E402
 from dataclasses import dataclass, field, replace  # noqa: E402
 from typing import Any, cast  # noqa: E402
 
@@ -143,17 +144,27 @@ class Intake:
     The gateway's ``message_key`` is a hash of what the SMSC sends again unchanged
     (``smpp/inbound.py``): a redelivery has the key of its first copy, but so has the same text
     typed again by the same phone once the first was acknowledged (an agent sends ``1`` at two
-    menus, or the same trade password for two recharges). The engine needs one key per
-    message (its stored reply and the ledger's idempotency key derive from it), so the key
-    given to the engine is ``<gateway key>.<n>`` where ``n`` counts how many times that gateway
-    key was acknowledged already: a redelivery (never acknowledged) gets the same ``n``, a new
-    message with the same content the next one. The counts live in the session store's Redis
-    when there is one (any worker may receive the next message) and else in this process.
-    A crash between writing the deliver_sm_resp and counting it would make the next identical
-    message look like a redelivery (answered again, not run again): never a double operation.
+    menus, or the same trade password to confirm two recharges). The engine needs one key per
+    message (its stored reply and the ledger's idempotency key derive from it, and ledger keys
+    are kept for ever), so the key given to the engine is ``<gateway key>.<n>``: ``n`` starts
+    at the current time in microseconds the first time a gateway key is seen (or seen again
+    after its counter expired) and goes up by one each time a message with that key is
+    acknowledged. A redelivery (never acknowledged) gets the same ``n``; a new message with the
+    same content the next one; a counter started later never meets an old one, so a key is
+    never reused, not even after a restart or an expiry.
+
+    With Redis the counters are shared by all workers and survive their restarts. The
+    in-process counters (one worker) start afresh with the process: a message the SMSC
+    delivers again after a crash (the crash fell between the menu's commit and the
+    deliver_sm_resp) is then taken as new. A crash between writing the deliver_sm_resp and
+    counting it makes the next identical message look like a redelivery (answered again, not
+    run again): never a double operation.
     """
 
-    def __init__(self, store: SessionStore, ttl_s: int = 86400) -> None:
+    def __init__(
+        self, store: SessionStore, ttl_s: int = 86400, now_us: Callable[[], int] | None = None
+    ) -> None:
+        self._now_us = now_us or (lambda: time.time_ns() // 1000)
         self._redis = store.client if isinstance(store, RedisStore) else None
         self._prefix = store.prefix if isinstance(store, RedisStore) else ""
         self._ttl_s = ttl_s
@@ -164,21 +175,26 @@ class Intake:
 
     async def key(self, gateway_key: str) -> str:
         if self._redis is not None:
-            raw = await self._redis.get(self._name(gateway_key))
-            count = int(raw) if raw else 0
+            name = self._name(gateway_key)
+            raw = await self._redis.get(name)
+            if raw is None:
+                await self._redis.set(name, self._now_us(), nx=True, ex=self._ttl_s)
+                raw = await self._redis.get(name)
+            count = int(raw) if raw is not None else self._now_us()
         else:
-            count = self._counts.get(gateway_key, 0)
+            count = self._counts.setdefault(gateway_key, self._now_us())
         return f"{gateway_key}.{count}"
 
     async def acked(self, gateway_key: str) -> None:
         if self._redis is not None:
             name = self._name(gateway_key)
             async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(name, self._now_us(), nx=True, ex=self._ttl_s)  # expired meanwhile
                 pipe.incr(name)
                 pipe.expire(name, self._ttl_s)
                 await pipe.execute()
             return
-        self._counts[gateway_key] = self._counts.get(gateway_key, 0) + 1
+        self._counts[gateway_key] = self._counts.get(gateway_key, self._now_us()) + 1
         self._counts.move_to_end(gateway_key)
         while len(self._counts) > 200_000:
             self._counts.popitem(last=False)

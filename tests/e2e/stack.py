@@ -104,8 +104,11 @@ async def running_stack(
     store_prefix: str = "smsmenu:",
     simulator: dict[str, Any] | None = None,
     gateway: dict[str, Any] | None = None,
+    seeded: bool = False,
     **settings: Any,
 ) -> AsyncIterator[Stack]:
+    """The product on ``database_url`` bound to a fresh simulator; the agent and subscribers
+    are seeded unless ``seeded`` (already there: a restart on the same database)."""
     sim = Simulator(**{"redeliver_after_s": 0.5, **(simulator or {})})
     port = await sim.start()
     try:
@@ -117,10 +120,14 @@ async def running_stack(
         ) as server:
             await server.gateway.wait_bound(5)
             await sim.wait_bound(5)
-            agent = await seed(server)
-            stack = Stack(sim, server, agent)
-            opened = await stack.next(AGENT)  # the opening confirmation, from the outbox
-            assert str(agent.agent_id) in opened.text
+            if seeded:
+                existing = await server.ledger.agent_for_phone(AGENT)
+                assert existing is not None
+                stack = Stack(sim, server, existing)
+            else:
+                stack = Stack(sim, server, await seed(server))
+                opened = await stack.next(AGENT)  # the opening confirmation, from the outbox
+                assert str(stack.agent.agent_id) in opened.text
             yield stack
             balance = await server.ledger.trial_balance()
             assert balance.ok, balance

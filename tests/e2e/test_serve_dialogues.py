@@ -156,3 +156,28 @@ async def test_long_chinese_reply_is_concatenated_ucs2(stack: Stack) -> None:
     assert records.text.count(MOBILE) == 3
     assert records.data_coding == 8 and records.parts >= 2
     assert len(records.text) > 70
+
+
+async def test_the_same_password_confirms_recharges_before_and_after_a_restart(
+    sqlite_url: str,
+) -> None:
+    """The confirming message is the same text every time: each one is still its own
+    recharge, also after the server restarted (its redelivery keys start afresh)."""
+
+    async def menu_recharge(stack: Stack, yuan: int) -> None:
+        await walk_to_kind(stack)
+        await stack.say("2")
+        await stack.say(MOBILE)
+        assert MOBILE in await stack.say(str(yuan))
+        stack.send(TRADE_PIN)
+        await expect_recharge_notices(stack, MOBILE, yuan, MOBILE)
+
+    async with running_stack(sqlite_url) as stack:
+        await menu_recharge(stack, 10)
+        await menu_recharge(stack, 20)
+    async with running_stack(sqlite_url, seeded=True) as stack:
+        await menu_recharge(stack, 30)
+        views = await stack.server.ledger.recharges(stack.agent.agent_id)
+        assert sorted(v.amount_fen for v in views) == [1000, 2000, 3000]
+        agent = await stack.server.ledger.agent(stack.agent.agent_id)
+        assert agent.balance_fen == 1000_00 - 9_80 - 19_60 - 29_40
