@@ -3,6 +3,7 @@ throttling SMSC, a USSD dialogue with a session number above 127."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 from smsmenu.smpp import pdu
@@ -74,3 +75,27 @@ async def test_ussd_dialogue_ends_with_the_recharge_result(sqlite_url: str) -> N
         bye = await stack.next(AGENT)
         assert bye.ussd_service_op == 17 and bye.session_info.end  # type: ignore[union-attr]
         assert not stack.unread(AGENT)
+
+
+async def test_a_clean_stop_finishes_the_sends_in_flight(sqlite_url: str) -> None:
+    from smsmenu.app import close_ledger, open_ledger
+    from smsmenu.ledger.outbox import SENDING, Outbox
+    from smsmenu.settings import Settings
+
+    async with running_stack(sqlite_url) as stack:
+        stack.sim.delay_responses(0.3)  # every submit_sm answered late: in flight at the stop
+        (mo,) = stack.sim.send(AGENT, f"CZ 2 {MOBILE} 10 {TRADE_PIN}")
+        await asyncio.wait_for(mo.acked, 5)
+        async with asyncio.timeout(5):  # both notices submitted, their responses pending
+            while stack.sim.max_unanswered < 2:  # noqa: ASYNC110 - no event for it
+                await asyncio.sleep(0.01)
+        # leaving the block stops the server: it finishes the two sends, then unbinds
+    assert [m.text[:4] for m in stack.sim.received[AGENT][1:]] == ["充值成功"]
+    assert len(stack.sim.received[MOBILE]) == 1
+    ledger = await open_ledger(Settings(database_url=sqlite_url))  # type: ignore[call-arg]
+    try:
+        rows = await Outbox(ledger.engine, ledger.clock).rows()
+        assert len(rows) == 3 and not [r for r in rows if r.status == SENDING]
+        assert all(r.smsc_message_id for r in rows)
+    finally:
+        await close_ledger(ledger)
