@@ -11,6 +11,9 @@ transaction for everything that completed meanwhile). The loop wakes on ``nudge(
 server calls it after each handled message, when a money operation may just have written rows)
 and else polls every ``poll_s``.
 
+A USSD notice (a result that ends its dialogue) older than ``ussd_stale_s`` is sent as an
+SMS: its dialogue is long over (the worker was down, the SMSC unreachable).
+
 Failures. ``SendFailed`` with a transient cause (no response, system error, queue full) or any
 other exception queues the row again with a growing back-off; a permanent refusal (any other
 SMPP status) marks it failed for good. While a row is in flight its lease is renewed, so a
@@ -46,7 +49,7 @@ from typing import Any
 
 from smsmenu.clock import Clock, SystemClock
 from smsmenu.ledger.outbox import Outbox, OutboxMessage
-from smsmenu.messages import Outbound
+from smsmenu.messages import SMS, Outbound, Transport
 from smsmenu.settings import Settings
 from smsmenu.smpp import pdu, receipts
 from smsmenu.smpp.gateway import GatewayStopped, SendFailed
@@ -83,6 +86,7 @@ class SenderConfig:
     receipt_hold_s: float = 60.0
     drain_s: float = 10.0
     record_delay_s: float = 0.02
+    ussd_stale_s: float = 60.0  # a USSD notice older than this goes as an SMS
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> SenderConfig:
@@ -246,7 +250,12 @@ class OutboxSender:
                 self._wake.set()
 
     async def _deliver(self, message: OutboxMessage) -> None:
-        outbound = Outbound(message.destination, message.text, message.source, message.route)
+        route = message.route
+        age = (self._clock.now() - message.created_at).total_seconds()
+        if route.transport is Transport.USSD and age > self.config.ussd_stale_s:
+            # the dialogue it belonged to is long over (a restart, an outage): as an SMS
+            route = SMS
+        outbound = Outbound(message.destination, message.text, message.source, route)
         try:
             ids = await self._send(outbound)
         except SendFailed as exc:

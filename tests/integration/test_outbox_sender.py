@@ -272,3 +272,54 @@ async def test_rows_go_out_several_at_once_but_one_phone_in_order(database_url: 
         assert same_phone == [f"t{n}" for n in range(1, 12, 2)]
     finally:
         await engine.dispose()
+
+
+async def test_a_stale_ussd_result_goes_as_an_sms(database_url: str) -> None:
+    from smsmenu.messages import Route, Transport, UssdDialogue
+
+    engine = create_engine(database_url)
+    try:
+        now = SystemClock().now()
+        ussd = Route(Transport.USSD, UssdDialogue(200), final=True)
+        async with engine.begin() as conn:
+            await ob.add(
+                conn,
+                ob.row(
+                    now=now,
+                    source="10001",
+                    destination="13800000001",
+                    text="fresh",
+                    kind="agent_result",
+                    dedup_key="fresh",
+                    route=ussd,
+                ),
+                ob.row(
+                    now=now - timedelta(minutes=5),
+                    source="10001",
+                    destination="13800000002",
+                    text="stale",
+                    kind="agent_result",
+                    dedup_key="stale",
+                    route=ussd,
+                ),
+            )
+        routes: dict[str, Route] = {}
+
+        async def send(outbound: Outbound) -> list[str]:
+            routes[outbound.text] = outbound.route
+            return [f"id-{outbound.text}"]
+
+        s = OutboxSender(
+            ob.Outbox(engine, SystemClock()),
+            send,
+            SenderConfig(worker_id="w", **FAST),  # type: ignore[arg-type]
+        )
+        await s.start()
+        try:
+            await until(lambda: all_status(engine, ob.SENT, 2))
+        finally:
+            await s.stop()
+        assert routes["fresh"] == ussd
+        assert routes["stale"].transport is Transport.SMS
+    finally:
+        await engine.dispose()
