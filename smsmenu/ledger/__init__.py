@@ -13,4 +13,9 @@ Public entry points:
   ``ScriptedBilling`` and ``FileBilling`` (external test backends).
 * ``ledger.db``: ``create_engine``, ``upgrade`` (Alembic, ``smsmenu db upgrade``), ``check_schema``.
 * ``ledger.rules``: the pure rules (amounts, commission, PINs, numbers, reversal eligibility).
+
+``LedgerService`` is a thin façade; its docstring lists the modules that do the work, one job
+each (admission, recharge, recharge_pg, two_phase, group_commit, operator_functions, transfer,
+reversal, passwords, queries, reports, and the helpers views, notices, entries, statements,
+unit_of_work, context).
 """

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from smsmenu.clock import FakeClock
+from smsmenu.ledger import two_phase
 from smsmenu.ledger.api import (
     AgentView,
     Billing,
@@ -237,7 +238,7 @@ async def test_a_reservation_resolves_at_most_once(ext: External) -> None:
     )
     # a late void of a posted reservation changes nothing
     assert (
-        await ext.ledger._resolve(tx, Credit.FAILED, "late", None)
+        await two_phase.resolve(ext.ledger.ctx, tx, Credit.FAILED, "late", None)
     ).status is RechargeStatus.SUCCEEDED
     assert await float_of(ext) == 100000 - 9800 and await balance_of(ext) == 10500
 

@@ -1,0 +1,103 @@
+"""Admitting a recharge: everything checked before any money moves.
+
+``rules`` holds the pure rules over plain values; this module applies them to the request and
+to the rows a unit of work read (the agent context, the target) and raises ``Refusal`` (or
+``passwords.WrongPin``). Every recharge path — one transaction, PostgreSQL's one statement,
+two-phase, group commit — admits through here, so the rules have one source and the writes
+that follow only need their database guards (the float's ``balance - pending >= debit``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from smsmenu.ledger import queries, rules
+from smsmenu.ledger.api import AgentStatus, Kind, RechargeRequest, Refusal, Rule, SubscriberStatus
+from smsmenu.ledger.context import LedgerContext
+from smsmenu.ledger.passwords import check_trade_pin, reset_failures
+from smsmenu.ledger.unit_of_work import claim_key
+
+
+def request_fields(kind: Kind, number: str, amount_fen: int, notify: str | None) -> None:
+    """What a recharge request must satisfy before any database is asked."""
+    if not isinstance(kind, Kind):
+        raise Refusal(Rule.TARGET_KIND_MISMATCH)
+    rule = rules.number_rule(kind, number) or rules.recharge_amount_rule(amount_fen)
+    if rule:
+        raise Refusal(rule, number=number)
+    if notify is not None:
+        rule = rules.notify_rule(notify)
+        if rule:
+            raise Refusal(rule, number=notify)
+
+
+def agent_can_trade(agent: Any) -> None:
+    """The agent is open, not suspended, and its bound phone is active."""
+    if agent.status == AgentStatus.CLOSED:
+        raise Refusal(Rule.AGENT_CLOSED)
+    if agent.status == AgentStatus.SUSPENDED:
+        raise Refusal(Rule.AGENT_SUSPENDED)
+    if agent.phone_status != SubscriberStatus.ACTIVE:
+        raise Refusal(Rule.PHONE_SUSPENDED)
+
+
+def target(found_kind: str | None, found_status: str | None, kind: Kind, number: str) -> None:
+    """The target exists (``found_kind`` not None), is not closed and is of the chosen kind."""
+    if found_kind is None:
+        raise Refusal(Rule.TARGET_UNKNOWN, number=number)
+    if found_status == SubscriberStatus.CLOSED:
+        raise Refusal(Rule.TARGET_CLOSED, number=number)
+    if found_kind != kind:
+        raise Refusal(Rule.TARGET_KIND_MISMATCH, number=number)
+
+
+def funds(available_fen: int, debit_fen: int) -> None:
+    if available_fen < debit_fen:
+        raise Refusal(Rule.INSUFFICIENT_FUNDS, available_fen=available_fen)
+
+
+def fingerprint(request: RechargeRequest) -> str:
+    """The fields a repeat of the same key must have (TigerBeetle: same id, same transfer)."""
+    return (
+        f"{request.agent_id}|{request.kind.value}|{request.number}|{request.amount_fen}"
+        f"|{request.notify or ''}"
+    )
+
+
+def admit(ctx: LedgerContext, agent: Any, request: RechargeRequest, now: datetime) -> rules.Price:
+    """Check an agent context row (``statements.AGENT_CONTEXT`` read with the request's
+    number) against every rule and the trade password; the price if all say yes."""
+    agent_can_trade(agent)
+    check_trade_pin(ctx, agent, request.pin, now)
+    target(agent.t_kind, agent.t_status, request.kind, request.number)
+    price = rules.price(request.amount_fen, agent.commission_bp)
+    funds(agent.balance - agent.pending, price.debit_fen)
+    return price
+
+
+async def begin(
+    ctx: LedgerContext,
+    conn: AsyncConnection,
+    request: RechargeRequest,
+    fingerprint: str,
+    now: datetime,
+) -> tuple[int, Any, rules.Price]:
+    """Store the key, read the context, admit; the txn id, the context row and the price.
+    Nothing has moved yet."""
+    txn = await claim_key(
+        conn,
+        request.key,
+        "recharge",
+        fingerprint,
+        now,
+        agent_id=request.agent_id,
+        number=request.number,
+        amount_fen=request.amount_fen,
+    )
+    agent = await queries.agent_context(conn, request.agent_id, request.number)
+    price = admit(ctx, agent, request, now)
+    await reset_failures(conn, agent)
+    return txn, agent, price

@@ -1,0 +1,55 @@
+"""What every part of the ledger needs: the database, the clock, the texts, the settings.
+
+``LedgerContext`` is built once by ``LedgerService`` and handed to the modules that do the
+work (operator, recharge, two_phase, group_commit, reversal, passwords, reports). It is
+mutable on purpose: tests swap the billing backend or the fault hook on a running service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from smsmenu.clock import Clock
+from smsmenu.ledger.billing import BillingBackend, InternalBilling
+from smsmenu.ledger.pins import PinVault
+from smsmenu.settings import Settings
+from smsmenu.texts import Catalogue
+
+#: Fault-injection hook, called with the name of the step just done; raising from it simulates
+#: a crash there. Two-phase: "reserved" (before the reservation commits), "committed" (after),
+#: "credited" (billing said yes or no), "resolving" (before the post/void commits).
+#: One transaction (internal billing): "credited" and "posting" (both before the commit).
+#: Group commit: "batch" (before the batch commits).
+Faults = Callable[[str], None]
+
+
+@dataclass
+class LedgerContext:
+    engine: AsyncEngine
+    clock: Clock
+    catalogue: Catalogue
+    settings: Settings
+    billing: BillingBackend = field(default_factory=InternalBilling)
+    pins: PinVault = field(default_factory=PinVault)
+    faults: Faults | None = None
+    billing_timeout_s: float = 10.0
+    zone: ZoneInfo = field(init=False)
+    service_number: str = field(init=False)
+    postgres: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.zone = self.settings.zone
+        self.service_number = self.settings.service_number
+        self.postgres = self.engine.dialect.name == "postgresql"
+
+    def fault(self, step: str) -> None:
+        if self.faults is not None:
+            self.faults(step)
+
+    def text(self, key: str, **params: Any) -> str:
+        return self.catalogue.render(key, **params)

@@ -1,0 +1,173 @@
+"""The texts the ledger queues in the outbox, rendered from the catalogue (SPEC §6).
+
+Each function returns outbox rows (``outbox.row``) for the caller to ``outbox.add`` inside
+its unit of work, so a notice exists exactly when its money moved. The ``dedup_key`` is the
+operation's idempotency key plus the notice's kind: a repeated operation never queues twice.
+
+Balances are passed as text (``format_yuan``) so that PostgreSQL's one-statement recharge can
+pass ``MARK`` instead and have the database put the balance it just computed there.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from smsmenu.ledger import outbox, rules
+from smsmenu.ledger.api import Kind
+from smsmenu.ledger.context import LedgerContext
+from smsmenu.messages import SMS, Route
+from smsmenu.money import format_yuan
+
+MARK = "\u2063#\u2063"  # invisible separators around '#': never in a catalogue text
+
+
+def recharge_result(
+    ctx: LedgerContext,
+    *,
+    now: datetime,
+    key: str,
+    txn: int,
+    agent_id: int,
+    agent_phone: str,
+    kind: Kind,
+    number: str,
+    notify: str | None,
+    price: rules.Price,
+    float_after: str,
+    target_balance: str | None,
+    route: Route | None,
+    error: str | None = None,
+) -> list[dict[str, Any]]:
+    """The agent's result notice and (on success, if someone is to be told) the target's
+    receipt: to the target itself for mobile and PHS, else to the notify number."""
+    text = ctx.text(
+        "notice_recharge_ok" if error is None else "notice_recharge_failed",
+        number=number,
+        amount=format_yuan(price.amount_fen),
+        commission=format_yuan(price.commission_fen),
+        debit=format_yuan(price.debit_fen),
+        balance=float_after,
+        tx_id=txn,
+    )
+    rows = [
+        outbox.row(
+            now=now,
+            source=ctx.service_number,
+            destination=agent_phone,
+            text=text,
+            kind="agent_result",
+            dedup_key=f"{key}:agent_result",
+            ref=txn,
+            route=route or SMS,
+        )
+    ]
+    receiver = number if kind in (Kind.MOBILE, Kind.PHS) else notify
+    if error is None and target_balance is not None and receiver:
+        rows.append(
+            outbox.row(
+                now=now,
+                source=ctx.service_number,
+                destination=receiver,
+                text=ctx.text(
+                    "receipt_target",
+                    number=number,
+                    amount=format_yuan(price.amount_fen),
+                    balance=target_balance,
+                    agent_id=agent_id,
+                    tx_id=txn,
+                ),
+                kind="target_receipt",
+                dedup_key=f"{key}:target_receipt",
+                ref=txn,
+            )
+        )
+    return rows
+
+
+def agent_opened(
+    ctx: LedgerContext,
+    *,
+    now: datetime,
+    key: str,
+    txn: int,
+    phone: str,
+    agent_id: int,
+    deposit_fen: int,
+    rate_bp: int,
+) -> dict[str, Any]:
+    return outbox.row(
+        now=now,
+        source=ctx.service_number,
+        destination=phone,
+        text=ctx.text(
+            "notice_agent_opened",
+            agent_id=agent_id,
+            balance=format_yuan(deposit_fen),
+            commission=f"{rate_bp / 100:.2f}%",
+        ),
+        kind="agent_opened",
+        dedup_key=f"{key}:agent_opened",
+        ref=txn,
+    )
+
+
+def transfer_result(
+    ctx: LedgerContext,
+    *,
+    now: datetime,
+    key: str,
+    txn: int,
+    phone: str,
+    amount_fen: int,
+    float_after: int,
+    route: Route | None,
+) -> dict[str, Any]:
+    return outbox.row(
+        now=now,
+        source=ctx.service_number,
+        destination=phone,
+        text=ctx.text(
+            "notice_transfer_ok",
+            amount=format_yuan(amount_fen),
+            phone=phone,
+            balance=format_yuan(float_after),
+            tx_id=txn,
+        ),
+        kind="agent_result",
+        dedup_key=f"{key}:agent_result",
+        ref=txn,
+        route=route or SMS,
+    )
+
+
+def reversal_notice(
+    ctx: LedgerContext,
+    *,
+    now: datetime,
+    key: str,
+    txn: int,
+    phone: str,
+    recharge_tx_id: int,
+    number: str,
+    amount_fen: int,
+    debit_fen: int,
+    float_after: int,
+) -> dict[str, Any]:
+    return outbox.row(
+        now=now,
+        source=ctx.service_number,
+        destination=phone,
+        text=ctx.text(
+            "notice_reversal",
+            recharge_tx_id=recharge_tx_id,
+            number=number,
+            amount=format_yuan(amount_fen),
+            debit=format_yuan(debit_fen),
+            balance=format_yuan(float_after),
+            tx_id=txn,
+        ),
+        kind="reversal_notice",
+        dedup_key=f"{key}:reversal_notice",
+        ref=txn,
+    )
