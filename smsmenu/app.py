@@ -359,6 +359,7 @@ async def run_server(
                 send,
                 SenderConfig.from_settings(settings, **(sender_overrides or {})),
                 ready=lambda: server.gateway.bound,
+                sent_here=lambda message_id: server.gateway.sent_here(message_id),
                 clock=clock,
             )
             gateway_values: dict[str, Any] = {

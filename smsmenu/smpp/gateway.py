@@ -689,6 +689,11 @@ class Gateway:
                 self._bound.clear()
             await self._bound.wait()
 
+    def sent_here(self, message_id: str) -> bool:
+        """Whether this gateway submitted the message ``message_id`` names (any id form):
+        a receipt for it that the outbox does not know is a direct reply's."""
+        return receipts.normalize(message_id) in self._sent_ids
+
     def _remember(self, message_id: str) -> None:
         for form in receipts.id_forms(message_id):
             self._sent_ids[form] = message_id

@@ -30,7 +30,9 @@ as delivered when every part is, undeliverable as soon as one part is. A receipt
 this worker does not know (sent by another worker, or before it restarted) is applied to the
 database by any stored form of its id (the first part's id is stored). A receipt that
 matches nothing yet — it can overtake the recording of the submit — is kept for
-``receipt_hold_s`` and applied again when its row is recorded.
+``receipt_hold_s`` and tried again (every ``orphan_retry_s``, and at once in memory when this
+worker records the row). A receipt for a direct menu reply this worker sent (no outbox row)
+is ignored.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class SenderConfig:
     drain_s: float = 10.0
     record_delay_s: float = 0.02
     ussd_stale_s: float = 60.0  # a USSD notice older than this goes as an SMS
+    orphan_retry_s: float = 0.5  # how often receipts not matched yet are tried again
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> SenderConfig:
@@ -141,12 +144,15 @@ class OutboxSender:
         config: SenderConfig | None = None,
         *,
         ready: Callable[[], bool] | None = None,
+        sent_here: Callable[[str], bool] | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.outbox = outbox
         self.config = config or SenderConfig()
         self._send = send
         self._ready = ready or (lambda: True)
+        self._sent_here = sent_here or (lambda _id: False)
+        self._orphans_tried = 0.0
         self._clock = clock or SystemClock()
         self.counters = SenderStatus()
         self._wake = asyncio.Event()
@@ -339,8 +345,17 @@ class OutboxSender:
     async def _flush(self) -> None:
         submitted, self._to_record = self._to_record, []
         delivered, self._to_deliver = self._to_deliver, []
+        if not submitted and not delivered:
+            return
+        started = time.monotonic()
         try:
             await self.outbox.record(submitted, delivered)
+            log.debug(
+                "outbox recorded %d submitted, %d delivered in %.1f ms",
+                len(submitted),
+                len(delivered),
+                (time.monotonic() - started) * 1000,
+            )
         except BaseException:
             self._to_record[:0] = submitted
             self._to_deliver[:0] = delivered
@@ -388,6 +403,8 @@ class OutboxSender:
         if sent is not None:
             self._apply(sent, bare, delivered)
             return
+        if self._sent_here(message_id):
+            return  # a direct menu reply of this worker: no outbox row
         forms = _stored_forms(message_id)
         orphan = _Orphan(
             frozenset(receipts.id_forms(message_id)),
@@ -407,6 +424,9 @@ class OutboxSender:
 
     async def _retry_orphans(self) -> None:
         now = time.monotonic()
+        if now - self._orphans_tried < self.config.orphan_retry_s:
+            return
+        self._orphans_tried = now
         for orphan in list(self._orphans):
             if orphan not in self._orphans:
                 continue  # matched meanwhile

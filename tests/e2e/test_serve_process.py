@@ -120,6 +120,18 @@ async def bound(sim: Simulator, count: int, within_s: float = 20.0) -> None:
             await asyncio.sleep(0.02)
 
 
+async def recorded(database_url: str, count: int, within_s: float = 10.0) -> None:
+    """Until ``count`` outbox rows are recorded as accepted by the SMSC (their ids stored)."""
+    ledger = await open_ledger(Settings(database_url=database_url))  # type: ignore[call-arg]
+    try:
+        outbox = Outbox(ledger.engine, ledger.clock)
+        async with asyncio.timeout(within_s):
+            while sum(1 for r in await outbox.rows() if r.smsc_message_id) < count:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    finally:
+        await close_ledger(ledger)
+
+
 async def say(sim: Simulator, text: str, index: int, phone: str = AGENT) -> str:
     sim.send(phone, text)
     return (await sim.next_message(phone, index, 10)).text
@@ -138,6 +150,7 @@ async def test_kill_9_after_the_pin_was_acked_then_restart(
     for n, text in enumerate(["x", "1", "1", "1", "2", MOBILE], start=1):
         await say(sim, text, n)
     assert MOBILE in await say(sim, "50", 7)
+    await recorded(sqlite_url, 1)  # the opening notice's acceptance is on record
     # The SMSC refuses every submit_sm for now: the result and the receipt stay in the
     # outbox (claimed by the worker, in flight) when the worker dies.
     sim.throttle(pdu.ESME_RTHROTTLED, seconds=60)
@@ -170,7 +183,8 @@ async def test_kill_9_after_the_pin_was_acked_then_restart(
     finally:
         await close_ledger(ledger)
     assert await workers.terminate(second) == 0  # SIGTERM: a clean stop
-    assert len(sim.received[AGENT]) == 9 and len(sim.received[MOBILE]) == 1  # none twice
+    got = [m.text for m in sim.received[AGENT]]
+    assert len(got) == 9 and len(sim.received[MOBILE]) == 1, got  # none twice
     check = await asyncio.to_thread(
         subprocess.run, [*SMSMENU, "ledger", "check"], env=env, capture_output=True, text=True
     )

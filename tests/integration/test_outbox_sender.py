@@ -323,3 +323,19 @@ async def test_a_stale_ussd_result_goes_as_an_sms(database_url: str) -> None:
         assert routes["stale"].transport is Transport.SMS
     finally:
         await engine.dispose()
+
+
+async def test_a_receipt_for_a_direct_reply_is_ignored(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        s = OutboxSender(
+            ob.Outbox(engine, SystemClock()),
+            FakeSmsc().send_as("w"),
+            SenderConfig(worker_id="w", **FAST),  # type: ignore[arg-type]
+            sent_here=lambda message_id: message_id == "ABC1",
+        )
+        await s.on_receipt("ABC1", True)  # the gateway sent it as a menu reply
+        await s.on_receipt("ABC2", True)  # unknown here: kept for a while, may be a row's
+        assert s.status().unmatched == 1
+    finally:
+        await engine.dispose()
