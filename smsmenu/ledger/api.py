@@ -263,6 +263,13 @@ class AgentLedger(Protocol):
         agent's result notice and the target's receipt to the outbox in the same transaction."""
         ...
 
+    async def recent_duplicate(
+        self, agent_id: int, number: str, amount_fen: int, within_s: float = 60.0
+    ) -> RechargeView | None:
+        """The newest recharge of ``amount_fen`` to ``number`` by this agent within the last
+        ``within_s`` seconds that did not fail (the 60 s duplicate guard, SPEC §3)."""
+        ...
+
     async def retry_list(self, agent_id: int) -> list[RechargeView]:
         """Failed recharges of the last 24 hours not since succeeded, newest first."""
         ...

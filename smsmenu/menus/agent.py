@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from statemachine import State
 
-from smsmenu.ledger.api import Kind, RechargeRequest, RechargeStatus, Refusal, Rule
+from smsmenu.ledger.api import Kind, RechargeRequest, Refusal, Rule
 from smsmenu.menus import validate
 from smsmenu.menus.base import MenuMachine, Parser, Turn
 from smsmenu.menus.validate import NOTIFY_KINDS
@@ -365,9 +365,7 @@ async def _recharge(turn: Turn, pin: str) -> str:
         notify=data.get("notify"),
         reply_route=turn.route.ending(final=True),
     )
-    outcome, view = await _money(turn, turn.ledger.recharge(request))
-    if view is not None and view.status is not RechargeStatus.FAILED:  # a duplicate to guard
-        turn.recharged.append((request.number, request.amount_fen))
+    outcome, _ = await _money(turn, turn.ledger.recharge(request))
     return outcome
 
 

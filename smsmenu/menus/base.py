@@ -60,8 +60,6 @@ class Turn:
     agent_id: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
     parts: list[str] = field(default_factory=list)
-    # Recharges this step asked the ledger for: (number, amount_fen), for the duplicate guard.
-    recharged: list[tuple[str, int]] = field(default_factory=list)
     # The operation the machine asked for, run by the pool after the step (never stored).
     pending: tuple[str, dict[str, Any]] | None = field(default=None, repr=False)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from smsmenu.clock import Clock
-from smsmenu.ledger.api import AgentLedger, Kind, RechargeRequest, RechargeStatus, Refusal, Rule
+from smsmenu.ledger.api import AgentLedger, Kind, RechargeRequest, Refusal, Rule
 from smsmenu.menus import shortcuts
 from smsmenu.menus.agent import AgentMenu
 from smsmenu.menus.base import MachinePool, Turn
@@ -160,7 +160,7 @@ class MenuEngine:
                 session = Session(menu="agent" if agent_id is not None else "subscriber")
                 session.agent_id = agent_id
             session.end_dialogue()
-        session.prune(ts, cfg.duplicate_window_s)
+        session.prune(ts)
         turn = Turn(
             ledger=self.ledger,
             texts=self.texts,
@@ -188,7 +188,6 @@ class MenuEngine:
         session.states, session.data, session.touched = states, turn.data, ts
         if states == IDLE:
             session.end_dialogue()
-        session.recent.extend((number, amount, ts) for number, amount in turn.recharged)
         return turn.parts, not session.in_dialogue, session
 
     # -- shortcuts (SPEC §5) -----------------------------------------------------------------
@@ -205,7 +204,9 @@ class MenuEngine:
         window = self.config.duplicate_window_s
         if isinstance(command, RechargeCommand):
             number, amount = command.number, command.amount_fen
-            if any(n == number and a == amount for n, a, _ in session.recent):
+            # Asked of the ledger, not remembered in the session: a session lost with its
+            # process (the in-process store) must not let a redelivered CZ run twice.
+            if await self.ledger.recent_duplicate(agent_id, number, amount, window) is not None:
                 session.pending = {
                     "op": "recharge",
                     "kind": command.kind.value,
@@ -216,7 +217,7 @@ class MenuEngine:
                 }
                 turn.say("shortcut_duplicate", number=number, amount=format_yuan(amount))
                 return
-            await self._recharge(session, turn, command, ts)
+            await self._recharge(session, turn, command)
         elif isinstance(command, BalanceCommand):
             try:
                 balance = await self.ledger.balance(agent_id, command.pin)
@@ -262,7 +263,7 @@ class MenuEngine:
                 command.pin,
                 pending.get("notify"),
             )
-            refused = await self._recharge(session, turn, recharge, ts)
+            refused = await self._recharge(session, turn, recharge)
         else:
             try:
                 await self.ledger.retry(
@@ -280,7 +281,7 @@ class MenuEngine:
             session.pending = pending  # the agent may send Y again with the right password
 
     async def _recharge(
-        self, session: Session, turn: Turn, command: RechargeCommand, ts: float
+        self, session: Session, turn: Turn, command: RechargeCommand
     ) -> Refusal | None:
         request = RechargeRequest(
             agent_id=session.agent_id or 0,
@@ -293,10 +294,8 @@ class MenuEngine:
             reply_route=turn.route.ending(final=True),
         )
         try:
-            view = await self.ledger.recharge(request)
+            await self.ledger.recharge(request)
         except Refusal as refusal:
             turn.refusal(refusal)
             return refusal
-        if view.status is not RechargeStatus.FAILED:  # only money that moved is a duplicate
-            session.recent.append((command.number, command.amount_fen, ts))
         return None

@@ -2,9 +2,9 @@
 
 A session holds the menu it is in (``agent`` or ``subscriber``), the active state ids of the
 menu machine (outermost first, as python-statemachine keeps them for compound states), the
-inputs collected so far, when the dialogue last moved, and two things that outlive a dialogue:
-the agent's recent shortcut recharges (for the 60 s duplicate guard) and a pending shortcut
-confirmation (``CS`` and the duplicate guard ask for ``Y <pin>``).
+inputs collected so far, when the dialogue last moved, and what outlives a dialogue: a pending
+shortcut confirmation (``CS`` and the duplicate guard ask for ``Y <pin>``). The guard itself
+asks the ledger, which knows every recharge, whatever became of the session.
 
 It never holds a password: the one dialogue that needs a password across messages (changing a
 password: old, new, new again) keeps it sealed (``menus.sealing``), never in clear.
@@ -33,7 +33,6 @@ class Session:
     states: tuple[str, ...] = IDLE
     data: dict[str, JsonValue] = field(default_factory=dict)
     touched: float = 0.0  # epoch seconds of the last menu step
-    recent: list[tuple[str, int, float]] = field(default_factory=list)  # number, fen, at
     pending: dict[str, JsonValue] | None = None
     version: int = 0
 
@@ -49,16 +48,15 @@ class Session:
         self.states = IDLE
         self.data = {}
 
-    def prune(self, now: float, window_s: float) -> None:
-        """Forget recent recharges older than the duplicate window and an expired pending."""
-        self.recent = [item for item in self.recent if now - item[2] < window_s]
+    def prune(self, now: float) -> None:
+        """Forget an expired pending confirmation."""
         if self.pending is not None and now >= float(self.pending.get("expires", 0)):
             self.pending = None
 
     @property
     def empty(self) -> bool:
-        """Nothing worth keeping: no dialogue, no recent recharge, nothing pending."""
-        return not self.in_dialogue and not self.recent and self.pending is None
+        """Nothing worth keeping: no dialogue, nothing pending."""
+        return not self.in_dialogue and self.pending is None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -69,7 +67,6 @@ class Session:
                 "states": list(self.states),
                 "data": self.data,
                 "touched": self.touched,
-                "recent": [list(item) for item in self.recent],
                 "pending": self.pending,
                 "v": self.version,
             },
@@ -100,7 +97,6 @@ class Session:
                 states=states,
                 data=data,
                 touched=float(obj["touched"]),
-                recent=[(str(n), int(a), float(t)) for n, a, t in obj["recent"]],
                 pending=pending,
                 version=int(obj["v"]),
             )

@@ -102,6 +102,22 @@ async def test_recharge_shortcut_and_duplicate_guard(world: World) -> None:
     assert agent.balance_fen == world.agent.balance_fen - total
 
 
+async def test_duplicate_guard_outlives_a_lost_session(world: World) -> None:
+    """In embedded mode the sessions die with the process: a CZ redelivered after a restart
+    (its ack was never sent) meets the guard, which asks the ledger, and runs no second time."""
+    key = "cz-before-the-crash"
+    cz = f"CZ 2 {MOBILE} 50 {TRADE_PIN}"
+    assert await world.send(cz, key=key) == []
+    restarted = build_menu_engine(
+        world.settings, world.ledger, InProcessStore(), world.clock, world.texts
+    )
+    world.clock.advance(5)
+    inbound = Inbound(AGENT_PHONE, world.settings.service_number, cz, key)
+    replies = [out.text for out in await restarted.handle(inbound)]
+    assert replies == [world.t("shortcut_duplicate", number=MOBILE, amount="50.00元")]
+    assert len(await world.ledger.recharges(world.agent.agent_id)) == 1
+
+
 async def test_shortcut_errors_and_refusals(world: World) -> None:
     assert await world.say(f"CZ 2 {MOBILE} 55 {TRADE_PIN}") == (
         world.t("reason_bad_amount") + "\n" + world.t("usage_cz")

@@ -15,7 +15,6 @@ def test_round_trip() -> None:
         states=("session", "rc_amount"),
         data={"kind": "mobile", "number": "13812345678", "amount": 5000, "notify": None},
         touched=1_700_000_000.5,
-        recent=[("13812345678", 5000, 1_700_000_000.0)],
         pending={"op": "retry", "tx": 3, "expires": 1_700_000_060.0},
         version=4,
     )
@@ -33,9 +32,9 @@ def test_round_trip() -> None:
         '{"f": 2}',
         '{"f": 1, "menu": "admin"}',
         '{"f":1,"menu":"agent","agent":null,"states":[],"data":{},"touched":0,'
-        '"recent":[],"pending":null,"v":0}',
+        '"pending":null,"v":0}',
         '{"f":1,"menu":"agent","agent":"x","states":["idle"],"data":{},"touched":0,'
-        '"recent":[],"pending":null,"v":0}',
+        '"pending":null,"v":0}',
     ],
 )
 def test_corrupt(raw: str) -> None:
@@ -47,14 +46,13 @@ def test_liveness_and_prune() -> None:
     session = Session(menu="agent", states=("session", "main"), touched=1000.0)
     assert session.live(1179.0, 180)
     assert not session.live(1180.0, 180)
-    session.recent = [("a", 1, 900.0), ("b", 2, 990.0)]
-    session.pending = {"expires": 1000.0}
-    session.prune(1000.0, 60)
-    assert session.recent == [("b", 2, 990.0)] and session.pending is None
+    session.pending = {"expires": 1001.0}
+    session.prune(1000.0)
+    assert session.pending is not None  # not expired yet
     session.end_dialogue()
     assert session.states == IDLE and not session.empty
-    session.recent = []
-    assert session.empty
+    session.prune(1001.0)
+    assert session.pending is None and session.empty
 
 
 def test_sealing() -> None:
