@@ -7,6 +7,8 @@ statements of PostgreSQL's one-statement recharge live beside it, in ``recharge_
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import bindparam, insert, select, update
 
 from smsmenu.ledger.models import accounts, agents, lines, recharges, subscribers, txns
@@ -39,14 +41,22 @@ AGENT_CONTEXT_COLUMNS = (
     TARGET.c.account_id.label("t_account"),
     TARGET_ACCOUNT.c.balance.label("t_balance"),
 )
-AGENT_CONTEXT = (
-    select(*AGENT_CONTEXT_COLUMNS)
-    .select_from(
-        agents.join(FLOAT, FLOAT.c.id == agents.c.account_id)
+
+
+def with_agent_context(agents_from: Any, number: Any) -> Any:
+    """``agents_from`` (a FROM clause with ``agents`` in it) joined with the rest of the agent
+    context: the float, the bound phone and the target ``number``."""
+    return (
+        agents_from.outerjoin(FLOAT, FLOAT.c.id == agents.c.account_id)
         .outerjoin(PHONE, PHONE.c.number == agents.c.phone)
-        .outerjoin(TARGET, TARGET.c.number == bindparam("number"))
+        .outerjoin(TARGET, TARGET.c.number == number)
         .outerjoin(TARGET_ACCOUNT, TARGET_ACCOUNT.c.id == TARGET.c.account_id)
     )
+
+
+AGENT_CONTEXT = (
+    select(*AGENT_CONTEXT_COLUMNS)
+    .select_from(with_agent_context(agents, bindparam("number")))
     .where(agents.c.id == bindparam("agent_id"))
 )
 
@@ -118,7 +128,7 @@ SET_BALANCE = (
     update(accounts).where(accounts.c.id == bindparam("acc")).values(balance=bindparam("balance"))
 )
 
-# ---- group commit ----------------------------------------------------------------------------
+# ---- group commit (SQLite) -----------------------------------------------------------------------
 
 BATCH_AGENTS = (
     select(
@@ -141,13 +151,12 @@ BATCH_TARGETS = select(
     subscribers.c.status,
     subscribers.c.account_id,
 ).where(subscribers.c.number.in_(bindparam("numbers", expanding=True)))
-_LOCK = (
+#: SQLite's batch reads its accounts under the database's write lock (BEGIN IMMEDIATE).
+BATCH_ACCOUNTS = (
     select(accounts.c.id, accounts.c.balance, accounts.c.pending)
     .where(accounts.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(accounts.c.id)
 )
-LOCK_ACCOUNTS_PG = _LOCK.with_for_update()
-LOCK_ACCOUNTS_SQLITE = _LOCK  # the write lock is the database's (BEGIN IMMEDIATE)
 
 # ---- passwords -------------------------------------------------------------------------------
 
