@@ -10,22 +10,25 @@ load the agent, its float and the target (the float ``FOR UPDATE``, else concurr
 load-then-save loses updates), change the objects, add the journal, recharge and outbox rows,
 commit. Both verify the trade PIN through the same warm per-process cache.
 
-Measured on the 2-core machine while other jobs ran (load average 1.9-2.9), 8 workers, Nov 2026.
-Before (the statement-per-step paths through SQLAlchemy): spread: naive ~120-160/s, one
-transaction each ~600-800/s, group commit ~450-560/s; hot float: naive ~70-130/s, one transaction
-each ~160-375/s, group commit ~300-930/s.
-Now (PostgreSQL: one read + one call of the ``ledger_post_recharge`` function through asyncpg;
-group commit: one read + one call of ``ledger_post_recharges`` per batch, adaptive):
-RESULTS
+Measured on the 2-core machine while other jobs ran (load average 1.8-2.9), 8 workers,
+Nov 2026, three runs each (ranges):
+Before (one statement per step through SQLAlchemy; a batch as many SQLAlchemy statements):
+  spread: naive ~120-160/s, one transaction each ~600-800/s, group commit ~450-560/s;
+  hot:    naive ~70-130/s,  one transaction each ~160-375/s, group commit ~300-930/s.
+Now (PostgreSQL: one snapshot read + one call of the ``ledger_post_recharge`` function, through
+asyncpg; group commit: one read + one call of ``ledger_post_recharges`` per batch, adaptive):
+  spread: naive ~115-190/s, one transaction each ~1,150-1,490/s, group commit ~1,360-1,590/s;
+  hot:    naive ~115-130/s, one transaction each ~720-1,180/s,   group commit ~1,240-1,590/s
+  (8 recharges per commit); ratios to naive ~7-10x spread, ~10-14x hot.
 The PIN verify cache hits every time (0 slow verifies during the runs).
-Limits: the database server. One recharge writes 9 rows (txn, 2 balances, 3 journal lines, the
-recharge, 2 outbox rows) with ~20 index entries and 8 foreign-key checks: ~0.6 ms of server
-time per recharge on this loaded machine (a batch of 8 takes ~6 ms, of 32 ~19 ms, measured one
-batch at a time); the client waits in epoll most of the time. Each round trip also costs a
-context switch to the server (~0.1 ms; the send() syscall was a third of the client's time
-before batching). A hot float is serialised on its row lock from the debit through the commit's
-WAL flush; group commit takes that lock once per batch. Reaching 2,000/s spread would need the
-other jobs off the cores or fewer rows per recharge (e.g. the outbox rows written by the sender).
+Limits: the database server, on cores shared with the client and other jobs. One recharge
+writes 9 rows (txn, 2 balances, 3 journal lines, the recharge, 2 outbox rows) with ~20 index
+entries and 8 foreign-key checks: one batch at a time, a batch of 8 takes ~4.8 ms and one of 32
+~14 ms (~2,200/s), a single recharge ~1.4 ms. The client waits in epoll about half the time.
+With 8 workers a batch holds at most 8, so the next one cannot start before it commits. A hot
+float is serialised on its row lock from the debit through the commit's WAL flush; group commit
+takes that lock once per batch. Reaching 2,000/s spread would need larger batches (more
+concurrent workers), the cores to ourselves, or fewer rows and indexes per recharge.
 
 It creates a throwaway database on SMSMENU_BENCH_PG (default postgresql://postgres@127.0.0.1:5432)
 and drops it afterwards. Not a test: it prints figures.
