@@ -84,20 +84,9 @@ class GroupCommit:
     async def _run(self, batch: list[_Waiting]) -> None:
         """The batch in one transaction, or (if that fails) each recharge on its own."""
         ctx = self.ctx
-        if len(batch) == 1:  # nobody to share with: the single path
-            await _settle(batch[0], recharge.run(ctx, batch[0].request, batch[0].fingerprint))
-            return
         try:
-            outcomes: list[Any] | None
-            try:
-                if ctx.postgres:
-                    pairs = [(w.request, w.fingerprint) for w in batch]
-                    outcomes = list(await recharge_pg.recharge_many(ctx, pairs))
-                else:
-                    outcomes = await self._once(batch)
-            except Exception:
-                outcomes = None
-            if outcomes is None:
+            outcomes = await self._together(batch) if len(batch) > 1 else None
+            if outcomes is None:  # nobody to share with, or the batch failed: one by one
                 for waiting in batch:
                     await _settle(waiting, recharge.run(ctx, waiting.request, waiting.fingerprint))
                 return
@@ -116,6 +105,16 @@ class GroupCommit:
                 if not waiting.future.done():
                     waiting.future.set_exception(RuntimeError(f"recharge batch aborted: {exc!r}"))
             raise
+
+    async def _together(self, batch: list[_Waiting]) -> list[Any] | None:
+        """The batch's outcomes, or None if its transaction failed (nothing of it was kept)."""
+        try:
+            if self.ctx.postgres:
+                pairs = [(w.request, w.fingerprint) for w in batch]
+                return list(await recharge_pg.recharge_many(self.ctx, pairs))
+            return await self._once(batch)
+        except Exception:
+            return None
 
     async def _repeat(self, waiting: _Waiting) -> RechargeView:
         ctx, request = self.ctx, waiting.request
