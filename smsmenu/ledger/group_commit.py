@@ -1,13 +1,17 @@
 """Group commit: concurrent recharges of one process share one transaction, so one commit
-(one WAL flush) serves many (internal billing only).
+(one WAL flush, one lock of a hot float) and a few round trips serve many (internal billing).
 
 A recharge joins the queue; a caller that finds fewer than ``parallel`` batches running leads:
-it runs batches until the queue is empty (the others just wait for their result). A batch
-admits each recharge with the same rules as the single path (``admission``), stores all keys
-in one statement, locks the accounts it touches in id order (two batches never deadlock), checks
-funds under the locks in arrival order, then writes balances, journal, recharge rows and outbox
-rows with one statement each. If the batch transaction fails for any reason (a deadlock with
-another process, a lost connection), every recharge of it runs on its own (``recharge.run``).
+it runs batches until the queue is empty (the others just wait for their result). It is
+adaptive: a batch of one — nobody else was waiting — runs on the single path
+(``recharge.run``), so a lone recharge pays nothing for batching. A batch admits each recharge
+with the same rules as the single path (``admission``). On PostgreSQL ``recharge_pg
+.recharge_many`` reads the batch in one statement and writes it with one function call that
+locks the accounts in id order. On SQLite (``_once``) it stores all keys in one statement, reads
+the accounts it touches (the write lock is the database's), checks funds in arrival order, then
+writes balances, journal, recharge rows and outbox rows with one statement each. If the batch
+fails for any reason (a deadlock with another process, a lost connection), every recharge of it
+runs on its own.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
-from smsmenu.ledger import admission, notices, outbox, queries, recharge, rules, views
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from smsmenu.ledger import admission, notices, outbox, queries, recharge, recharge_pg, rules, views
 from smsmenu.ledger import statements as sql
 from smsmenu.ledger.api import RechargeRequest, RechargeView, Refusal, Rule
 from smsmenu.ledger.context import LedgerContext
@@ -79,11 +85,8 @@ class GroupCommit:
         """The batch in one transaction, or (if that fails) each recharge on its own."""
         ctx = self.ctx
         try:
-            try:
-                outcomes = await self._once(batch)
-            except Exception:
-                outcomes = None
-            if outcomes is None:
+            outcomes = await self._together(batch) if len(batch) > 1 else None
+            if outcomes is None:  # nobody to share with, or the batch failed: one by one
                 for waiting in batch:
                     await _settle(waiting, recharge.run(ctx, waiting.request, waiting.fingerprint))
                 return
@@ -103,6 +106,16 @@ class GroupCommit:
                     waiting.future.set_exception(RuntimeError(f"recharge batch aborted: {exc!r}"))
             raise
 
+    async def _together(self, batch: list[_Waiting]) -> list[Any] | None:
+        """The batch's outcomes, or None if its transaction failed (nothing of it was kept)."""
+        try:
+            if self.ctx.postgres:
+                pairs = [(w.request, w.fingerprint) for w in batch]
+                return list(await recharge_pg.recharge_many(self.ctx, pairs))
+            return await self._once(batch)
+        except Exception:
+            return None
+
     async def _repeat(self, waiting: _Waiting) -> RechargeView:
         ctx, request = self.ctx, waiting.request
         if await stored_key(ctx.engine, request.key) is None:
@@ -112,21 +125,9 @@ class GroupCommit:
         txn = await first_result(ctx.engine, request.key, "recharge", waiting.fingerprint)
         return await queries.recharge(ctx.engine, txn)
 
-    def _insert_keys(self, rows: list[dict[str, Any]]) -> Any:
-        if self.ctx.postgres:
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-        return (
-            insert(txns)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(txns.c.id, txns.c.key)
-        )
-
     async def _once(self, batch: list[_Waiting]) -> list[Any]:
-        """Run ``batch`` in one transaction. Outcome per recharge: its view, a Refusal, a
-        WrongPin, or None (key taken)."""
+        """Run ``batch`` in one SQLite transaction. Outcome per recharge: its view, a Refusal,
+        a WrongPin, or None (key taken)."""
         ctx = self.ctx
         now = ctx.clock.now()
         outcomes: list[Any] = [None] * len(batch)
@@ -154,7 +155,13 @@ class GroupCommit:
                 }
                 for w in batch
             ]
-            claimed = {r.key: r.id for r in (await conn.execute(self._insert_keys(key_rows))).all()}
+            insert_keys = (
+                sqlite_insert(txns)
+                .values(key_rows)
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(txns.c.id, txns.c.key)
+            )
+            claimed = {r.key: r.id for r in (await conn.execute(insert_keys)).all()}
             refused_txns: list[int] = []
             owners = []
             for i, waiting in enumerate(batch):
@@ -185,9 +192,9 @@ class GroupCommit:
                     await conn.commit()
                 return outcomes
             ids = sorted({o[2].account_id for o in owners} | {o[3].account_id for o in owners})
-            lock = sql.LOCK_ACCOUNTS_PG if ctx.postgres else sql.LOCK_ACCOUNTS_SQLITE
             locked = {
-                r.id: [r.balance, r.pending] for r in (await conn.execute(lock, {"ids": ids})).all()
+                r.id: [r.balance, r.pending]
+                for r in (await conn.execute(sql.BATCH_ACCOUNTS, {"ids": ids})).all()
             }
             line_rows: list[dict[str, Any]] = []
             recharge_rows: list[dict[str, Any]] = []

@@ -1,262 +1,273 @@
-"""PostgreSQL: a recharge (internal billing) in two statements instead of nine.
+"""PostgreSQL: recharges (internal billing) in two round trips, straight through asyncpg.
 
-(1) ``BEGIN_RECHARGE`` stores the key and reads everything the rules need, in one statement;
-the rules are then checked in Python (``admission.admit``, the one source of the rules);
-(2) ``POST_RECHARGE`` does only the guarded writes, as one statement of data-modifying CTEs:
-the float's guarded debit, the target's credit (only if the debit happened), the journal
-lines, the recharge row and the outbox rows. The texts are rendered in Python with
-``notices.MARK`` where the balances go, and the database writes the balances it just computed
-into them (``_sql_yuan`` formats like ``money.format_yuan``). BEGIN + 2 + COMMIT round trips:
-the hot float's row lock is held for one statement and the commit.
+(1) ``READ`` fetches everything the rules need, whether the key is stored already and the next
+txn id, in one statement (no transaction: a plain snapshot read); the rules are then checked in
+Python (``admission.admit``, the one source of the rules) and the texts rendered with
+``notices.MARK`` where the balances go; (2) the database function ``ledger_post_recharge``
+(migration 0002) does only the guarded writes — the key (unique), the float's guarded debit,
+the target's credit, the journal lines, the recharge row and the outbox rows with the balances
+it computed — outside an explicit transaction, so that one round trip is also the commit.
+``recharge_many`` does the same for a group-commit batch with ``READ_MANY`` and
+``ledger_post_recharges``: two round trips and one commit for the whole batch.
+
+What the snapshot read may have missed is caught by the guards: a key stored meanwhile fails the
+unique index (``KeyTaken``: the first result; in a batch the whole batch fails and its recharges
+run one by one), funds spent meanwhile fail the debit's guard (INSUFFICIENT_FUNDS, nothing
+written). With a fault hook set (tests) the function
+runs inside a transaction with the hook called before the commit, so a simulated crash there
+leaves nothing. Statements go through the pooled connection's asyncpg driver, compiled once
+from the Core statements: SQLAlchemy's per-execute work was most of the client's CPU, and each
+round trip costs a context switch to the server on a loaded machine.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Integer,
-    String,
-    Text,
-    bindparam,
-    case,
-    cast,
-    exists,
-    func,
-    insert,
-    literal,
-    select,
-    true,
-    union_all,
-    update,
-)
-from sqlalchemy.exc import IntegrityError
+import asyncpg
+from sqlalchemy import ARRAY, Integer, String, bindparam, func, literal_column, select, true
+from sqlalchemy.dialects import postgresql
 
-from smsmenu.ledger import admission, notices, outbox, views
+from smsmenu.ledger import admission, notices, rules, views
 from smsmenu.ledger.api import RechargeRequest, RechargeView, Refusal, Rule
 from smsmenu.ledger.context import LedgerContext
 from smsmenu.ledger.entries import SUCCEEDED, recharge_row
-from smsmenu.ledger.models import COMMISSION_EXPENSE, accounts, agents, lines, recharges, txns
-from smsmenu.ledger.models import outbox as outbox_table
-from smsmenu.ledger.passwords import reset_failures
-from smsmenu.ledger.statements import (
-    AGENT_CONTEXT_COLUMNS,
-    FLOAT,
-    PHONE,
-    TARGET,
-    TARGET_ACCOUNT,
-)
-from smsmenu.ledger.unit_of_work import KeyTaken, check_key, unit_of_work
+from smsmenu.ledger.models import agents, txns
+from smsmenu.ledger.passwords import WrongPin
+from smsmenu.ledger.statements import AGENT_CONTEXT, AGENT_CONTEXT_COLUMNS, with_agent_context
+from smsmenu.ledger.unit_of_work import KeyTaken, check_key
 
-
-def _sql_yuan(fen: Any) -> Any:
-    whole = func.abs(fen).op("/")(100)
-    part = func.mod(func.abs(fen), 100)
-    return func.concat(
-        case((fen < 0, "-"), else_=""),
-        cast(whole, Text),
-        ".",
-        func.lpad(cast(part, Text), 2, "0"),
-        "元",
-    )
-
-
-_key = (
-    insert(txns)
-    .values(
-        key=bindparam("key"),
-        op="recharge",
-        fingerprint=bindparam("fingerprint"),
-        agent_id=bindparam("agent_id"),
-        number=bindparam("number"),
-        amount_fen=bindparam("amount_fen"),
-        created_at=bindparam("created_at", type_=txns.c.created_at.type),
-    )
-    .returning(txns.c.id)
-    .cte("k")
-)
-#: The key stored (a duplicate raises IntegrityError) and the agent context, in one row;
-#: ``id`` is None when there is no such agent.
-BEGIN_RECHARGE = select(_key.c.id.label("txn"), *AGENT_CONTEXT_COLUMNS).select_from(
-    _key.outerjoin(agents, agents.c.id == bindparam("agent_id"))
-    .outerjoin(FLOAT, FLOAT.c.id == agents.c.account_id)
-    .outerjoin(PHONE, PHONE.c.number == agents.c.phone)
-    .outerjoin(TARGET, TARGET.c.number == bindparam("number"))
-    .outerjoin(TARGET_ACCOUNT, TARGET_ACCOUNT.c.id == TARGET.c.account_id)
-)
-
-_NOTICE_FIELDS = (
-    ("dest", "destination", None),
-    ("text", "text", ""),
-    ("transport", "transport", "sms"),
-    ("ussd_session", "ussd_session", None),
-    ("ussd_umr", "ussd_umr", None),
-    ("final", "final", True),
-    ("dedup", "dedup_key", ""),
+_KNOWN = txns.alias("known")
+_EXTRA = (
+    _KNOWN.c.id.label("known"),
+    func.nextval(literal_column("'txns_id_seq'")).label("next_txn"),
 )
 
 
-def _post_statement() -> Any:
-    debit, amount = bindparam("debit", type_=BigInteger), bindparam("amount", type_=BigInteger)
-    commission = bindparam("commission", type_=BigInteger)
-    txn = bindparam("txn", type_=Integer)
-    float_acc = bindparam("float_acc", type_=Integer)
-    target_acc = bindparam("target_acc", type_=Integer)
-    now = bindparam("now", type_=recharges.c.created_at.type)
-    d = (
-        update(accounts)
-        .where(accounts.c.id == float_acc, accounts.c.balance - accounts.c.pending >= debit)
-        .values(balance=accounts.c.balance - debit)
-        .returning((accounts.c.balance - accounts.c.pending).label("after"))
-        .cte("d")
+def _compile(statement: Any) -> tuple[str, list[str]]:
+    """The statement as asyncpg SQL ($1, $2 …) and the names of its parameters in order."""
+    dialect = postgresql.asyncpg.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
+    compiled = statement.compile(dialect=dialect)
+    return str(compiled), list(compiled.positiontup or [])
+
+
+READ, _READ_PARAMS = _compile(
+    AGENT_CONTEXT.add_columns(*_EXTRA).outerjoin(_KNOWN, _KNOWN.c.key == bindparam("key"))
+)
+_requests = (
+    func.unnest(
+        bindparam("agent_ids", type_=ARRAY(Integer)),
+        bindparam("numbers", type_=ARRAY(String)),
+        bindparam("keys", type_=ARRAY(String)),
     )
-    t = (
-        update(accounts)
-        .where(accounts.c.id == target_acc, exists(select(d.c.after)))
-        .values(balance=accounts.c.balance + amount)
-        .returning(accounts.c.balance.label("tbal"))
-        .cte("t")
-    )
-    line_rows = union_all(
-        select(txn, target_acc, amount).select_from(t),
-        select(txn, literal(COMMISSION_EXPENSE), -commission).select_from(t),
-        select(txn, float_acc, -debit).select_from(t),
-    )
-    add_lines = (
-        insert(lines).from_select(["txn_id", "account_id", "amount_fen"], line_rows).cte("l")
-    )
-    recharge_values: dict[str, Any] = {
-        "tx_id": txn,
-        "agent_id": bindparam("r_agent", type_=Integer),
-        "number": bindparam("r_number", type_=String),
-        "kind": bindparam("r_kind", type_=String),
-        "amount_fen": amount,
-        "commission_fen": commission,
-        "debit_fen": debit,
-        "notify": bindparam("r_notify", type_=String),
-        "status": literal(SUCCEEDED),
-        "float_after_fen": d.c.after,
-        "invoice_printed": literal(False, Boolean),
-        "retry_of": bindparam("retry_of", type_=Integer),
-        "created_at": now,
-        "resolved_at": now,
-    }
-    add_recharge = (
-        insert(recharges)
-        .from_select(
-            list(recharge_values), select(*recharge_values.values()).select_from(d.join(t, true()))
+    .table_valued("agent_id", "number", "key", with_ordinality="i")
+    .render_derived()
+)
+# One agent context per request, each looked up by index (LATERAL: the plan of ``READ``, not
+# hash joins over whole tables).
+_context = (
+    select(*AGENT_CONTEXT_COLUMNS, *_EXTRA)
+    .select_from(
+        with_agent_context(agents, _requests.c.number).outerjoin(
+            _KNOWN, _KNOWN.c.key == _requests.c.key
         )
-        .cte("r")
+    )
+    .where(agents.c.id == _requests.c.agent_id)
+    .lateral("c")
+)
+READ_MANY, _READ_MANY_PARAMS = _compile(
+    select(_requests.c.i, _context)
+    .select_from(_requests.outerjoin(_context, true()))
+    .order_by(_requests.c.i)
+)
+_ARGS = 26
+_PLACEHOLDERS = ", ".join(f"${n}" for n in range(1, _ARGS + 1))
+POST = f"SELECT txn, float_after, target_balance FROM ledger_post_recharge({_PLACEHOLDERS})"
+POST_MANY = (
+    "SELECT i, outcome, txn, float_after, target_balance"
+    f" FROM ledger_post_recharges({_PLACEHOLDERS}) ORDER BY i"
+)
+_SCALAR_ARGS = (11, 15)  # p_now and p_source: one for the whole batch
+
+
+class _Row:
+    """Attribute access to an asyncpg record (what ``admission`` reads rows with)."""
+
+    __slots__ = ("_record",)
+
+    def __init__(self, record: asyncpg.Record) -> None:
+        self._record = record
+
+    def __getattr__(self, name: str) -> Any:
+        return self._record[name]
+
+
+def _prepare(
+    ctx: LedgerContext,
+    agent: Any,
+    request: RechargeRequest,
+    fingerprint: str,
+    retry_of: int | None,
+    now: datetime,
+) -> tuple[rules.Price, tuple[Any, ...]]:
+    """Admit the recharge (``KeyTaken``, ``WrongPin``, ``Refusal``) and build the arguments of
+    ``ledger_post_recharge``."""
+    if agent.known is not None:
+        raise KeyTaken
+    price = admission.admit(ctx, agent, request, now)
+    txn = agent.next_txn
+    agent_notice, *receipts = notices.recharge_result(
+        ctx,
+        now=now,
+        key=request.key,
+        txn=txn,
+        agent_id=request.agent_id,
+        agent_phone=agent.phone,
+        kind=request.kind,
+        number=request.number,
+        notify=request.notify,
+        price=price,
+        float_after=notices.MARK,
+        target_balance=notices.MARK,
+        route=request.reply_route,
+    )
+    receipt = receipts[0] if receipts else None
+    assert receipt is None or receipt["transport"] == "sms"  # what the function writes
+    return price, (
+        txn,
+        request.key,
+        fingerprint,
+        request.agent_id,
+        request.number,
+        request.kind.value,
+        price.amount_fen,
+        price.commission_fen,
+        price.debit_fen,
+        request.notify,
+        retry_of,
+        now,
+        agent.account_id,
+        agent.t_account,
+        bool(agent.pin_failures or agent.pin_locked_until is not None),
+        ctx.service_number,
+        agent_notice["destination"],
+        agent_notice["text"],
+        agent_notice["transport"],
+        agent_notice["ussd_session"],
+        agent_notice["ussd_umr"],
+        agent_notice["final"],
+        agent_notice["dedup_key"],
+        receipt and receipt["destination"],
+        receipt and receipt["text"],
+        receipt and receipt["dedup_key"],
     )
 
-    def notice(prefix: str, balance: Any, kind: str, source: Any) -> Any:
-        p = {name: f"{prefix}_{name}" for name, _, _ in _NOTICE_FIELDS}
-        row: dict[str, Any] = {
-            "created_at": now,
-            "source": bindparam("source", type_=String),
-            "destination": bindparam(p["dest"], type_=String),
-            "text": func.replace(
-                bindparam(p["text"], type_=Text), notices.MARK, _sql_yuan(balance)
-            ),
-            "transport": bindparam(p["transport"], type_=String),
-            "ussd_session": bindparam(p["ussd_session"], type_=Integer),
-            "ussd_umr": bindparam(p["ussd_umr"], type_=Integer),
-            "final": bindparam(p["final"], type_=Boolean),
-            "kind": literal(kind),
-            "ref": txn,
-            "dedup_key": bindparam(p["dedup"], type_=String),
-            "status": literal(outbox.QUEUED),
-            "attempts": literal(0),
-            "next_attempt_at": now,
-        }
-        return list(row), select(*row.values()).select_from(source)
 
-    columns, agent_notice = notice("agent", d.c.after, "agent_result", d.join(t, true()))
-    _, receipt = notice("receipt", t.c.tbal, "target_receipt", t)
-    receipt = receipt.where(bindparam("receipt_dest", type_=String).is_not(None))
-    add_outbox = (
-        insert(outbox_table).from_select(columns, union_all(agent_notice, receipt)).cte("o")
+async def _call(ctx: LedgerContext, raw: Any, fault: str, sql: str, *args: Any) -> Any:
+    """Run the posting function: on its own (its round trip is its commit), or, with a fault
+    hook set, in a transaction with the hook called before the commit."""
+    if ctx.faults is None:
+        return await raw.fetch(sql, *args)
+    async with raw.transaction():
+        rows = await raw.fetch(sql, *args)
+        ctx.fault(fault)
+        if fault == "credited":
+            ctx.fault("posting")
+        return rows
+
+
+def _view(
+    request: RechargeRequest,
+    price: rules.Price,
+    now: datetime,
+    posted: Any,
+    retry_of: int | None,
+) -> RechargeView:
+    after = posted["float_after"]
+    return views.recharge(
+        recharge_row(posted["txn"], request, price, SUCCEEDED, now, after, retry_of)
     )
-    return (
-        select(d.c.after, t.c.tbal)
-        .select_from(d.join(t, true()))
-        .add_cte(add_lines, add_recharge, add_outbox)
-    )
-
-
-#: The guarded writes of a recharge; no row: the float's guard said no.
-POST_RECHARGE = _post_statement()
 
 
 async def recharge(
     ctx: LedgerContext, request: RechargeRequest, fingerprint: str, retry_of: int | None
 ) -> RechargeView:
-    """Internal billing on PostgreSQL: key, rules, writes, commit; ``KeyTaken`` /
-    ``WrongPin`` / ``Refusal`` as the generic path raises them."""
+    """One recharge; raises ``KeyTaken`` / ``WrongPin`` / ``Refusal`` as the generic path
+    (``recharge.at_once``) does."""
     check_key(request.key)
     now = ctx.clock.now()
-    async with unit_of_work(ctx.engine) as conn:
-        try:
-            agent = (
-                await conn.execute(
-                    BEGIN_RECHARGE,
-                    {
-                        "key": request.key,
-                        "fingerprint": fingerprint,
-                        "agent_id": request.agent_id,
-                        "number": request.number,
-                        "amount_fen": request.amount_fen,
-                        "created_at": now,
-                    },
-                )
-            ).one()
-        except IntegrityError:
-            raise KeyTaken from None
-        if agent.id is None:
+    values = {"number": request.number, "agent_id": request.agent_id, "key": request.key}
+    async with ctx.engine.connect() as conn:
+        raw: Any = (await conn.get_raw_connection()).driver_connection
+        record = await raw.fetchrow(READ, *[values[name] for name in _READ_PARAMS])
+        if record is None:
+            if await raw.fetchval("SELECT id FROM txns WHERE key = $1", request.key) is not None:
+                raise KeyTaken
             raise Refusal(Rule.AGENT_UNKNOWN, agent_id=request.agent_id)
-        price = admission.admit(ctx, agent, request, now)
-        await reset_failures(conn, agent)
-        ctx.fault("credited")
-        agent_row, *receipt_rows = notices.recharge_result(
-            ctx,
-            now=now,
-            key=request.key,
-            txn=agent.txn,
-            agent_id=request.agent_id,
-            agent_phone=agent.phone,
-            kind=request.kind,
-            number=request.number,
-            notify=request.notify,
-            price=price,
-            float_after=notices.MARK,
-            target_balance=notices.MARK,
-            route=request.reply_route,
-        )
-        params: dict[str, Any] = {
-            "txn": agent.txn,
-            "float_acc": agent.account_id,
-            "target_acc": agent.t_account,
-            "debit": price.debit_fen,
-            "amount": price.amount_fen,
-            "commission": price.commission_fen,
-            "r_agent": request.agent_id,
-            "r_number": request.number,
-            "r_kind": request.kind.value,
-            "r_notify": request.notify,
-            "retry_of": retry_of,
-            "now": now,
-            "source": ctx.service_number,
-        }
-        for prefix, row in (("agent", agent_row), ("receipt", next(iter(receipt_rows), None))):
-            for name, column, absent in _NOTICE_FIELDS:
-                params[f"{prefix}_{name}"] = row[column] if row else absent
-        posted = (await conn.execute(POST_RECHARGE, params)).first()
-        if posted is None:  # a concurrent recharge took the money first
-            raise Refusal(Rule.INSUFFICIENT_FUNDS, available_fen=agent.balance - agent.pending)
-        ctx.fault("posting")
-        await conn.commit()
-    return views.recharge(
-        recharge_row(agent.txn, request, price, SUCCEEDED, now, posted.after, retry_of)
-    )
+        agent = _Row(record)
+        price, args = _prepare(ctx, agent, request, fingerprint, retry_of, now)
+        try:
+            (posted,) = await _call(ctx, raw, "credited", POST, *args)
+        except asyncpg.UniqueViolationError:
+            raise KeyTaken from None
+    if posted["txn"] is None:  # a concurrent recharge took the money first
+        raise Refusal(Rule.INSUFFICIENT_FUNDS, available_fen=agent.balance - agent.pending)
+    return _view(request, price, now, posted, retry_of)
+
+
+#: What ``recharge_many`` says of each recharge: its view, a refusal, a wrong password, or
+#: None (the key was stored already: the caller fetches the first result).
+Outcome = RechargeView | Refusal | WrongPin | None
+
+
+async def recharge_many(
+    ctx: LedgerContext, batch: Sequence[tuple[RechargeRequest, str]]
+) -> list[Outcome]:
+    """A group-commit batch of (request, fingerprint): one read, one call, one commit."""
+    now = ctx.clock.now()
+    outcomes: list[Outcome] = [None] * len(batch)
+    values: dict[str, list[Any]] = {
+        "agent_ids": [request.agent_id for request, _ in batch],
+        "numbers": [request.number for request, _ in batch],
+        "keys": [request.key for request, _ in batch],
+    }
+    for key in values["keys"]:
+        check_key(key)
+    async with ctx.engine.connect() as conn:
+        raw: Any = (await conn.get_raw_connection()).driver_connection
+        records = await raw.fetch(READ_MANY, *[values[name] for name in _READ_MANY_PARAMS])
+        prepared: list[tuple[int, rules.Price]] = []
+        keys: set[str] = set()
+        columns: list[list[Any]] = [[] for _ in range(_ARGS)]
+        for i, ((request, fingerprint), record) in enumerate(zip(batch, records, strict=True)):
+            agent = _Row(record)
+            if agent.id is None or request.key in keys:
+                # no such agent, or the key twice in the batch: None, and the single path
+                # (via the first result) sorts it out
+                continue
+            keys.add(request.key)
+            try:
+                price, args = _prepare(ctx, agent, request, fingerprint, None, now)
+            except KeyTaken:
+                continue
+            except (Refusal, WrongPin) as exc:
+                outcomes[i] = exc
+                continue
+            prepared.append((i, price))
+            for column, arg in zip(columns, args, strict=True):
+                column.append(arg)
+        if not prepared:
+            return outcomes
+        call_args = [column[0] if n in _SCALAR_ARGS else column for n, column in enumerate(columns)]
+        posted_rows = await _call(ctx, raw, "batch", POST_MANY, *call_args)
+    for (i, price), posted in zip(prepared, posted_rows, strict=True):
+        request = batch[i][0]
+        if posted["outcome"] == "ok":
+            outcomes[i] = _view(request, price, now, posted, None)
+        elif posted["outcome"] == "funds":
+            record = records[i]
+            available = record["balance"] - record["pending"]
+            outcomes[i] = Refusal(Rule.INSUFFICIENT_FUNDS, available_fen=available)
+    return outcomes

@@ -94,7 +94,8 @@ class LedgerService:
 
     Build it with ``LedgerService(engine, clock, catalogue, settings)`` (internal billing) or
     pass an external ``billing`` backend; ``smsmenu.app.open_ledger`` does it from Settings.
-    ``group_commit`` batches concurrent recharges of this process (internal billing only).
+    ``group_commit`` (the default) batches concurrent recharges of this process (internal
+    billing only); a recharge that finds nobody to share with runs on its own at once.
     """
 
     def __init__(
@@ -108,7 +109,7 @@ class LedgerService:
         pins: PinVault | None = None,
         faults: Faults | None = None,
         billing_timeout_s: float = 10.0,
-        group_commit: bool = False,
+        group_commit: bool = True,
         max_batch: int = 64,
         parallel_batches: int = 2,
     ) -> None:

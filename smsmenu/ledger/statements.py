@@ -7,16 +7,18 @@ statements of PostgreSQL's one-statement recharge live beside it, in ``recharge_
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import bindparam, insert, select, update
 
 from smsmenu.ledger.models import accounts, agents, lines, recharges, subscribers, txns
 
-FLOAT = accounts.alias("fa")  # the agent's float
-PHONE = subscribers.alias("ph")  # the agent's bound phone as a subscriber
-TARGET = subscribers.alias("tg")  # a recharge's target
-TARGET_ACCOUNT = accounts.alias("ta")
+_FLOAT = accounts.alias("fa")  # the agent's float
+_PHONE = subscribers.alias("ph")  # the agent's bound phone as a subscriber
+_TARGET = subscribers.alias("tg")  # a recharge's target
+_TARGET_ACCOUNT = accounts.alias("ta")
 
-AVAILABLE = (accounts.c.balance - accounts.c.pending).label("available")
+_AVAILABLE = (accounts.c.balance - accounts.c.pending).label("available")
 
 #: Everything the rules of an agent operation look at, in one row: the agent, its float, its
 #: bound phone and (``number``, may be "") the target. No row: no such agent.
@@ -29,24 +31,32 @@ AGENT_CONTEXT_COLUMNS = (
     agents.c.pin_failures,
     agents.c.pin_locked_until,
     agents.c.account_id,
-    FLOAT.c.balance,
-    FLOAT.c.pending,
-    PHONE.c.status.label("phone_status"),
-    PHONE.c.account_id.label("phone_account"),
-    TARGET.c.kind.label("t_kind"),
-    TARGET.c.billing.label("t_billing"),
-    TARGET.c.status.label("t_status"),
-    TARGET.c.account_id.label("t_account"),
-    TARGET_ACCOUNT.c.balance.label("t_balance"),
+    _FLOAT.c.balance,
+    _FLOAT.c.pending,
+    _PHONE.c.status.label("phone_status"),
+    _PHONE.c.account_id.label("phone_account"),
+    _TARGET.c.kind.label("t_kind"),
+    _TARGET.c.billing.label("t_billing"),
+    _TARGET.c.status.label("t_status"),
+    _TARGET.c.account_id.label("t_account"),
+    _TARGET_ACCOUNT.c.balance.label("t_balance"),
 )
+
+
+def with_agent_context(agents_from: Any, number: Any) -> Any:
+    """``agents_from`` (a FROM clause with ``agents`` in it) joined with the rest of the agent
+    context: the float, the bound phone and the target ``number``."""
+    return (
+        agents_from.outerjoin(_FLOAT, _FLOAT.c.id == agents.c.account_id)
+        .outerjoin(_PHONE, _PHONE.c.number == agents.c.phone)
+        .outerjoin(_TARGET, _TARGET.c.number == number)
+        .outerjoin(_TARGET_ACCOUNT, _TARGET_ACCOUNT.c.id == _TARGET.c.account_id)
+    )
+
+
 AGENT_CONTEXT = (
     select(*AGENT_CONTEXT_COLUMNS)
-    .select_from(
-        agents.join(FLOAT, FLOAT.c.id == agents.c.account_id)
-        .outerjoin(PHONE, PHONE.c.number == agents.c.phone)
-        .outerjoin(TARGET, TARGET.c.number == bindparam("number"))
-        .outerjoin(TARGET_ACCOUNT, TARGET_ACCOUNT.c.id == TARGET.c.account_id)
-    )
+    .select_from(with_agent_context(agents, bindparam("number")))
     .where(agents.c.id == bindparam("agent_id"))
 )
 
@@ -83,21 +93,21 @@ CREDIT = (
     update(accounts)
     .where(accounts.c.id == bindparam("acc"))
     .values(balance=accounts.c.balance + bindparam("amount"))
-    .returning(accounts.c.balance, AVAILABLE)
+    .returning(accounts.c.balance, _AVAILABLE)
 )
 #: Debit a float only if its available balance covers it; no row: it does not.
 DEBIT_GUARDED = (
     update(accounts)
-    .where(accounts.c.id == bindparam("acc"), bindparam("amount") <= AVAILABLE)
+    .where(accounts.c.id == bindparam("acc"), bindparam("amount") <= _AVAILABLE)
     .values(balance=accounts.c.balance - bindparam("amount"))
-    .returning(AVAILABLE)
+    .returning(_AVAILABLE)
 )
 #: Reserve (two-phase) only if the available balance covers it; no row: it does not.
 RESERVE = (
     update(accounts)
-    .where(accounts.c.id == bindparam("acc"), bindparam("amount") <= AVAILABLE)
+    .where(accounts.c.id == bindparam("acc"), bindparam("amount") <= _AVAILABLE)
     .values(pending=accounts.c.pending + bindparam("amount"))
-    .returning(AVAILABLE)
+    .returning(_AVAILABLE)
 )
 POST_RESERVED = (
     update(accounts)
@@ -106,19 +116,19 @@ POST_RESERVED = (
         balance=accounts.c.balance - bindparam("amount"),
         pending=accounts.c.pending - bindparam("amount"),
     )
-    .returning(AVAILABLE)
+    .returning(_AVAILABLE)
 )
 VOID_RESERVED = (
     update(accounts)
     .where(accounts.c.id == bindparam("acc"))
     .values(pending=accounts.c.pending - bindparam("amount"))
-    .returning(AVAILABLE)
+    .returning(_AVAILABLE)
 )
 SET_BALANCE = (
     update(accounts).where(accounts.c.id == bindparam("acc")).values(balance=bindparam("balance"))
 )
 
-# ---- group commit ----------------------------------------------------------------------------
+# ---- group commit (SQLite) -----------------------------------------------------------------------
 
 BATCH_AGENTS = (
     select(
@@ -130,9 +140,9 @@ BATCH_AGENTS = (
         agents.c.pin_failures,
         agents.c.pin_locked_until,
         agents.c.account_id,
-        PHONE.c.status.label("phone_status"),
+        _PHONE.c.status.label("phone_status"),
     )
-    .select_from(agents.outerjoin(PHONE, PHONE.c.number == agents.c.phone))
+    .select_from(agents.outerjoin(_PHONE, _PHONE.c.number == agents.c.phone))
     .where(agents.c.id.in_(bindparam("ids", expanding=True)))
 )
 BATCH_TARGETS = select(
@@ -141,13 +151,12 @@ BATCH_TARGETS = select(
     subscribers.c.status,
     subscribers.c.account_id,
 ).where(subscribers.c.number.in_(bindparam("numbers", expanding=True)))
-_LOCK = (
+#: SQLite's batch reads its accounts under the database's write lock (BEGIN IMMEDIATE).
+BATCH_ACCOUNTS = (
     select(accounts.c.id, accounts.c.balance, accounts.c.pending)
     .where(accounts.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(accounts.c.id)
 )
-LOCK_ACCOUNTS_PG = _LOCK.with_for_update()
-LOCK_ACCOUNTS_SQLITE = _LOCK  # the write lock is the database's (BEGIN IMMEDIATE)
 
 # ---- passwords -------------------------------------------------------------------------------
 

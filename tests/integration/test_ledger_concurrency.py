@@ -28,7 +28,7 @@ async def pg_ledgers(
     await truncate(ledger_pg_url)
     settings = Settings(database_url=ledger_pg_url)
     engines = [create_engine(ledger_pg_url, pool_size=2) for _ in range(8)]
-    services = [LedgerService(e, clock, catalogue, settings) for e in engines]
+    services = [LedgerService(e, clock, catalogue, settings, group_commit=False) for e in engines]
     try:
         yield services
         balance = await services[0].trial_balance()

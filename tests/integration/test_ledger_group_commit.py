@@ -108,3 +108,16 @@ async def test_a_refused_key_is_free_for_its_twin_in_the_batch(ledger: LedgerSer
     views = await asyncio.gather(ledger.recharge(twin), ledger.recharge(twin))
     assert views[0] == views[1] and views[0].status is RechargeStatus.SUCCEEDED
     assert (await ledger.agent(agent.agent_id)).balance_fen == 100000 - 98000
+
+
+async def test_a_lone_recharge_is_not_batched(ledger: LedgerService) -> None:
+    """Adaptive: with nobody to share a transaction with, a recharge runs on its own at once."""
+    agent = await new_agent(ledger)
+    await ledger.add_subscriber(TARGETS[0], Kind.MOBILE, Billing.PREPAID)
+    for n in range(3):
+        view = await ledger.recharge(
+            RechargeRequest(agent.agent_id, Kind.MOBILE, TARGETS[0], 1000, TRADE_PIN, f"k{n}")
+        )
+        assert view.status is RechargeStatus.SUCCEEDED
+    assert ledger.batches == 0
+    assert (await ledger.agent(agent.agent_id)).balance_fen == 100_000 - 3 * 980

@@ -49,3 +49,14 @@ async def test_missing_schema_is_reported(tmp_path: Any) -> None:
 
 def test_head_constant_is_the_newest_migration() -> None:
     assert head_revision() == HEAD
+
+
+def test_pg_recharge_function_uses_the_notices_marker() -> None:
+    """ledger_post_recharge (0002) puts balances where ``notices.MARK`` stands in the texts."""
+    import importlib
+
+    from smsmenu.ledger import notices
+
+    migration = importlib.import_module("smsmenu.ledger.migrations.versions.0002_pg_post_recharge")
+    assert migration.MARK == notices.MARK
+    assert migration.POST_RECHARGE.count(notices.MARK) == 2
