@@ -36,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests import servers  # noqa: E402  (the tests' own database helpers)
+
 PG = os.environ.get("SMSMENU_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("SMSMENU_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 PIN = "135790"
@@ -154,20 +156,12 @@ def report(name: str, done: int, latencies: list[float], seconds: float) -> floa
 
 
 async def setup_database(agents: int) -> str:
-    import asyncpg
-
     from smsmenu.app import close_ledger, open_ledger
     from smsmenu.ledger.api import Billing, Kind
     from smsmenu.ledger.db import create_engine, upgrade
     from smsmenu.settings import Settings
 
-    name = f"smsmenu_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(f"{PG}/postgres")
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = f"{PG.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+    url = (await servers.create_database(PG)).replace("postgresql://", "postgresql+asyncpg://", 1)
     engine = create_engine(url)
     try:
         await upgrade(engine)
@@ -184,17 +178,6 @@ async def setup_database(agents: int) -> str:
     finally:
         await close_ledger(ledger)
     return url
-
-
-async def drop_database(url: str) -> None:
-    import asyncpg
-
-    name = url.rsplit("/", 1)[1]
-    conn = await asyncpg.connect(f"{PG}/postgres")
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 async def wait_sessions(sim: object, count: int, within_s: float = 30.0) -> None:
@@ -323,7 +306,7 @@ async def main(args: argparse.Namespace) -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
         await sim.stop()
-        await drop_database(url)
+        await servers.drop_database(url.replace("+asyncpg", "", 1))
 
 
 if __name__ == "__main__":

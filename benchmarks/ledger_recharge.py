@@ -51,7 +51,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -66,29 +65,11 @@ from smsmenu.ledger.pins import PinVault
 from smsmenu.ledger.service import LedgerService
 from smsmenu.money import format_yuan
 from smsmenu.settings import Settings
+from tests import servers
 
 PIN = "135790"
 AGENTS = 1000
 BIG_FLOAT = 10**12
-
-
-async def create_database(base: str) -> str:
-    name = f"smsmenu_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(f"{base}/postgres")
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return f"{base}/{name}"
-
-
-async def drop_database(url: str) -> None:
-    base, name = url.rsplit("/", 1)
-    conn = await asyncpg.connect(f"{base}/postgres")
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 async def seed(engine: AsyncEngine, pins: PinVault) -> tuple[list[int], list[str]]:
@@ -296,7 +277,7 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args()
     base = os.environ.get("SMSMENU_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
-    url = await create_database(base)
+    url = await servers.create_database(base)
     sa_url = url.replace("postgresql://", "postgresql+asyncpg://", 1)
     try:
         engine = create_engine(sa_url, pool_size=args.workers, max_overflow=0)
@@ -393,7 +374,7 @@ async def main() -> None:
         print(f"trial balance zero: {balance.total_fen == 0}; accounts agree: {balance.ok}")
         await engine.dispose()
     finally:
-        await drop_database(url)
+        await servers.drop_database(url)
 
 
 if __name__ == "__main__":
