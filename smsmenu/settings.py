@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SMSMENU_", extra="forbid", frozen=True)
 
     database_url: str = "sqlite+aiosqlite:///smsmenu.db"
+    secret_key: SecretStr = SecretStr("")
     redis_url: str = ""
     redis_prefix: str = "smsmenu:"
     redis_max_connections: int = Field(64, ge=1)
@@ -70,6 +71,13 @@ class Settings(BaseSettings):
     outbox_retry_max_s: float = Field(300, gt=0)
     outbox_max_attempts: int = Field(20, ge=1)
     recovery_interval_s: float = Field(60, gt=0)
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if 0 < len(value.get_secret_value()) < 16:
+            raise ValueError("a secret key needs at least 16 characters")
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -10,6 +11,10 @@ import pytest
 
 from smsmenu.clock import FakeClock
 from tests import servers
+
+# Every worker of a deployment shares one secret (SPEC §10); the tests' processes share this one.
+TEST_SECRET_KEY = "test-secret-key-not-for-production"
+os.environ.setdefault("SMSMENU_SECRET_KEY", TEST_SECRET_KEY)
 
 # The ledger's fixtures (database_url, ledger, ledger_settings, …): tests/ledger_fixtures.py
 pytest_plugins = ["tests.ledger_fixtures"]

@@ -321,3 +321,18 @@ def demo(
             emit(True, outcome, str)
         fail(outcome.failure)
     emit(as_json, outcome, lambda o: f"script passed: {o.steps} steps")
+
+
+@root.group("secret")
+def secret() -> None:
+    """The SECRET_KEY every worker shares (SPEC §10)."""
+
+
+@secret.command("new")
+@json_option
+def secret_new(as_json: bool) -> None:
+    """Print a fresh random value for SMSMENU_SECRET_KEY (keep it out of the database)."""
+    from smsmenu.keys import new_secret
+
+    value = new_secret()
+    emit(as_json, {"secret_key": value}, lambda v: str(v["secret_key"]))

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smsmenu.clock import Clock
+from smsmenu.keys import SecretKeys
 from smsmenu.ledger.billing import BillingBackend, InternalBilling
 from smsmenu.ledger.pins import PinVault
 from smsmenu.settings import Settings
@@ -34,6 +35,7 @@ class LedgerContext:
     clock: Clock
     catalogue: Catalogue
     settings: Settings
+    keys: SecretKeys
     billing: BillingBackend = field(default_factory=InternalBilling)
     pins: PinVault = field(default_factory=PinVault)
     faults: Faults | None = None

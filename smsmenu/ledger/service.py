@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smsmenu.clock import Clock
+from smsmenu.keys import SecretKeys
 from smsmenu.ledger import (
     admission,
     operator_functions,
@@ -92,8 +93,9 @@ def refusal_text(catalogue: Catalogue, refusal: Refusal, zone: Any = UTC) -> str
 class LedgerService:
     """The ledger: implements ``api.AgentLedger`` and the operator's functions (SPEC §7).
 
-    Build it with ``LedgerService(engine, clock, catalogue, settings)`` (internal billing) or
-    pass an external ``billing`` backend; ``smsmenu.app.open_ledger`` does it from Settings.
+    Build it with ``LedgerService(engine, clock, catalogue, settings)`` (internal billing, the
+    keys of ``SecretKeys.from_settings``) or pass an external ``billing`` backend;
+    ``smsmenu.app.open_ledger`` does it from Settings.
     ``group_commit`` (the default) batches concurrent recharges of this process (internal
     billing only); a recharge that finds nobody to share with runs on its own at once.
     """
@@ -107,6 +109,7 @@ class LedgerService:
         billing: BillingBackend | None = None,
         *,
         pins: PinVault | None = None,
+        keys: SecretKeys | None = None,
         faults: Faults | None = None,
         billing_timeout_s: float = 10.0,
         group_commit: bool = True,
@@ -118,6 +121,7 @@ class LedgerService:
             clock,
             catalogue,
             settings,
+            keys or SecretKeys.from_settings(settings),
             billing or InternalBilling(),
             pins or PinVault(),
             faults,

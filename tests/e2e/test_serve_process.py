@@ -22,6 +22,7 @@ from smsmenu.money import format_yuan
 from smsmenu.settings import Settings
 from smsmenu.smpp import pdu
 from smsmenu.smpp.simulator import Simulator
+from tests.conftest import TEST_SECRET_KEY
 from tests.e2e.stack import AGENT, MOBILE, seed
 from tests.ledger_fixtures import TRADE_PIN, truncate
 
@@ -32,6 +33,7 @@ def serve_env(database_url: str, port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMSMENU_")}
     env.update(
         SMSMENU_DATABASE_URL=database_url,
+        SMSMENU_SECRET_KEY=TEST_SECRET_KEY,
         SMSMENU_SMSC_PORT=str(port),
         SMSMENU_OUTBOX_LEASE_S="1.5",
         SMSMENU_OUTBOX_POLL_S="0.05",

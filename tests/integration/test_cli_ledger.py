@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from smsmenu.cli.main import root
 from smsmenu.ledger import rules
+from tests.conftest import TEST_SECRET_KEY
 
 AGENT_KEYS = {"agent_id", "phone", "status", "balance_fen", "commission_bp"}
 RECHARGE_KEYS = {
@@ -58,7 +59,11 @@ def run(url: str, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         check=False,
-        env={"SMSMENU_DATABASE_URL": url, "PATH": "/usr/bin:/bin"},
+        env={
+            "SMSMENU_DATABASE_URL": url,
+            "SMSMENU_SECRET_KEY": TEST_SECRET_KEY,
+            "PATH": "/usr/bin:/bin",
+        },
     )
 
 
