@@ -80,22 +80,50 @@ async def recovery_loop(
 # ---- menus ----------------------------------------------------------------------------------
 from redis.asyncio import BlockingConnectionPool, Redis  # noqa: E402
 
+from smsmenu.keys import SecretKeys  # noqa: E402
 from smsmenu.ledger.api import AgentLedger  # noqa: E402
+from smsmenu.ledger.deadletters import DeadLetters, DeadLetterSink  # noqa: E402
+from smsmenu.ledger.shortcut_acks import ShortcutAcks  # noqa: E402
 from smsmenu.menus.engine import EngineConfig, MenuEngine  # noqa: E402
+from smsmenu.menus.intake import Windows  # noqa: E402
 from smsmenu.menus.store import InProcessStore, RedisStore, SessionStore  # noqa: E402
+from smsmenu.smpp.parts import InProcessParts, Limits, PartStore, RedisParts  # noqa: E402
+
+
+def intake_windows(settings: Settings) -> Windows:
+    """The time windows of ``menus.intake``'s rule, from the settings."""
+    return Windows(
+        resend_after_ms=int(settings.inbound_resend_after_s * 1000),
+        ack_grace_ms=int(settings.inbound_ack_grace_s * 1000),
+    )
 
 
 def open_session_store(settings: Settings, prefix: str = "smsmenu:") -> SessionStore:
     """Redis at ``settings.redis_url`` (any number of workers), or, when it is empty, the
     in-process store (one worker). Close it with ``await store.aclose()``."""
+    windows, lock_s = intake_windows(settings), settings.session_lock_s
     if settings.redis_url:
-        # A blocking pool: under load a handler waits for a free connection rather than
-        # failing (redis-py's default pool raises MaxConnectionsError past 100).
-        pool = BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=settings.redis_max_connections, timeout=20
-        )
-        return RedisStore(Redis.from_pool(pool), prefix=prefix)  # closes the pool with it
-    return InProcessStore()
+        return RedisStore(redis_client(settings), prefix, lock_s, windows)
+    return InProcessStore(lock_s, windows)
+
+
+def redis_client(settings: Settings) -> Redis:
+    """A client of ``settings.redis_url``; closing it closes its pool."""
+    # A blocking pool: under load a handler waits for a free connection rather than
+    # failing (redis-py's default pool raises MaxConnectionsError past 100).
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=settings.redis_max_connections, timeout=20
+    )
+    return Redis.from_pool(pool)
+
+
+def part_limits(settings: Settings) -> Limits:
+    return Limits(
+        timeout_s=settings.smpp_part_timeout_s,
+        max_parts=settings.smpp_max_parts,
+        max_sender_bytes=settings.smpp_part_bytes_per_sender,
+        max_sets=settings.smpp_max_part_sets,
+    )
 
 
 def build_menu_engine(
@@ -104,8 +132,18 @@ def build_menu_engine(
     store: SessionStore,
     clock: Clock | None = None,
     catalogue: Catalogue | None = None,
+    *,
+    keys: SecretKeys | None = None,
+    dead_letters: DeadLetterSink | None = None,
+    shortcut_acks: ShortcutAcks | None = None,
 ) -> MenuEngine:
-    """The menu engine (``await engine.handle(inbound)``) on ``ledger`` and ``store``."""
+    """The menu engine (``await engine.handle(inbound)``) on ``ledger`` and ``store``;
+    dead letters go to ``dead_letters`` (default: the ledger's database, when ``ledger`` is a
+    ``LedgerService``)."""
+    if dead_letters is None:
+        if not isinstance(ledger, LedgerService):
+            raise TypeError("build_menu_engine needs dead_letters for this ledger")
+        dead_letters = DeadLetters(ledger.engine)
     return MenuEngine(
         ledger=ledger,
         store=store,
@@ -116,7 +154,11 @@ def build_menu_engine(
             zone=settings.zone,
             session_timeout_s=settings.session_timeout_s,
             rate_limit_per_min=settings.rate_limit_per_min,
+            max_attempts=settings.inbound_max_attempts,
         ),
+        keys=keys or SecretKeys.from_settings(settings),
+        dead_letters=dead_letters,
+        shortcut_acks=shortcut_acks,
     )
 
 
@@ -124,80 +166,17 @@ def build_menu_engine(
 import asyncio  # noqa: E402
 import contextlib  # noqa: E402
 import logging  # noqa: E402
-import time  # noqa: E402
-from collections import OrderedDict  # noqa: E402
-from collections.abc import AsyncIterator, Callable  # noqa: E402
-from dataclasses import dataclass, field, replace  # noqa: E402
+from collections.abc import AsyncIterator  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from datetime import timedelta  # noqa: E402
 from typing import Any, cast  # noqa: E402
 
 from smsmenu.ledger.api import RechargeRequest, RechargeView, Refusal, TransferView  # noqa: E402
 from smsmenu.messages import Inbound, Outbound, Route  # noqa: E402
-from smsmenu.smpp.gateway import Gateway  # noqa: E402
+from smsmenu.smpp.gateway import Ack, Gateway, GatewayStopped, SendFailed  # noqa: E402
 from smsmenu.smpp.outbox import OutboxSender, SenderConfig  # noqa: E402
 
 server_log = logging.getLogger("smsmenu.server")
-
-
-class Intake:
-    """Turns the gateway's redelivery keys into keys of one message each.
-
-    The gateway's ``message_key`` is a hash of what the SMSC sends again unchanged
-    (``smpp/inbound.py``): a redelivery has the key of its first copy, but so has the same text
-    typed again by the same phone once the first was acknowledged (an agent sends ``1`` at two
-    menus, or the same trade password to confirm two recharges). The engine needs one key per
-    message (its stored reply and the ledger's idempotency key derive from it, and ledger keys
-    are kept for ever), so the key given to the engine is ``<gateway key>.<n>``: ``n`` starts
-    at the current time in microseconds the first time a gateway key is seen (or seen again
-    after its counter expired) and goes up by one each time a message with that key is
-    acknowledged. A redelivery (never acknowledged) gets the same ``n``; a new message with the
-    same content the next one; a counter started later never meets an old one, so a key is
-    never reused, not even after a restart or an expiry.
-
-    With Redis the counters are shared by all workers and survive their restarts. The
-    in-process counters (one worker) start afresh with the process: a message the SMSC
-    delivers again after a crash (the crash fell between the menu's commit and the
-    deliver_sm_resp) is then taken as new. A crash between writing the deliver_sm_resp and
-    counting it makes the next identical message look like a redelivery (answered again, not
-    run again): never a double operation.
-    """
-
-    def __init__(
-        self, store: SessionStore, ttl_s: int = 86400, now_us: Callable[[], int] | None = None
-    ) -> None:
-        self._now_us = now_us or (lambda: time.time_ns() // 1000)
-        self._redis = store.client if isinstance(store, RedisStore) else None
-        self._prefix = store.prefix if isinstance(store, RedisStore) else ""
-        self._ttl_s = ttl_s
-        self._counts: OrderedDict[str, int] = OrderedDict()
-
-    def _name(self, key: str) -> str:
-        return f"{self._prefix}acked:{key}"
-
-    async def key(self, gateway_key: str) -> str:
-        if self._redis is not None:
-            name = self._name(gateway_key)
-            raw = await self._redis.get(name)
-            if raw is None:
-                await self._redis.set(name, self._now_us(), nx=True, ex=self._ttl_s)
-                raw = await self._redis.get(name)
-            count = int(raw) if raw is not None else self._now_us()
-        else:
-            count = self._counts.setdefault(gateway_key, self._now_us())
-        return f"{gateway_key}.{count}"
-
-    async def acked(self, gateway_key: str) -> None:
-        if self._redis is not None:
-            name = self._name(gateway_key)
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(name, self._now_us(), nx=True, ex=self._ttl_s)  # expired meanwhile
-                pipe.incr(name)
-                pipe.expire(name, self._ttl_s)
-                await pipe.execute()
-            return
-        self._counts[gateway_key] = self._counts.get(gateway_key, self._now_us()) + 1
-        self._counts.move_to_end(gateway_key)
-        while len(self._counts) > 200_000:
-            self._counts.popitem(last=False)
 
 
 money_log = logging.getLogger("smsmenu.money")
@@ -273,6 +252,27 @@ class ShuttingDown(RuntimeError):
     possibly to another worker)."""
 
 
+class PhoneTurns:
+    """One phone's messages are handled in this process one after the other, in arrival
+    order, from taking in through the replies (the session store's lock orders them across
+    workers; this keeps a waiting message from overtaking another)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, phone: str) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(phone, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[phone]
+
+
 @dataclass
 class Server:
     """The running product: ledger, session store, menu engine, gateway and outbox sender."""
@@ -282,25 +282,44 @@ class Server:
     store: SessionStore
     engine: MenuEngine
     outbox: Outbox
-    intake: Intake
     gateway: Gateway = field(init=False)
     sender: OutboxSender = field(init=False)
     accepting: bool = True
+    turns: PhoneTurns = field(default_factory=PhoneTurns)
 
-    async def handle(self, inbound: Inbound) -> list[Outbound]:
-        """The gateway's handler: the engine's direct reply; the outbox sender is woken, since
-        a money operation writes its result and receipts to the outbox."""
+    async def handle(self, inbound: Inbound, ack: Ack) -> None:
+        """The gateway's handler: take the message in, acknowledge it, finish it, send its
+        direct replies (one phone's in order); the outbox sender is woken, since a money
+        operation writes its result and receipts to the outbox."""
         if not self.accepting:
             raise ShuttingDown("the server is stopping")
-        key = await self.intake.key(inbound.message_key)
-        try:
-            return await self.engine.handle(replace(inbound, message_key=key))
-        finally:
-            self.sender.nudge()
-
-    async def acked(self, gateway_key: str) -> None:
-        """The gateway's ``on_acked``: that message is taken; the same content is new now."""
-        await self.intake.acked(gateway_key)
+        async with self.turns.turn(inbound.source):
+            try:
+                handled = await self.engine.handle(inbound)
+                acked = ack()
+                await handled.finish(acked)
+            finally:
+                self.sender.nudge()
+            server_log.info(
+                "mo id=%s source=%s destination=%s transport=%s len=%d acked=%s replies=%d",
+                handled.message_id or "-",
+                inbound.source,
+                inbound.destination,
+                inbound.route.transport.value,
+                len(inbound.text),
+                acked,
+                len(handled.replies),
+            )  # the text may hold a password: only its length is logged
+            for reply in handled.replies:
+                try:
+                    await self.gateway.send(reply)
+                except (SendFailed, GatewayStopped) as exc:
+                    server_log.error(
+                        "reply to %s for id=%s not sent: %s",
+                        reply.destination,
+                        handled.message_id,
+                        exc,
+                    )
 
     async def status_line(self) -> str:
         """bound, window in use, queue (outbox rows due), sent, failed, and more counters."""
@@ -345,11 +364,29 @@ async def run_server(
             resolved = await ledger.recover_pending()
             if resolved:
                 server_log.info("recovered %d pending recharge(s) at start", len(resolved))
-        store = open_session_store(settings, prefix=store_prefix or settings.redis_prefix)
+        prefix = store_prefix or settings.redis_prefix
+        store = open_session_store(settings, prefix=prefix)
+        parts: PartStore = (
+            RedisParts(redis_client(settings), prefix, part_limits(settings))
+            if settings.redis_url
+            else InProcessParts(part_limits(settings))
+        )
+        acks: ShortcutAcks | None = None
         try:
+            if isinstance(store, InProcessStore):  # its memory dies with this process
+                acks = await remember_unanswered_shortcuts(ledger, store)
             logged = cast(AgentLedger, LoggedLedger(ledger))
-            engine = build_menu_engine(settings, logged, store, clock, catalogue)
-            server = Server(settings, ledger, store, engine, ledger_outbox(ledger), Intake(store))
+            engine = build_menu_engine(
+                settings,
+                logged,
+                store,
+                clock,
+                catalogue,
+                keys=ledger.ctx.keys,
+                dead_letters=DeadLetters(ledger.engine),
+                shortcut_acks=acks,
+            )
+            server = Server(settings, ledger, store, engine, ledger_outbox(ledger))
 
             async def send(outbound: Outbound) -> list[str]:
                 return await server.gateway.send(outbound)
@@ -370,7 +407,7 @@ async def run_server(
                 **(gateway_overrides or {}),
             }
             server.gateway = Gateway.from_settings(
-                settings, server.handle, server.sender.on_receipt, server.acked, **gateway_values
+                settings, server.handle, server.sender.on_receipt, parts, **gateway_values
             )
             await server.sender.start()
             await server.gateway.start()
@@ -400,9 +437,37 @@ async def run_server(
                 await server.gateway.stop()
                 server_log.info("stopped: %s", await server.status_line())
         finally:
+            if acks is not None:
+                await acks.stop()
+            if isinstance(parts, RedisParts):
+                await parts.aclose()
             await store.aclose()
     finally:
         await close_ledger(ledger)
+
+
+#: How far back an embedded worker looks, at start, for shortcuts whose message it never
+#: acknowledged (an SMSC resends within minutes of a rebind).
+UNANSWERED_HORIZON = timedelta(hours=1)
+
+
+async def remember_unanswered_shortcuts(
+    ledger: LedgerService, store: InProcessStore
+) -> ShortcutAcks:
+    """For a worker whose intake memory died with its last run (``ledger.shortcut_acks``):
+    remember the recent one-message operations whose message was never acknowledged, and
+    start noting the acknowledged ones."""
+    acks = ShortcutAcks(ledger.engine, ledger.clock)
+    since = ledger.clock.now() - UNANSWERED_HORIZON
+    unanswered = await acks.unacked(since)
+    for item in unanswered:
+        store.remember(
+            item.phone, item.fingerprint, item.message_id, int(item.created_at.timestamp() * 1000)
+        )
+    if unanswered:
+        server_log.info("remembered %d unacknowledged shortcut(s) at start", len(unanswered))
+    acks.start()
+    return acks
 
 
 async def _status_lines(server: Server) -> None:

@@ -62,22 +62,23 @@ SMS = Route()
 class Inbound:
     """One whole message from a phone (concatenated parts already joined).
 
-    ``message_key`` identifies the message across SMSC redeliveries: the same key means the
-    same message, which must be answered the same way and change nothing the second time.
+    It has no identity of its own: SMPP gives none, and the same text may come twice as two
+    inputs or as one input resent (``menus.intake`` decides which, when it is taken in).
+    ``resend_marks`` are the transport's fields that a resent copy keeps unchanged besides the
+    addresses and the text (a concatenation reference, USSD session TLVs); ``received_at`` is
+    when this copy arrived.
     """
 
     source: str
     destination: str
     text: str
-    message_key: str
     route: Route = SMS
     received_at: datetime | None = None
+    resend_marks: str = ""
 
     def __post_init__(self) -> None:
         if not self.source:
             raise ValueError("an inbound message needs its source number")
-        if not self.message_key:
-            raise ValueError("an inbound message needs a message key")
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     outbox_retry_max_s: float = Field(300, gt=0)
     outbox_max_attempts: int = Field(20, ge=1)
     recovery_interval_s: float = Field(60, gt=0)
+    session_lock_s: float = Field(15, gt=0)
+    inbound_resend_after_s: float = Field(10, gt=0)
+    inbound_ack_grace_s: float = Field(2, ge=0)
+    inbound_max_attempts: int = Field(3, ge=1)
+    smpp_part_timeout_s: float = Field(300, gt=0)
+    smpp_max_parts: int = Field(16, ge=2, le=255)
+    smpp_part_bytes_per_sender: int = Field(8192, ge=140)
+    smpp_max_part_sets: int = Field(10_000, ge=1)
 
     @field_validator("secret_key")
     @classmethod

@@ -28,7 +28,9 @@ from tests import servers
 
 TRADE_PIN = "135790"
 MGMT_PIN = "246801"
-LEDGER_TABLES = "outbox, resolutions, recharges, lines, txns, agents, subscribers"
+LEDGER_TABLES = (
+    "dead_letters, shortcut_acks, outbox, resolutions, recharges, lines, txns, agents, subscribers"
+)
 
 
 async def migrate(url: str) -> None:

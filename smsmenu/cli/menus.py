@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +52,8 @@ def chat(phone: str, as_json: bool) -> None:
                 text = line.rstrip("\n")
                 if not text.strip():
                     continue
-                inbound = Inbound(phone, settings.service_number, text, f"chat:{uuid.uuid4().hex}")
-                replies = await engine.handle(inbound)
+                inbound = Inbound(phone, settings.service_number, text)
+                replies = await engine.answer(inbound)
                 queued = await outbox.rows(after_id=seen)
                 if queued:
                     seen = queued[-1].id

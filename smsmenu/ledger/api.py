@@ -264,10 +264,16 @@ class AgentLedger(Protocol):
         ...
 
     async def recent_duplicate(
-        self, agent_id: int, number: str, amount_fen: int, within_s: float = 60.0
+        self,
+        agent_id: int,
+        number: str,
+        amount_fen: int,
+        within_s: float = 60.0,
+        unless_key: str | None = None,
     ) -> RechargeView | None:
         """The newest recharge of ``amount_fen`` to ``number`` by this agent within the last
-        ``within_s`` seconds that did not fail (the 60 s duplicate guard, SPEC §3)."""
+        ``within_s`` seconds that did not fail (the 60 s duplicate guard, SPEC §3); None if
+        one of them was made under ``unless_key`` (the asking message's own)."""
         ...
 
     async def retry_list(self, agent_id: int) -> list[RechargeView]:

@@ -238,6 +238,35 @@ class OutboxRow(Base):
     __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
 
 
+class DeadLetterRow(Base):
+    """A message that could not be handled (SPEC §11): answered with a "try later" notice and
+    kept here for operators, its text with every digit masked (it may hold a password)."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(32), index=True)
+    source: Mapped[str] = mapped_column(String(21))
+    destination: Mapped[str] = mapped_column(String(21))
+    transport: Mapped[str] = mapped_column(String(4))
+    text: Mapped[str] = mapped_column(String(320))
+    error: Mapped[str] = mapped_column(String(400))
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ShortcutAck(Base):
+    """The response to the message behind a one-message operation (``txns.key`` ``sms:…``)
+    was written. Kept only by a worker whose intake memory dies with it (the in-process
+    store): after a restart, the shortcuts not acknowledged are remembered again, so a copy the
+    SMSC resends is recognised (``menus.intake``)."""
+
+    __tablename__ = "shortcut_acks"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    acked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 accounts = cast(Table, Account.__table__)
 subscribers = cast(Table, Subscriber.__table__)
 agents = cast(Table, Agent.__table__)
@@ -246,3 +275,5 @@ lines = cast(Table, Line.__table__)
 recharges = cast(Table, Recharge.__table__)
 resolutions = cast(Table, Resolution.__table__)
 outbox = cast(Table, OutboxRow.__table__)
+dead_letters = cast(Table, DeadLetterRow.__table__)
+shortcut_acks = cast(Table, ShortcutAck.__table__)

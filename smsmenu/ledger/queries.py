@@ -13,7 +13,7 @@ from smsmenu.ledger import statements as sql
 from smsmenu.ledger import views
 from smsmenu.ledger.api import AgentView, RechargeView, RecordView, Refusal, Rule, SubscriberView
 from smsmenu.ledger.entries import FAILED, SUCCEEDED
-from smsmenu.ledger.models import accounts, agents, recharges
+from smsmenu.ledger.models import accounts, agents, recharges, txns
 
 _LOCK_AGENT = select(agents.c.id).where(agents.c.id == bindparam("agent_id")).with_for_update()
 _LOCK_FLOAT = (
@@ -118,11 +118,14 @@ async def recent_duplicate(
     number: str,
     amount_fen: int,
     within_s: float = 60.0,
+    unless_key: str | None = None,
 ) -> RechargeView | None:
     """The newest recharge by ``agent_id`` of ``amount_fen`` to ``number`` in the last
-    ``within_s`` seconds that did not fail, or None."""
+    ``within_s`` seconds that did not fail, or None; None as well when one of them was made
+    under ``unless_key`` (asked again by the message that made it)."""
     stmt = (
-        select(recharges)
+        select(recharges, txns.c.key)
+        .join(txns, txns.c.id == recharges.c.tx_id)
         .where(
             recharges.c.agent_id == agent_id,
             recharges.c.number == number,
@@ -131,8 +134,9 @@ async def recent_duplicate(
             recharges.c.status != FAILED,
         )
         .order_by(recharges.c.tx_id.desc())
-        .limit(1)
     )
     async with engine.connect() as conn:
-        row = (await conn.execute(stmt)).first()
-    return None if row is None else views.recharge(row._mapping)
+        rows = (await conn.execute(stmt)).all()
+    if not rows or any(row.key == unless_key for row in rows):
+        return None
+    return views.recharge(rows[0]._mapping)

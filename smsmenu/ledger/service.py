@@ -215,13 +215,18 @@ class LedgerService:
         return await queries.subscriber_topups(self.engine, number, limit)
 
     async def recent_duplicate(
-        self, agent_id: int, number: str, amount_fen: int, within_s: float = 60.0
+        self,
+        agent_id: int,
+        number: str,
+        amount_fen: int,
+        within_s: float = 60.0,
+        unless_key: str | None = None,
     ) -> RechargeView | None:
         """The newest recharge by ``agent_id`` of ``amount_fen`` to ``number`` in the last
         ``within_s`` seconds that did not fail (SPEC §3: an identical shortcut recharge within
         60 seconds asks for confirmation instead of running again), or None."""
         return await queries.recent_duplicate(
-            self.engine, self.clock.now(), agent_id, number, amount_fen, within_s
+            self.engine, self.clock.now(), agent_id, number, amount_fen, within_s, unless_key
         )
 
     # ---- operator ------------------------------------------------------------------------------

@@ -78,6 +78,7 @@ class AgentMenu(MenuMachine):
     """主菜单 → 天翼 → 空中充值 → 充值 / 异常处理 / 账户管理 / 业务管理 (SPEC §4)."""
 
     PREFIX = "agent_"
+    CONFIRMS = frozenset({"rc_confirm", "retry_pin", "tr_pin"})
 
     idle = State(initial=True)
 
@@ -361,7 +362,7 @@ async def _recharge(turn: Turn, pin: str) -> str:
         number=data["number"],
         amount_fen=data["amount"],
         pin=pin,
-        key=turn.ledger_key,
+        key=turn.op_ledger_key(),
         notify=data.get("notify"),
         reply_route=turn.route.ending(final=True),
     )
@@ -382,7 +383,7 @@ async def _list_retries(turn: Turn) -> str:
 
 async def _retry(turn: Turn, pin: str) -> str:
     operation = turn.ledger.retry(
-        _agent(turn), int(turn.data["retry_tx"]), pin, turn.ledger_key, turn.route.ending(True)
+        _agent(turn), int(turn.data["retry_tx"]), pin, turn.op_ledger_key(), turn.route.ending(True)
     )
     outcome, _ = await _money(turn, operation)
     return outcome
@@ -390,7 +391,7 @@ async def _retry(turn: Turn, pin: str) -> str:
 
 async def _transfer(turn: Turn, pin: str) -> str:
     operation = turn.ledger.transfer_to_phone(
-        _agent(turn), int(turn.data["amount"]), pin, turn.ledger_key, turn.route.ending(True)
+        _agent(turn), int(turn.data["amount"]), pin, turn.op_ledger_key(), turn.route.ending(True)
     )
     outcome, _ = await _money(turn, operation)
     return outcome

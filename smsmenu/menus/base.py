@@ -28,6 +28,7 @@ The operations reach the ledger only through ``Turn.ledger`` (the ``AgentLedger`
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +40,7 @@ from statemachine.orderedset import OrderedSet
 
 from smsmenu.ledger.api import AgentLedger, Refusal
 from smsmenu.ledger.service import refusal_text
+from smsmenu.ledger.shortcut_acks import shortcut_key
 from smsmenu.menus.sealing import Sealer
 from smsmenu.menus.validate import Invalid
 from smsmenu.messages import Route
@@ -54,7 +56,8 @@ class Turn:
     sealer: Sealer
     zone: ZoneInfo
     phone: str
-    message_key: str
+    message_id: str
+    fingerprint: str
     route: Route
     now: datetime
     agent_id: int | None = None
@@ -75,10 +78,24 @@ class Turn:
         self.parts.append(render_refusal(self.texts, refusal, self.zone))
 
     @property
-    def ledger_key(self) -> str:
-        """The idempotency key of the money operation this message asks for: derived from
-        the message key, so a redelivered message can never move money twice."""
-        return f"menu:{self.phone}:{self.message_key}"
+    def shortcut_key(self) -> str:
+        """The idempotency key of a one-message operation (``CZ``): the message's id, which a
+        copy of the message shares (``menus.intake``), with the fingerprint it was taken in
+        under (a keyed HMAC: recovering what was typed from it needs the secret)."""
+        return shortcut_key(self.phone, self.fingerprint, self.message_id)
+
+    @staticmethod
+    def new_op_key() -> str:
+        """A fresh key for an operation about to be confirmed (kept in the session)."""
+        return secrets.token_hex(8)
+
+    def op_ledger_key(self, op_key: str | None = None) -> str:
+        """The idempotency key of the operation a confirmation asked for (``op_key``, or the
+        one made when the confirmation screen was shown): a copy of the confirming message
+        can only confirm it once."""
+        if op_key is None:
+            op_key = self.data.setdefault("op", self.new_op_key())
+        return f"op:{self.phone}:{op_key}"
 
     def local(self, when: datetime) -> datetime:
         return when.astimezone(self.zone)
@@ -116,6 +133,8 @@ class MenuMachine(StateMachine):
     KEEP: ClassVar[dict[str, str]] = {}
     # The operations the machine may ask for (``Turn.call``): name -> operation.
     OPERATIONS: ClassVar[dict[str, Operation]] = {}
+    # Screens that confirm a money operation: entering one makes the operation's key.
+    CONFIRMS: ClassVar[frozenset[str]] = frozenset()
 
     model: MenuModel
 
@@ -138,6 +157,8 @@ class MenuMachine(StateMachine):
             return
         if state.initial and state.parent is not None and state.parent.id == "session":
             self.turn.data.clear()  # the main menu forgets every input
+        if state.id in self.CONFIRMS:
+            self.turn.data["op"] = Turn.new_op_key()
         self.show(state.id)
 
     # -- guards ------------------------------------------------------------------------

@@ -1,32 +1,48 @@
-"""The menu engine: one inbound message in, the direct reply out (SPEC §4, §5, §10).
+"""The menu engine: one inbound message in, the direct reply out (SPEC §4, §5, §10, §11).
 
-``MenuEngine.handle`` claims the phone in the session store (a redelivered message is answered
-from its stored reply; else the per-phone lock is taken, the message counted against the rate
-limit and the session loaded), runs one step, and commits the new session with the reply in one
-compare-and-set. Messages of one phone are handled one at a time; different phones in
-parallel, on any number of engines sharing a store.
+``MenuEngine.handle`` claims the phone in the session store: under the phone's lock the store
+decides whether the message is a copy of one taken in before (``menus.intake``: a copy of an
+answered message gets its stored reply again and changes nothing), counts a new one against the
+rate limit and loads the session. One step runs; the new session and the reply are committed in
+one compare-and-set. The phone stays locked until the caller says whether the message's response
+reached the link (``Handled.finish``): only then may the next message of that phone be
+classified. Messages of one phone are handled one at a time; different phones in parallel, on
+any number of engines sharing a store.
 
 A step is a shortcut (agents only: ``CZ``, ``YE``, ``CS``, ``Y``) or one event of the phone's
 menu machine, restored at its saved configuration without re-running entry actions. From a phone
 that is not bound to an agent the shortcut keywords are ordinary menu input, answered exactly
 as any other text the subscriber menu does not know: nothing says whether a number is an agent.
 
-Money operations (recharge, retry, transfer) carry an idempotency key derived from the message
-key, so a redelivery can never move money twice even if its stored reply was lost; their result
-notice is written by the ledger (one result SMS per operation), so the engine's own reply to
-them is empty unless the ledger refused.
+Money operations carry an idempotency key that a copy of the message cannot change: a menu
+operation's is made when its confirmation screen is shown, a ``Y`` confirmation's when the
+confirmation was asked for, a ``CZ`` shortcut's is its message id. Their result notice is
+written by the ledger (one result SMS per operation), so the engine's own reply to them is
+empty unless the ledger refused.
+
+A message whose step fails is not answered (the SMSC resends it) until it has failed
+``max_attempts`` times; then, as when its earlier copies never finished at all (a worker that
+died on it each time), it is kept in the dead-letter list with its error and answered with a
+short "try later".
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from smsmenu.clock import Clock
+from smsmenu.keys import SecretKeys
 from smsmenu.ledger.api import AgentLedger, Kind, RechargeRequest, Refusal, Rule
+from smsmenu.ledger.deadletters import DeadLetter, DeadLetterSink
+from smsmenu.ledger.shortcut_acks import ShortcutAcks
 from smsmenu.menus import shortcuts
 from smsmenu.menus.agent import AgentMenu
 from smsmenu.menus.base import MachinePool, Turn
@@ -47,6 +63,8 @@ from smsmenu.texts import Catalogue
 
 EVENTS = {"0": "back", "00": "home", "#": "end"}
 
+log = logging.getLogger("smsmenu.menus")
+
 
 class EngineBusy(RuntimeError):
     """The phone's lock stayed taken for longer than the engine waits; the message was not
@@ -60,8 +78,35 @@ class EngineConfig:
     session_timeout_s: float = 180.0
     rate_limit_per_min: int = 30
     duplicate_window_s: float = 60.0  # identical shortcut recharge asks for confirmation
-    reply_ttl_s: float = 86400.0  # how long a redelivered message gets its first reply
     lock_wait_s: float = 20.0  # give up waiting for a phone's lock after this long
+    max_attempts: int = 3  # a message failing this often is dead-lettered and answered
+
+
+@dataclass(frozen=True)
+class Handled:
+    """A message taken in: its direct replies, its id (for logs; "" when it was not taken
+    in, e.g. over the rate limit) and ``finish``, to call once its response was written or
+    could not be (the phone is held until then)."""
+
+    replies: list[Outbound]
+    message_id: str = ""
+    finisher: Callable[[bool], Awaitable[None]] | None = None
+
+    async def finish(self, acked: bool) -> None:
+        if self.finisher is not None:
+            await self.finisher(acked)
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+_DIGITS = re.compile(r"\d")
+
+
+def redact(text: str) -> str:
+    """A message text as it may be kept for people: every digit masked (a PIN, a number)."""
+    return _DIGITS.sub("*", text)[:320]
 
 
 class MenuEngine:
@@ -75,73 +120,183 @@ class MenuEngine:
         texts: Catalogue,
         clock: Clock,
         config: EngineConfig,
+        keys: SecretKeys,
+        dead_letters: DeadLetterSink,
+        shortcut_acks: ShortcutAcks | None = None,
     ) -> None:
         self.ledger = ledger
         self.store = store
         self.texts = texts
         self.clock = clock
         self.config = config
+        self.keys = keys
+        self.dead_letters = dead_letters
+        # Only for a store whose memory dies with this worker (see ``ledger.shortcut_acks``).
+        self.shortcut_acks = shortcut_acks
         self.pools = {"agent": MachinePool(AgentMenu), "subscriber": MachinePool(SubscriberMenu)}
-        self._sealer: Sealer | None = None
+        self.sealer = Sealer(keys.derive("session-seal"))
 
-    async def handle(self, inbound: Inbound) -> list[Outbound]:
-        """The direct reply to ``inbound`` (possibly none), after the session is saved."""
+    def fingerprint(self, inbound: Inbound) -> str:
+        """What identifies the message's content when it must be matched: a keyed HMAC."""
+        return self.keys.mac(
+            "inbound", inbound.source, inbound.destination, inbound.text, inbound.resend_marks
+        )
+
+    async def handle(self, inbound: Inbound) -> Handled:
+        """Take ``inbound`` in and answer it; the caller must ``finish`` the result."""
         phone, cfg = inbound.source, self.config
-        now = self.clock.now()
-        minute = int(now.timestamp() // 60)
+        fingerprint = self.fingerprint(inbound)
         deadline = time.monotonic() + cfg.lock_wait_s
         pause, conflicts = 0.001, 0
         while True:
+            now = self.clock.now()
             claim = await self.store.claim(
-                phone, inbound.message_key, minute=minute, limit=cfg.rate_limit_per_min
+                phone,
+                fingerprint,
+                arrived_ms=_ms(inbound.received_at or now),
+                now_ms=_ms(now),
+                minute=int(now.timestamp() // 60),
+                limit=cfg.rate_limit_per_min,
             )
-            if claim.status is ClaimStatus.DUPLICATE:
-                text, final = json.loads(claim.reply or '["", true]')
-                return self._reply(inbound, [text] if text else [], final)
-            if claim.status is ClaimStatus.LIMITED:
-                if not claim.notify:
-                    return []
-                return self._reply(inbound, [self.texts.render("rate_limited")], True)
             if claim.status is ClaimStatus.BUSY:
                 if time.monotonic() > deadline:
                     raise EngineBusy(f"phone {phone} stayed locked for {cfg.lock_wait_s}s")
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.05)
                 continue
-            try:
-                parts, final, session = await self._step(inbound, claim)
-            except BaseException:
-                await self.store.release(phone, claim)
-                raise
-            text = "\n".join(parts)
-            session.version = claim.version + 1
-            saved = await self.store.commit(
-                phone,
-                claim,
-                session=None if session.empty else session.to_json(),
-                version=session.version,
-                session_ttl_s=max(cfg.session_timeout_s, cfg.duplicate_window_s),
-                message_key=inbound.message_key,
-                reply=json.dumps([text, final], ensure_ascii=False),
-                reply_ttl_s=cfg.reply_ttl_s,
-            )
-            if saved:
-                return self._reply(inbound, [text] if text else [], final)
+            if claim.status is ClaimStatus.LIMITED:
+                notice = [self.texts.render("rate_limited")] if claim.notify else []
+                return Handled(self._reply(inbound, notice, True))
+            handled = await self._handle_claimed(inbound, claim, fingerprint)
+            if handled is not None:
+                return handled
             conflicts += 1  # our lock expired and another worker moved the session on
             if conflicts > 3:
                 raise EngineBusy(f"phone {phone}: session kept changing under us")
+
+    async def _handle_claimed(
+        self, inbound: Inbound, claim: Claim, fingerprint: str
+    ) -> Handled | None:
+        """Answer a claimed message; None if the commit lost the lock or the version."""
+        phone = inbound.source
+        moved: list[str] = []  # the key of a one-message operation this message ran
+
+        async def finish(acked: bool) -> None:
+            await self.store.finish(
+                phone, claim, fingerprint=fingerprint, acked=acked, now_ms=_ms(self.clock.now())
+            )
+            if acked and moved and self.shortcut_acks is not None:
+                self.shortcut_acks.acked(moved[0])
+
+        if claim.status is ClaimStatus.DUPLICATE:
+            text, final = json.loads(claim.reply or '["", true]')
+            return Handled(
+                self._reply(inbound, [text] if text else [], final), claim.message_id, finish
+            )
+        if claim.attempts > self.config.max_attempts:  # earlier copies never finished
+            return await self._dead_letter(inbound, claim, fingerprint, "never finished", finish)
+        try:
+            parts, final, session = await self._step(inbound, claim, fingerprint, moved)
+            text = "\n".join(parts)
+            session.version = claim.version + 1
+            saved = await self._commit(
+                phone,
+                claim,
+                fingerprint,
+                None if session.empty else session.to_json(),
+                session.version,
+                [text, final],
+            )
+        except Exception as exc:
+            if claim.attempts < self.config.max_attempts:
+                await finish(False)
+                raise
+            log.error(
+                "mo id=%s from %s failed %d times (%s): dead-lettered",
+                claim.message_id,
+                phone,
+                claim.attempts,
+                type(exc).__name__,
+            )
+            error = f"{type(exc).__name__}: {exc}"
+            return await self._dead_letter(inbound, claim, fingerprint, error, finish)
+        if not saved:
+            await finish(False)
+            return None
+        return Handled(
+            self._reply(inbound, [text] if text else [], final), claim.message_id, finish
+        )
+
+    async def _commit(
+        self,
+        phone: str,
+        claim: Claim,
+        fingerprint: str,
+        session: str | None,
+        version: int,
+        reply: list[object],
+    ) -> bool:
+        cfg = self.config
+        return await self.store.commit(
+            phone,
+            claim,
+            fingerprint=fingerprint,
+            session=session,
+            version=version,
+            session_ttl_s=max(cfg.session_timeout_s, cfg.duplicate_window_s),
+            reply=json.dumps(reply, ensure_ascii=False),
+            now_ms=_ms(self.clock.now()),
+        )
+
+    async def _dead_letter(
+        self,
+        inbound: Inbound,
+        claim: Claim,
+        fingerprint: str,
+        error: str,
+        finish: Callable[[bool], Awaitable[None]],
+    ) -> Handled:
+        """Keep the message in the dead-letter list and answer it with a short "try later";
+        the session stays as it was."""
+        try:
+            await self.dead_letters.add(
+                DeadLetter(
+                    message_id=claim.message_id,
+                    source=inbound.source,
+                    destination=inbound.destination,
+                    transport=inbound.route.transport.value,
+                    text=redact(inbound.text),
+                    error=error[:400],
+                    attempts=claim.attempts,
+                    created_at=self.clock.now(),
+                )
+            )
+            text = self.texts.render("service_busy")
+            saved = await self._commit(
+                inbound.source, claim, fingerprint, claim.session, claim.version + 1, [text, True]
+            )
+        except BaseException:
+            await finish(False)
+            raise
+        if not saved:
+            await finish(False)
+            raise EngineBusy(f"phone {inbound.source}: session changed while dead-lettering")
+        return Handled(self._reply(inbound, [text], True), claim.message_id, finish)
+
+    async def answer(self, inbound: Inbound) -> list[Outbound]:
+        """Handle ``inbound`` and finish it as answered (``smsmenu chat``, tests): the replies."""
+        handled = await self.handle(inbound)
+        await handled.finish(True)
+        return handled.replies
 
     def _reply(self, inbound: Inbound, texts: list[str], final: bool) -> list[Outbound]:
         route = inbound.route.ending(final)
         return [Outbound(inbound.source, text, self.config.service_number, route) for text in texts]
 
-    async def sealer(self) -> Sealer:
-        if self._sealer is None:
-            key = await self.store.sealing_key()
-            self._sealer = self._sealer or Sealer(key)
-        return self._sealer
-
-    async def _step(self, inbound: Inbound, claim: Claim) -> tuple[list[str], bool, Session]:
+    async def _step(
+        self, inbound: Inbound, claim: Claim, fingerprint: str, moved: list[str]
+    ) -> tuple[list[str], bool, Session]:
+        """One step; the key of a one-message operation it ran is appended to ``moved``."""
         cfg, now = self.config, self.clock.now()
         ts = now.timestamp()
         phone, text = inbound.source, inbound.text.strip()
@@ -164,17 +319,18 @@ class MenuEngine:
         turn = Turn(
             ledger=self.ledger,
             texts=self.texts,
-            sealer=await self.sealer(),
+            sealer=self.sealer,
             zone=cfg.zone,
             phone=phone,
-            message_key=inbound.message_key,
+            message_id=claim.message_id,
+            fingerprint=fingerprint,
             route=inbound.route,
             now=now,
             agent_id=session.agent_id,
             data=session.data,
         )
         if session.menu == "agent" and shortcuts.keyword(text) is not None:
-            await self._shortcut(session, turn, text, ts)
+            await self._shortcut(session, turn, text, ts, moved)
             return turn.parts, not session.in_dialogue, session
 
         pool = self.pools[session.menu]
@@ -192,7 +348,9 @@ class MenuEngine:
 
     # -- shortcuts (SPEC §5) -----------------------------------------------------------------
 
-    async def _shortcut(self, session: Session, turn: Turn, text: str, ts: float) -> None:
+    async def _shortcut(
+        self, session: Session, turn: Turn, text: str, ts: float, moved: list[str]
+    ) -> None:
         try:
             command = shortcuts.parse(text)
         except ShortcutError as exc:
@@ -205,8 +363,11 @@ class MenuEngine:
         if isinstance(command, RechargeCommand):
             number, amount = command.number, command.amount_fen
             # Asked of the ledger, not remembered in the session: a session lost with its
-            # process (the in-process store) must not let a redelivered CZ run twice.
-            if await self.ledger.recent_duplicate(agent_id, number, amount, window) is not None:
+            # process (the in-process store) must not let a resent CZ run twice. This
+            # message's own recharge (a copy of it) is no duplicate: it gets its first result.
+            key = turn.shortcut_key
+            found = await self.ledger.recent_duplicate(agent_id, number, amount, window, key)
+            if found is not None:
                 session.pending = {
                     "op": "recharge",
                     "kind": command.kind.value,
@@ -214,10 +375,12 @@ class MenuEngine:
                     "amount": amount,
                     "notify": command.notify,
                     "expires": ts + window,
+                    "key": turn.new_op_key(),
                 }
                 turn.say("shortcut_duplicate", number=number, amount=format_yuan(amount))
                 return
-            await self._recharge(session, turn, command)
+            moved.append(key)
+            await self._recharge(session, turn, command, key)
         elif isinstance(command, BalanceCommand):
             try:
                 balance = await self.ledger.balance(agent_id, command.pin)
@@ -238,6 +401,7 @@ class MenuEngine:
                 "number": latest.number,
                 "amount": latest.amount_fen,
                 "expires": ts + window,
+                "key": turn.new_op_key(),
             }
             turn.say(
                 "shortcut_retry_confirm",
@@ -255,6 +419,7 @@ class MenuEngine:
             turn.say("shortcut_nothing_pending")
             return
         session.pending = None
+        key = turn.op_ledger_key(str(pending["key"]))
         if pending["op"] == "recharge":
             recharge = RechargeCommand(
                 Kind(pending["kind"]),
@@ -263,14 +428,14 @@ class MenuEngine:
                 command.pin,
                 pending.get("notify"),
             )
-            refused = await self._recharge(session, turn, recharge)
+            refused = await self._recharge(session, turn, recharge, key)
         else:
             try:
                 await self.ledger.retry(
                     session.agent_id or 0,
                     int(pending["tx"]),
                     command.pin,
-                    turn.ledger_key,
+                    key,
                     turn.route.ending(final=True),
                 )
                 refused = None
@@ -281,7 +446,7 @@ class MenuEngine:
             session.pending = pending  # the agent may send Y again with the right password
 
     async def _recharge(
-        self, session: Session, turn: Turn, command: RechargeCommand
+        self, session: Session, turn: Turn, command: RechargeCommand, key: str
     ) -> Refusal | None:
         request = RechargeRequest(
             agent_id=session.agent_id or 0,
@@ -289,7 +454,7 @@ class MenuEngine:
             number=command.number,
             amount_fen=command.amount_fen,
             pin=command.pin,
-            key=turn.ledger_key,
+            key=key,
             notify=command.notify,
             reply_route=turn.route.ending(final=True),
         )

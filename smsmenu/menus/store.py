@@ -1,17 +1,22 @@
-"""Session stores: where the engine keeps sessions, per-phone locks, replies for redelivered
-messages and the per-phone rate counters. Two behind one interface:
+"""Session stores: where the engine keeps sessions, per-phone locks, the messages taken in
+(``menus.intake``: which copy is which message, and its reply) and per-phone rate counters.
+Two behind one interface:
 
 - ``InProcessStore``: dictionaries in this process; the embedded default (one worker).
 - ``RedisStore``: redis-py asyncio; any number of workers share it (SPEC §13).
 
-A message costs two round trips. ``claim`` (one Lua script) answers a redelivered message from
-its stored reply, else takes the phone's lock (a random token, with an expiry so a dead worker
-cannot block a phone for ever), counts the message against the rate limit and loads the
-session. ``commit`` (one Lua script) checks that the lock is still ours and the session's
-version is the one loaded (compare-and-set), writes the session (or a tombstone that keeps the
-version counting) with the idle timeout as its TTL, stores the reply under the message key and
-releases the lock. ``release`` gives the lock back without writing, and only if still held by
-the token. All keys of one phone share a Redis Cluster hash tag ``{phone}``.
+A message costs three calls, each one round trip (one Lua script on Redis). ``claim`` takes the
+phone's lock (a random token, with an expiry so a dead worker cannot block a phone for ever),
+then, under it, decides whether the message is a copy of one taken in before (``intake``'s
+rule); a copy of an answered message gets its stored reply, a new one is counted against the
+rate limit (over it: no entry, the lock given back) and recorded with a random id; then the
+session is loaded. ``commit`` checks that the lock is still ours and the session's version the
+one loaded (compare-and-set), writes the session (or a tombstone that keeps the version
+counting) with the idle timeout as its TTL and stores the reply on the message's entry; the
+lock stays held. ``finish`` records whether the message's response reached the link (the
+entry is then kept only ``ack_grace``) and gives the lock back, only if still held by the
+token. All keys of one phone share a Redis Cluster hash tag ``{phone}``; a message's entries
+are found by its fingerprint (a keyed HMAC, never the text).
 
 The Python client, not Redis, is what limits a worker (a redis-py round trip costs ~160 µs of
 client CPU), so the Redis store pipelines automatically: the scripts that concurrent messages
@@ -22,7 +27,6 @@ issue while earlier ones are on the wire travel to Redis together as one pipelin
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import time
 from collections import OrderedDict
@@ -33,10 +37,12 @@ from typing import Any, Protocol
 import redis.asyncio as redis
 from redis.exceptions import NoScriptError
 
+from smsmenu.menus.intake import DEFAULT_WINDOWS, Entry, Windows, live, same_message
+
 
 class ClaimStatus(StrEnum):
-    OK = "ok"  # lock held: go on with ``session``, then commit or release
-    DUPLICATE = "dup"  # a message seen before: answer ``reply`` again, change nothing
+    OK = "ok"  # lock held: go on with ``session``, then commit and finish
+    DUPLICATE = "dup"  # a copy of an answered message: ``reply`` again, then finish
     BUSY = "busy"  # another message of this phone is being handled: try again shortly
     LIMITED = "limited"  # over the rate limit: ``notify`` on the first one over, else drop
 
@@ -44,6 +50,8 @@ class ClaimStatus(StrEnum):
 @dataclass(frozen=True)
 class Claim:
     status: ClaimStatus
+    message_id: str = ""  # the message's id: new, or the earlier copy's
+    attempts: int = 0  # how many copies of this message were taken in (this one included)
     token: str = ""
     session: str | None = None  # the session's JSON, if there is one
     version: int = 0  # the stored version (0 when none was ever stored)
@@ -52,7 +60,16 @@ class Claim:
 
 
 class SessionStore(Protocol):
-    async def claim(self, phone: str, message_key: str, *, minute: int, limit: int) -> Claim:
+    async def claim(
+        self,
+        phone: str,
+        fingerprint: str,
+        *,
+        arrived_ms: int,
+        now_ms: int,
+        minute: int,
+        limit: int,
+    ) -> Claim:
         """See the module notes. ``minute`` names the rate window, ``limit`` its size."""
         ...
 
@@ -61,52 +78,86 @@ class SessionStore(Protocol):
         phone: str,
         claim: Claim,
         *,
+        fingerprint: str,
         session: str | None,
         version: int,
         session_ttl_s: float,
-        message_key: str,
         reply: str,
-        reply_ttl_s: float,
+        now_ms: int,
     ) -> bool:
-        """Write ``session`` (None: none) as ``version``, the reply under the message key, and
-        release the lock: all or nothing; False if the lock or the version was lost."""
+        """Write ``session`` (None: none) as ``version`` and the message's reply, all or
+        nothing; False if the lock or the version was lost. The lock stays held."""
         ...
 
-    async def release(self, phone: str, claim: Claim) -> None: ...
-
-    async def sealing_key(self) -> bytes:
-        """The key every worker on this store uses to seal passwords in sessions."""
+    async def finish(
+        self, phone: str, claim: Claim, *, fingerprint: str, acked: bool, now_ms: int
+    ) -> None:
+        """The message's response was written (``acked``) or not; give the lock back."""
         ...
 
     async def aclose(self) -> None: ...
 
 
 class InProcessStore:
-    """Sessions in this process's memory; TTLs on the monotonic clock."""
+    """Sessions in this process's memory; TTLs on the monotonic clock, the intake's windows on
+    the engine's (epoch milliseconds)."""
 
-    def __init__(self, lock_ttl_s: float = 15.0, max_replies: int = 200_000) -> None:
+    def __init__(
+        self,
+        lock_ttl_s: float = 15.0,
+        windows: Windows = DEFAULT_WINDOWS,
+        max_entries: int = 200_000,
+    ) -> None:
         self.lock_ttl_s = lock_ttl_s
-        self.max_replies = max_replies  # the oldest stored replies go first beyond this
+        self.windows = windows
+        self.max_entries = max_entries  # the oldest entries go first beyond this
         self._claims = 0
         self._sessions: dict[str, tuple[int, str | None, float]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
-        self._replies: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], list[Entry]] = OrderedDict()
         self._rates: dict[tuple[str, int], int] = {}
         self._rate_minute = 0
-        self._key = os.urandom(32)
 
-    async def claim(self, phone: str, message_key: str, *, minute: int, limit: int) -> Claim:
+    async def claim(
+        self,
+        phone: str,
+        fingerprint: str,
+        *,
+        arrived_ms: int,
+        now_ms: int,
+        minute: int,
+        limit: int,
+    ) -> Claim:
         now = time.monotonic()
-        self._expire_replies(now)
         self._claims += 1
         if self._claims % 10_000 == 0:  # now and then, forget sessions nobody came back to
             self._sessions = {k: v for k, v in self._sessions.items() if v[2] > now}
-        stored = self._replies.get((phone, message_key))
-        if stored is not None:
-            return Claim(ClaimStatus.DUPLICATE, reply=stored[0])
         held = self._locks.get(phone)
         if held is not None and held[1] > now:
             return Claim(ClaimStatus.BUSY)
+        token = secrets.token_hex(8)
+        self._locks[phone] = (token, now + self.lock_ttl_s)
+        key = (phone, fingerprint)
+        entries = live(self._entries.pop(key, []), now_ms, self.windows)
+        entry = same_message(entries, arrived_ms, self.windows)
+        if entry is not None and entry.reply is not None:
+            self._keep(key, entries)
+            return Claim(ClaimStatus.DUPLICATE, entry.id, entry.attempts, token, reply=entry.reply)
+        if entry is not None:
+            entry.attempts += 1
+        else:
+            limited = self._over_limit(phone, minute, limit)
+            if limited is not None:
+                self._keep(key, entries)
+                del self._locks[phone]
+                return limited
+            entry = Entry(secrets.token_hex(8), arrived_ms)
+            entries.append(entry)
+        self._keep(key, entries)
+        version, session = self._load(phone, now)
+        return Claim(ClaimStatus.OK, entry.id, entry.attempts, token, session, version)
+
+    def _over_limit(self, phone: str, minute: int, limit: int) -> Claim | None:
         if minute != self._rate_minute:
             self._rates = {k: v for k, v in self._rates.items() if k[1] >= minute - 1}
             self._rate_minute = minute
@@ -114,10 +165,13 @@ class InProcessStore:
         self._rates[(phone, minute)] = count
         if count > limit:
             return Claim(ClaimStatus.LIMITED, notify=count == limit + 1)
-        token = secrets.token_hex(8)
-        self._locks[phone] = (token, now + self.lock_ttl_s)
-        version, session = self._load(phone, now)
-        return Claim(ClaimStatus.OK, token=token, session=session, version=version)
+        return None
+
+    def _keep(self, key: tuple[str, str], entries: list[Entry]) -> None:
+        if entries:
+            self._entries[key] = entries  # (re)inserted last: the dict stays in age order
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
 
     def _load(self, phone: str, now: float) -> tuple[int, str | None]:
         entry = self._sessions.get(phone)
@@ -128,93 +182,155 @@ class InProcessStore:
             return 0, None
         return entry[0], entry[1]
 
-    def _expire_replies(self, now: float) -> None:
-        while len(self._replies) > self.max_replies:
-            self._replies.popitem(last=False)
-        while self._replies:
-            key, (_, expires) = next(iter(self._replies.items()))
-            if expires > now:
-                break
-            del self._replies[key]
-
     def _holds(self, phone: str, claim: Claim, now: float) -> bool:
         held = self._locks.get(phone)
         return held is not None and held[0] == claim.token and held[1] > now
+
+    def _entry(self, phone: str, fingerprint: str, message_id: str) -> Entry | None:
+        for entry in self._entries.get((phone, fingerprint), []):
+            if entry.id == message_id:
+                return entry
+        return None
 
     async def commit(
         self,
         phone: str,
         claim: Claim,
         *,
+        fingerprint: str,
         session: str | None,
         version: int,
         session_ttl_s: float,
-        message_key: str,
         reply: str,
-        reply_ttl_s: float,
+        now_ms: int,
     ) -> bool:
         now = time.monotonic()
         if not self._holds(phone, claim, now):
             return False
         current, _ = self._load(phone, now)
         if current != claim.version:
-            del self._locks[phone]
             return False
         if session is None and version == 0:
             self._sessions.pop(phone, None)
         else:
             self._sessions[phone] = (version, session, now + session_ttl_s)
-        self._replies[(phone, message_key)] = (reply, now + reply_ttl_s)
-        del self._locks[phone]
+        entry = self._entry(phone, fingerprint, claim.message_id)
+        if entry is not None:
+            entry.reply = reply
         return True
 
-    async def release(self, phone: str, claim: Claim) -> None:
+    async def finish(
+        self, phone: str, claim: Claim, *, fingerprint: str, acked: bool, now_ms: int
+    ) -> None:
+        if acked:
+            entry = self._entry(phone, fingerprint, claim.message_id)
+            if entry is not None:
+                entry.acked_ms = now_ms
         if self._holds(phone, claim, time.monotonic()):
             del self._locks[phone]
 
-    async def sealing_key(self) -> bytes:
-        return self._key
+    def remember(self, phone: str, fingerprint: str, message_id: str, at_ms: int) -> None:
+        """Know again a message that an earlier run of this worker took in and never
+        acknowledged (``ledger.shortcut_acks``): a copy of it is then recognised."""
+        key = (phone, fingerprint)
+        self._keep(key, [*self._entries.pop(key, []), Entry(message_id, at_ms)])
 
     async def aclose(self) -> None:
         return None
 
 
-_CLAIM = """
-local reply = redis.call('GET', KEYS[1])
-if reply then return {'dup', reply} end
-if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'busy'} end
-local count = redis.call('INCR', KEYS[3])
-if count == 1 then redis.call('EXPIRE', KEYS[3], 120) end
-local limit = tonumber(ARGV[3])
-if count > limit then
-  redis.call('DEL', KEYS[2])
-  if count == limit + 1 then return {'limited', '1'} end
-  return {'limited', '0'}
+# Entries in Redis are JSON arrays [id, at_ms, attempts, reply or false, acked_ms or false],
+# one list per phone and fingerprint, kept while any entry lives (see ``intake``).
+_PRUNE = """
+local function load(key, now, grace, ttl)
+  local raw = redis.call('GET', key)
+  local kept = {}
+  if raw then
+    for _, e in ipairs(cjson.decode(raw)) do
+      local alive = true
+      if e[5] then alive = now - e[5] < grace end
+      if alive and now - e[2] < ttl then table.insert(kept, e) end
+    end
+  end
+  table.sort(kept, function(a, b) return a[2] < b[2] end)
+  return kept
 end
-local stored = redis.call('HMGET', KEYS[4], 'v', 's')
-if not stored[1] then return {'ok', '0'} end
-if stored[2] == '' then return {'ok', stored[1]} end
-return {'ok', stored[1], stored[2]}
+local function save(key, list, grace, ttl)
+  if #list == 0 then redis.call('DEL', key) return end
+  local life = grace
+  for _, e in ipairs(list) do if not e[5] then life = ttl end end
+  redis.call('SET', key, cjson.encode(list), 'PX', life)
+end
 """
 
-_COMMIT = """
+_CLAIM = (
+    _PRUNE
+    + """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'busy'} end
+local arrived, now = tonumber(ARGV[3]), tonumber(ARGV[4])
+local resend, grace, ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local list = load(KEYS[2], now, grace, ttl)
+local match = nil
+for _, e in ipairs(list) do
+  if not e[5] or (e[5] - e[2] >= resend and arrived - e[2] >= resend
+                  and arrived - e[5] < grace) then
+    match = e
+    break
+  end
+end
+if match and match[4] then
+  save(KEYS[2], list, grace, ttl)
+  return {'dup', match[1], match[3], match[4]}
+end
+if match then
+  match[3] = match[3] + 1
+else
+  local count = redis.call('INCR', KEYS[3])
+  if count == 1 then redis.call('EXPIRE', KEYS[3], 120) end
+  local limit = tonumber(ARGV[9])
+  if count > limit then
+    redis.call('DEL', KEYS[1])
+    if count == limit + 1 then return {'limited', '1'} end
+    return {'limited', '0'}
+  end
+  match = {ARGV[5], arrived, 1, false, false}
+  table.insert(list, match)
+end
+save(KEYS[2], list, grace, ttl)
+local stored = redis.call('HMGET', KEYS[4], 'v', 's')
+return {'ok', match[1], match[3], stored[1] or '0', stored[2] or ''}
+"""
+)
+
+_COMMIT = (
+    _PRUNE
+    + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local current = redis.call('HGET', KEYS[2], 'v') or '0'
-if current ~= ARGV[2] then
-  redis.call('DEL', KEYS[1])
-  return 0
-end
+if current ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[2], 'v', ARGV[3], 's', ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
-redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[7])
-redis.call('DEL', KEYS[1])
+local grace, ttl = tonumber(ARGV[9]), tonumber(ARGV[10])
+local list = load(KEYS[3], tonumber(ARGV[8]), grace, ttl)
+for _, e in ipairs(list) do if e[1] == ARGV[6] then e[4] = ARGV[7] end end
+save(KEYS[3], list, grace, ttl)
 return 1
 """
+)
 
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+_FINISH = (
+    _PRUNE
+    + """
+if ARGV[3] == '1' then
+  local now, grace, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+  local list = load(KEYS[2], now, grace, ttl)
+  for _, e in ipairs(list) do if e[1] == ARGV[2] then e[5] = now end end
+  save(KEYS[2], list, grace, ttl)
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
 """
+)
 
 
 class AutoPipeline:
@@ -287,22 +403,33 @@ class AutoPipeline:
 
 
 class RedisStore:
-    """Sessions, locks, replies and rate counters in Redis under ``prefix``."""
+    """Sessions, locks, intake entries and rate counters in Redis under ``prefix``."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "smsmenu:", lock_ttl_s: float = 15.0):
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = "smsmenu:",
+        lock_ttl_s: float = 15.0,
+        windows: Windows = DEFAULT_WINDOWS,
+    ):
         self.client = client
         self.prefix = prefix
         self.lock_ttl_ms = int(lock_ttl_s * 1000)
+        self.windows = windows
         self.pipeline = AutoPipeline(client)
-        self._scripts = {"claim": _CLAIM, "commit": _COMMIT, "release": _RELEASE}
+        self._scripts = {"claim": _CLAIM, "commit": _COMMIT, "finish": _FINISH}
         self._sha: dict[str, str] = {}
-        self._key: bytes | None = None
-        self._key_lock = asyncio.Lock()
         self._loading: asyncio.Future[None] | None = None
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "smsmenu:", lock_ttl_s: float = 15.0) -> RedisStore:
-        return cls(redis.from_url(url), prefix, lock_ttl_s)
+    def from_url(
+        cls,
+        url: str,
+        prefix: str = "smsmenu:",
+        lock_ttl_s: float = 15.0,
+        windows: Windows = DEFAULT_WINDOWS,
+    ) -> RedisStore:
+        return cls(redis.from_url(url), prefix, lock_ttl_s, windows)
 
     async def _load_scripts(self, stale: dict[str, str] | None = None) -> None:
         """Load the scripts into Redis once, however many callers need them at the same time
@@ -331,74 +458,94 @@ class RedisStore:
             await self._load_scripts(stale=known)
             return await self.pipeline.call("EVALSHA", self._sha[script], len(keys), *keys, *args)
 
-    def _keys(self, phone: str) -> tuple[str, str]:
-        tag = f"{{{phone}}}"
-        return f"{self.prefix}lock:{tag}", f"{self.prefix}session:{tag}"
+    def _key(self, kind: str, phone: str, suffix: str = "") -> str:
+        return f"{self.prefix}{kind}:{{{phone}}}{suffix}"
 
-    def _reply_key(self, phone: str, message_key: str) -> str:
-        return f"{self.prefix}reply:{{{phone}}}:{message_key}"
+    def _windows(self) -> list[int]:
+        w = self.windows
+        return [w.resend_after_ms, w.ack_grace_ms, w.entry_ttl_ms]
 
-    async def claim(self, phone: str, message_key: str, *, minute: int, limit: int) -> Claim:
-        lock, session = self._keys(phone)
-        rate = f"{self.prefix}rate:{{{phone}}}:{minute}"
+    async def claim(
+        self,
+        phone: str,
+        fingerprint: str,
+        *,
+        arrived_ms: int,
+        now_ms: int,
+        minute: int,
+        limit: int,
+    ) -> Claim:
         token = secrets.token_hex(8)
         result: list[Any] = await self._run(
             "claim",
-            [self._reply_key(phone, message_key), lock, rate, session],
-            [token, self.lock_ttl_ms, limit],
+            [
+                self._key("lock", phone),
+                self._key("in", phone, f":{fingerprint}"),
+                self._key("rate", phone, f":{minute}"),
+                self._key("session", phone),
+            ],
+            [
+                token,
+                self.lock_ttl_ms,
+                arrived_ms,
+                now_ms,
+                secrets.token_hex(8),
+                *self._windows(),
+                limit,
+            ],
         )
         status = ClaimStatus(_text(result[0]))
-        if status is ClaimStatus.DUPLICATE:
-            return Claim(status, reply=_text(result[1]))
         if status is ClaimStatus.BUSY:
             return Claim(status)
         if status is ClaimStatus.LIMITED:
             return Claim(status, notify=_text(result[1]) == "1")
-        stored = _text(result[2]) if len(result) > 2 else None
-        return Claim(status, token=token, session=stored, version=int(result[1]))
+        message_id, attempts = _text(result[1]), int(result[2])
+        if status is ClaimStatus.DUPLICATE:
+            return Claim(status, message_id, attempts, token, reply=_text(result[3]))
+        stored = _text(result[4]) or None
+        return Claim(status, message_id, attempts, token, stored, int(result[3]))
 
     async def commit(
         self,
         phone: str,
         claim: Claim,
         *,
+        fingerprint: str,
         session: str | None,
         version: int,
         session_ttl_s: float,
-        message_key: str,
         reply: str,
-        reply_ttl_s: float,
+        now_ms: int,
     ) -> bool:
-        lock, session_key = self._keys(phone)
         done = await self._run(
             "commit",
-            [lock, session_key, self._reply_key(phone, message_key)],
+            [
+                self._key("lock", phone),
+                self._key("session", phone),
+                self._key("in", phone, f":{fingerprint}"),
+            ],
             [
                 claim.token,
                 claim.version,
                 version,
                 session or "",
                 max(1, int(session_ttl_s * 1000)),
+                claim.message_id,
                 reply,
-                max(1, int(reply_ttl_s * 1000)),
+                now_ms,
+                *self._windows()[1:],
             ],
         )
         return bool(done)
 
-    async def release(self, phone: str, claim: Claim) -> None:
-        lock, _ = self._keys(phone)
-        await self._run("release", [lock], [claim.token])
-
-    async def sealing_key(self) -> bytes:
-        async with self._key_lock:  # the first messages arrive together: ask Redis once
-            if self._key is None:
-                name = f"{self.prefix}sealing-key"
-                await self.client.set(name, os.urandom(32), nx=True)
-                key = await self.client.get(name)
-                if not isinstance(key, bytes) or len(key) < 32:
-                    raise RuntimeError(f"the sealing key at {name} is malformed")
-                self._key = key
-        return self._key
+    async def finish(
+        self, phone: str, claim: Claim, *, fingerprint: str, acked: bool, now_ms: int
+    ) -> None:
+        await self._run(
+            "finish",
+            [self._key("lock", phone), self._key("in", phone, f":{fingerprint}")],
+            [claim.token, claim.message_id, "1" if acked else "0", now_ms, *self._windows()[1:]],
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()

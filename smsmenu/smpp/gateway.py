@@ -8,11 +8,12 @@ its own table of outstanding requests (our correlator: one dict entry per reques
 removed on its response, failed all at once when the link dies).
 
 Inbound: each deliver_sm becomes a task so the reader never waits for the menus. Receipts
-(esm_class 0x04) go to ``on_receipt``; concatenated parts wait in a ``Reassembler`` keyed by
-sender; a whole message goes to ``handler`` (one at a time per phone, in arrival order). The
-deliver_sm_resp of the message — of every part of it — is written only after the handler
-returned; if it raises, nothing is acked and the SMSC delivers again (with the same
-``message_key``). The handler's replies are then sent.
+(esm_class 0x04) go to ``on_receipt``; a part of a concatenated message is stored
+(``smpp.parts``) and acknowledged at once, except the part that completes its set, which
+travels with the whole message. A whole message goes to ``handler`` with an ``ack`` to call
+once it was taken in: the deliver_sm_resp is written then, never before, and never if the
+handler does not call it (the SMSC then delivers it again). Which copy is which message, the
+order of one phone's messages and the replies are the handler's business.
 
 Outbound: ``send`` splits the text (UCS2 for Chinese), submits part after part within a
 bounded window of outstanding submit_sm, and returns the SMSC's message id of every part
@@ -49,14 +50,16 @@ from smsmenu.messages import Inbound, Outbound, Transport
 from smsmenu.settings import Settings
 from smsmenu.smpp import concat, pdu, receipts
 from smsmenu.smpp.inbound import to_inbound
+from smsmenu.smpp.parts import Held, InProcessParts, Part, PartStore, Refused
 from smsmenu.smpp.text import Alphabet, choose_coding, encode
 from smsmenu.smpp.ussd import UssdCodes, reply_tlvs
 
 log = logging.getLogger("smsmenu.smpp")
 
-Handler = Callable[[Inbound], Awaitable[list[Outbound]]]
+#: Writes the deliver_sm_resp of a message (every part of it); True if it went to a live link.
+Ack = Callable[[], bool]
+Handler = Callable[[Inbound, Ack], Awaitable[None]]
 ReceiptCallback = Callable[[str, bool], Awaitable[None]]
-AckCallback = Callable[[str], Awaitable[None]]
 
 
 class LinkLost(ConnectionError):
@@ -97,7 +100,6 @@ class GatewayConfig:
     throttle_min_s: float = 0.5
     throttle_max_s: float = 30.0
     max_attempts: int = 5
-    part_timeout_s: float = 300.0
     registered_delivery: int = 1  # ask for delivery receipts of SMS (not of USSD)
     source_ton: int = 0
     source_npi: int = 0
@@ -139,7 +141,7 @@ class GatewayStatus:
     sent: int = 0  # parts accepted by the SMSC
     failed: int = 0  # messages refused for good
     retried: int = 0  # parts submitted again (throttled, timed out, link lost)
-    received: int = 0  # whole inbound messages acked
+    received: int = 0  # whole inbound messages acked (a part acked at once is not counted)
     receipts: int = 0
     handler_errors: int = 0
     binds: int = 0
@@ -213,21 +215,6 @@ class _Ack:
         return False
 
 
-@dataclass(frozen=True)
-class _Part:
-    ack: _Ack
-    sm: pdu.ShortMessage
-    seq: int
-
-
-class _PhoneGate:
-    """One phone's messages go to the handler one at a time, in arrival order."""
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
-
-
 class Gateway:
     """The ESME. ``await start()``, ``await send(outbound)``, ``await stop()``."""
 
@@ -236,12 +223,12 @@ class Gateway:
         config: GatewayConfig,
         handler: Handler,
         on_receipt: ReceiptCallback | None = None,
-        on_acked: AckCallback | None = None,
+        parts: PartStore | None = None,
     ) -> None:
         self.config = config
         self._handler = handler
         self._on_receipt = on_receipt
-        self._on_acked = on_acked
+        self.parts: PartStore = parts if parts is not None else InProcessParts()
         self.counters = GatewayStatus()
         self._link: _Link | None = None
         self._bound = asyncio.Event()
@@ -253,9 +240,6 @@ class Gateway:
         self._paused_until = 0.0
         self._throttle_delay = 0.0
         self._reference = itertools.count(1)
-        self._parts: concat.Reassembler[_Part] = concat.Reassembler(config.part_timeout_s)
-        self._phone_gates: dict[str, _PhoneGate] = {}
-        self._inflight: dict[str, list[_Ack]] = {}
         self._sent_ids: OrderedDict[str, str] = OrderedDict()
         self._was_bound = False
 
@@ -315,13 +299,11 @@ class Gateway:
         settings: Settings,
         handler: Handler,
         on_receipt: ReceiptCallback | None = None,
-        on_acked: AckCallback | None = None,
+        parts: PartStore | None = None,
         **overrides: Any,
     ) -> Gateway:
         """The gateway of ``settings`` (smsc_*, smpp_window, enquire_link_s, ussd_op_*)."""
-        return cls(
-            GatewayConfig.from_settings(settings, **overrides), handler, on_receipt, on_acked
-        )
+        return cls(GatewayConfig.from_settings(settings, **overrides), handler, on_receipt, parts)
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -446,26 +428,22 @@ class Gateway:
             await self._receipt(sm, ack)
             return
         segment, payload = concat.segment_of(sm)
-        acks: tuple[_Ack, ...] = (ack,)
-        first, coding = sm, sm.data_coding
+        coding, whole_set = sm.data_coding, None
         if segment is not None:
-            joined = self._parts.add(
-                sm.source,
-                sm.destination,
-                segment,
-                sm.data_coding,
-                payload,
-                _Part(ack, sm, segment.seq),
-                time.monotonic(),
+            stored = await self.parts.add(
+                Part(sm.source, sm.destination, segment, sm.data_coding, payload)
             )
-            if joined is None:
-                return  # acked with the whole message
-            payload, coding = joined.payload, joined.data_coding
-            first = min(joined.tokens, key=lambda part: part.seq).sm
-            acks = tuple(part.ack for part in joined.tokens)
+            if isinstance(stored, Held):
+                ack.send()
+                return
+            if isinstance(stored, Refused):
+                log.warning("mo part from %s refused: %s", sm.source, stored.reason)
+                ack.send(stored.status)
+                return
+            payload, coding, whole_set = stored.payload, stored.data_coding, stored.key
         try:
             inbound = to_inbound(
-                first,
+                sm,
                 payload,
                 coding,
                 segment,
@@ -474,67 +452,30 @@ class Gateway:
                 received_at=datetime.now(UTC),
             )
         except ValueError as exc:  # e.g. no source address: refused for good, not redelivered
-            log.warning("smpp: unusable message from %r refused: %s", first.source, exc)
-            for refused in acks:
-                refused.send(pdu.ESME_RINVSRCADR)
+            log.warning("smpp: unusable message from %r refused: %s", sm.source, exc)
+            ack.send(pdu.ESME_RINVSRCADR)
             return
-        key = inbound.message_key
-        waiting = self._inflight.get(key)
-        if waiting is not None:
-            # The SMSC delivered it again while the first copy is still in the handler:
-            # this copy is answered together with the first one.
-            waiting.extend(acks)
-            log.info("mo key=%s: redelivered while in the handler, acked with it", key)
-            return
-        mine = self._inflight[key] = list(acks)
-        gate = self._phone_gates.setdefault(inbound.source, _PhoneGate())
-        gate.users += 1
-        try:
-            async with gate.lock:  # replies inside too: a phone gets them in order
-                for reply in await self._handle(inbound, segment.total if segment else 1):
-                    try:
-                        await self.send(reply)
-                    except (SendFailed, GatewayStopped) as exc:
-                        log.error(
-                            "reply to %s for key=%s not sent: %s", reply.destination, key, exc
-                        )
-        finally:
-            if self._inflight.get(key) is mine:  # not a later copy's entry
-                del self._inflight[key]
-            gate.users -= 1
-            if gate.users == 0:
-                del self._phone_gates[inbound.source]
+        written: list[bool] = []
 
-    async def _handle(self, inbound: Inbound, parts: int) -> list[Outbound]:
-        """Runs the handler, then acks every copy of every part; [] if it raised."""
-        log.info(
-            "mo source=%s destination=%s transport=%s len=%d parts=%d key=%s",
-            inbound.source,
-            inbound.destination,
-            inbound.route.transport.value,
-            len(inbound.text),
-            parts,
-            inbound.message_key,
-        )  # the text may hold a password: only its length is logged
+        def take() -> bool:
+            """The message was taken in: write its response (once)."""
+            if not written:
+                written.append(ack.send())
+                self.counters.received += written[0]
+            return written[0]
+
         try:
-            replies = await self._handler(inbound)
+            await self._handler(inbound, take)
         except Exception as exc:
             self.counters.handler_errors += 1
             log.error(
-                "mo key=%s: handler failed (%s), not acked: the SMSC will redeliver",
-                inbound.message_key,
+                "mo from %s: handler failed (%s)%s",
+                inbound.source,
                 type(exc).__name__,
+                "" if written else ", not acked: the SMSC will deliver it again",
             )
-            return []
-        acks = self._inflight.pop(inbound.message_key, [])
-        written = [a.send() for a in acks]
-        self.counters.received += 1
-        if self._on_acked is not None and any(written):
-            try:
-                await self._on_acked(inbound.message_key)
-            except Exception as exc:
-                log.error("on_acked(%s) failed: %r", inbound.message_key, exc)
-        return replies
+        if whole_set is not None and written and written[0]:
+            await self.parts.done(whole_set)
 
     async def _receipt(self, sm: pdu.ShortMessage, ack: _Ack) -> None:
         receipt = receipts.parse(sm)
@@ -706,16 +647,12 @@ class Gateway:
     async def _housekeeping(self) -> None:
         last_status = time.monotonic()
         while True:
-            await asyncio.sleep(min(1.0, self.config.part_timeout_s / 2))
+            await asyncio.sleep(min(1.0, self.parts.limits.timeout_s / 2))
             now = time.monotonic()
-            for expired in self._parts.expire(now):
-                log.warning(
-                    "mo parts %s incomplete after %gs: refused, the SMSC will retry",
-                    expired.key[:2],
-                    self.config.part_timeout_s,
-                )
-                for part in expired.tokens:
-                    part.ack.send(pdu.ESME_RX_T_APPN)
+            try:
+                await self.parts.expire()
+            except Exception as exc:  # the store is away: try again later
+                log.error("expiring mo parts failed: %s", exc)
             if now - last_status >= self.config.status_interval_s:
                 last_status = now
                 log.info("smpp status %s", self.status().line())

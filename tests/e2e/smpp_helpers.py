@@ -8,28 +8,35 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from smsmenu.messages import Inbound, Outbound
-from smsmenu.smpp.gateway import Gateway, GatewayConfig
+from smsmenu.smpp.gateway import Ack, Gateway, GatewayConfig, Handler
+from smsmenu.smpp.parts import PartStore
 from smsmenu.smpp.simulator import Simulator
 
 SERVICE = "10001"
 
 
 class Recorder:
-    """A handler that records what it gets and answers with ``reply(inbound)``."""
+    """A handler that records what it gets, acks it and answers with ``reply(inbound)``
+    through the gateway it is bound with (``bound_pair`` sets ``gateway``)."""
 
     def __init__(self, reply: Callable[[Inbound], list[Outbound]] | None = None) -> None:
         self.inbound: list[Inbound] = []
         self.reply = reply or (lambda m: [Outbound(m.source, f"echo:{m.text}", SERVICE, m.route)])
         self.fail_next = 0
         self.changed = asyncio.Event()
+        self.gateway: Gateway | None = None
 
-    async def __call__(self, inbound: Inbound) -> list[Outbound]:
+    async def __call__(self, inbound: Inbound, ack: Ack) -> None:
         self.inbound.append(inbound)
         self.changed.set()
         if self.fail_next > 0:
             self.fail_next -= 1
             raise RuntimeError("handler failure (test)")
-        return self.reply(inbound)
+        replies = self.reply(inbound)
+        ack()
+        assert self.gateway is not None
+        for reply in replies:
+            await self.gateway.send(reply)
 
     async def wait(self, count: int, within_s: float = 10.0) -> list[Inbound]:
         async with asyncio.timeout(within_s):
@@ -58,22 +65,35 @@ def fast_config(port: int, **overrides: Any) -> GatewayConfig:
         "throttle_max_s": 0.4,
         "connect_timeout_s": 2.0,
         "max_attempts": 5,
-        "part_timeout_s": 5.0,
     }
     values.update(overrides)
     return GatewayConfig(**values)
 
 
+def gateway_for(
+    config: GatewayConfig,
+    handler: Handler,
+    on_receipt: Callable[[str, bool], Awaitable[None]] | None = None,
+    parts: PartStore | None = None,
+) -> Gateway:
+    """A gateway with ``handler`` (a ``Recorder`` answers through it)."""
+    gateway = Gateway(config, handler, on_receipt, parts)
+    if isinstance(handler, Recorder):
+        handler.gateway = gateway
+    return gateway
+
+
 @contextlib.asynccontextmanager
 async def bound_pair(
-    handler: Callable[[Inbound], Awaitable[list[Outbound]]] | None = None,
+    handler: Handler | None = None,
     on_receipt: Callable[[str, bool], Awaitable[None]] | None = None,
     simulator: dict[str, Any] | None = None,
+    parts: PartStore | None = None,
     **config: Any,
 ) -> AsyncIterator[tuple[Simulator, Gateway]]:
     sim = Simulator(**{"redeliver_after_s": 0.5, **(simulator or {})})
     port = await sim.start()
-    gateway = Gateway(fast_config(port, **config), handler or Recorder(), on_receipt)
+    gateway = gateway_for(fast_config(port, **config), handler or Recorder(), on_receipt, parts)
     try:
         await gateway.start()
         await gateway.wait_bound(5)

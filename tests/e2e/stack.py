@@ -30,7 +30,6 @@ FAST_GATEWAY: dict[str, Any] = {
     "throttle_min_s": 0.05,
     "throttle_max_s": 0.4,
     "connect_timeout_s": 2.0,
-    "part_timeout_s": 5.0,
 }
 FAST_SETTINGS: dict[str, Any] = {
     "outbox_poll_s": 0.05,
@@ -38,6 +37,9 @@ FAST_SETTINGS: dict[str, Any] = {
     "outbox_retry_max_s": 0.5,
     "outbox_lease_s": 5.0,
     "status_interval_s": 3600,
+    "smpp_part_timeout_s": 5.0,
+    # at most the simulator's response timer (its redeliver_after_s, 0.5 s by default here)
+    "inbound_resend_after_s": 0.4,
 }
 
 
@@ -105,12 +107,17 @@ async def running_stack(
     simulator: dict[str, Any] | None = None,
     gateway: dict[str, Any] | None = None,
     seeded: bool = False,
+    sim: Simulator | None = None,
     **settings: Any,
 ) -> AsyncIterator[Stack]:
-    """The product on ``database_url`` bound to a fresh simulator; the agent and subscribers
-    are seeded unless ``seeded`` (already there: a restart on the same database)."""
-    sim = Simulator(**{"redeliver_after_s": 0.5, **(simulator or {})})
-    port = await sim.start()
+    """The product on ``database_url`` bound to a fresh simulator (or to ``sim``, which it
+    then leaves running); the agent and subscribers are seeded unless ``seeded`` (already
+    there: a restart on the same database)."""
+    own = sim is None
+    if sim is None:
+        sim = Simulator(**{"redeliver_after_s": 0.5, **(simulator or {})})
+        await sim.start()
+    port = sim.port
     try:
         async with run_server(
             test_settings(database_url, redis_url, port, **settings),
@@ -132,4 +139,5 @@ async def running_stack(
             balance = await server.ledger.trial_balance()
             assert balance.ok, balance
     finally:
-        await sim.stop()
+        if own:
+            await sim.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -244,7 +245,7 @@ async def test_two_workers_on_postgres_and_redis_share_one_agent(
     # both workers took the agent's messages, and each sent some of the outbox
     assert await workers.terminate(a) == 0 and await workers.terminate(b) == 0
     logs = [workers.log(0), workers.log(1)]
-    assert all(" mo source=13800000001" in log for log in logs)
+    assert all(re.search(r" mo id=[0-9a-f]{16} source=13800000001", log) for log in logs)
     assert any("status bound=True" in log for log in logs)
     texts = Counter(m.text for m in sim.received[AGENT] + sim.received[MOBILE])
     assert set(texts.values()) == {1}, texts.most_common(2)

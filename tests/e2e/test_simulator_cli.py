@@ -10,8 +10,7 @@ import pytest
 
 from smsmenu.messages import Inbound, Outbound
 from smsmenu.smpp import script
-from smsmenu.smpp.gateway import Gateway
-from tests.e2e.smpp_helpers import SERVICE, Recorder, bound_pair, fast_config
+from tests.e2e.smpp_helpers import SERVICE, Recorder, bound_pair, fast_config, gateway_for
 from tests.servers import free_port
 
 # a hang must fail the test, not stall CI
@@ -57,7 +56,7 @@ async def _run_cli(tmp_path: Path, dialogue: str) -> tuple[int, str, str]:
         "--script", str(path), "--bind-timeout", "10", "--reply-timeout", "5",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    gateway = Gateway(fast_config(port), Recorder(_menu))
+    gateway = gateway_for(fast_config(port), Recorder(_menu))
     await gateway.start()
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 30)
@@ -89,7 +88,7 @@ async def test_cli_console(tmp_path: Path) -> None:
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdin is not None and proc.stdout is not None
-    gateway = Gateway(fast_config(port), Recorder(_menu))
+    gateway = gateway_for(fast_config(port), Recorder(_menu))
     try:
         banner = await asyncio.wait_for(proc.stdout.readline(), 10)
         assert f"127.0.0.1:{port}" in banner.decode()

@@ -60,20 +60,23 @@ class World:
     settings: Settings
     agent: AgentView
     outbox: Outbox
-    counter: int = 0
     outbox_mark: int = 0  # notices up to this id were written while setting up
     last: list[Outbound] = field(default_factory=list)
 
-    def key(self) -> str:
-        self.counter += 1
-        return f"m{self.counter}"
+    def inbound(self, text: str, phone: str = AGENT_PHONE, route: Route = SMS) -> Inbound:
+        """``text`` from ``phone``, arriving now."""
+        return Inbound(
+            phone, self.settings.service_number, text, route, received_at=self.clock.now()
+        )
 
     async def send(
-        self, text: str, phone: str = AGENT_PHONE, key: str | None = None, route: Route = SMS
+        self, text: str, phone: str = AGENT_PHONE, route: Route = SMS, acked: bool = True
     ) -> list[str]:
-        """The texts of the direct reply to ``text`` from ``phone``."""
-        inbound = Inbound(phone, self.settings.service_number, text, key or self.key(), route)
-        self.last = await self.engine.handle(inbound)
+        """The texts of the direct reply to ``text`` from ``phone``; ``acked=False``: its
+        response never reached the SMSC (which will resend it)."""
+        handled = await self.engine.handle(self.inbound(text, phone, route))
+        await handled.finish(acked)
+        self.last = handled.replies
         return [out.text for out in self.last]
 
     async def say(self, text: str, phone: str = AGENT_PHONE) -> str:

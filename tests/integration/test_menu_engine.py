@@ -1,5 +1,6 @@
 """Engine mechanics over the real ledger: retry list, shortcuts and the duplicate guard,
-subscribers, redelivery, rate limit, idle timeout, USSD routes, and two engines on one Redis."""
+subscribers, copies and bursts, dead letters, rate limit, idle timeout, USSD routes, and two
+engines on one Redis."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import asyncio
 
 import pytest
 
-from smsmenu.app import build_menu_engine
+from smsmenu.app import build_menu_engine, remember_unanswered_shortcuts
 from smsmenu.ledger.api import RechargeStatus
 from smsmenu.ledger.billing import ScriptedBilling
+from smsmenu.ledger.deadletters import DeadLetters
+from smsmenu.ledger.shortcut_acks import ShortcutAcks
 from smsmenu.menus.store import InProcessStore, RedisStore
-from smsmenu.messages import Inbound, Route, Transport, UssdDialogue
+from smsmenu.messages import Route, Transport, UssdDialogue
 from smsmenu.money import format_yuan
 from tests.integration.conftest import (
     AGENT_PHONE,
@@ -102,20 +105,46 @@ async def test_recharge_shortcut_and_duplicate_guard(world: World) -> None:
     assert agent.balance_fen == world.agent.balance_fen - total
 
 
-async def test_duplicate_guard_outlives_a_lost_session(world: World) -> None:
-    """In embedded mode the sessions die with the process: a CZ redelivered after a restart
-    (its ack was never sent) meets the guard, which asks the ledger, and runs no second time."""
-    key = "cz-before-the-crash"
-    cz = f"CZ 2 {MOBILE} 50 {TRADE_PIN}"
-    assert await world.send(cz, key=key) == []
-    restarted = build_menu_engine(
-        world.settings, world.ledger, InProcessStore(), world.clock, world.texts
+async def test_a_shortcut_resent_after_an_embedded_restart_runs_once(world: World) -> None:
+    """The in-process store's memory dies with its worker. A CZ whose response never reached
+    the SMSC (the worker was killed after the ledger's commit) is resent to the restarted
+    worker: it is recognised (``ledger.shortcut_acks``) and neither moves money again nor
+    asks for a confirmation; a CZ that was acknowledged is not remembered."""
+    acks = ShortcutAcks(world.ledger.engine, world.clock)
+    engine = build_menu_engine(
+        world.settings, world.ledger, world.store, world.clock, world.texts, shortcut_acks=acks
     )
-    world.clock.advance(5)
-    inbound = Inbound(AGENT_PHONE, world.settings.service_number, cz, key)
-    replies = [out.text for out in await restarted.handle(inbound)]
-    assert replies == [world.t("shortcut_duplicate", number=MOBILE, amount="50.00元")]
-    assert len(await world.ledger.recharges(world.agent.agent_id)) == 1
+    answered = f"CZ 3 {PHS} 20 {TRADE_PIN}"
+    handled = await engine.handle(world.inbound(answered))
+    await handled.finish(True)
+    await acks.flush()
+    cz = f"CZ 2 {MOBILE} 50 {TRADE_PIN}"
+    assert (await engine.handle(world.inbound(cz))).replies == []  # killed: never finished
+    world.clock.advance(90)  # restarted well after the duplicate guard's 60 s
+    store = InProcessStore()
+    restarted_acks = await remember_unanswered_shortcuts(world.ledger, store)
+    try:
+        restarted = build_menu_engine(
+            world.settings,
+            world.ledger,
+            store,
+            world.clock,
+            world.texts,
+            shortcut_acks=restarted_acks,
+        )
+        resent = await restarted.handle(world.inbound(cz))
+        assert resent.replies == []
+        await resent.finish(True)
+        views = await world.ledger.recharges(world.agent.agent_id)
+        assert sorted((v.number, v.amount_fen) for v in views) == [(PHS, 2000), (MOBILE, 5000)]
+        assert len(await world.notices()) == 2  # one result notice per operation
+        # the same CZ typed again later is a new input again (the guard's window is over)
+        await restarted_acks.flush()
+        world.clock.advance(90)
+        assert (await restarted.answer(world.inbound(cz))) == []
+        assert len(await world.ledger.recharges(world.agent.agent_id)) == 3
+    finally:
+        await restarted_acks.stop()
 
 
 async def test_shortcut_errors_and_refusals(world: World) -> None:
@@ -170,26 +199,112 @@ async def test_subscriber_menu(world: World) -> None:
     assert await world.send("1", phone="13311110000") == [world.t("sub_unknown")]
 
 
-async def test_redelivered_message_gets_the_same_reply_and_moves_no_money(world: World) -> None:
+async def test_a_resent_message_gets_the_same_reply_and_moves_no_money(world: World) -> None:
+    """Messages whose response never reached the SMSC (``acked=False``) come again: the copy
+    is answered as the first one was and changes nothing."""
     for text in ("x", "1", "1", "1", "2", MOBILE):
         await world.say(text)
-    confirm = await world.send("50", key="confirm-screen")
-    assert await world.send("50", key="confirm-screen") == confirm  # redelivery: same reply
-    assert await world.send(TRADE_PIN, key="pin") == []
-    assert await world.send(TRADE_PIN, key="pin") == []
+    confirm = await world.send("50", acked=False)
+    assert await world.send("50") == confirm  # the copy: the confirmation screen again
+    assert await world.send(TRADE_PIN, acked=False) == []
+    assert await world.send(TRADE_PIN) == []
     assert len(await world.ledger.recharges(world.agent.agent_id)) == 1
-    # even with the stored reply lost, the ledger key derived from the message key holds
-    assert await world.send(f"CZ 3 {PHS} 20 {TRADE_PIN}", key="short") == []
-    if isinstance(world.store, InProcessStore):
-        world.store._replies.clear()
-    else:
-        assert isinstance(world.store, RedisStore)
-        keys = await world.store.client.keys(f"{world.store.prefix}reply:*")
-        await world.store.client.delete(*keys)
-    world.clock.advance(61)  # and out of the duplicate window
-    assert await world.send(f"CZ 3 {PHS} 20 {TRADE_PIN}", key="short") == []
+    assert await world.send(f"CZ 3 {PHS} 20 {TRADE_PIN}", acked=False) == []
+    world.clock.advance(61)  # out of the duplicate window: only the message's key holds
+    assert await world.send(f"CZ 3 {PHS} 20 {TRADE_PIN}") == []
     assert len(await world.ledger.recharges(world.agent.agent_id)) == 2
     assert len(await world.notices()) == 2  # one result notice per operation
+
+
+async def test_identical_texts_in_a_row_are_separate_inputs(world: World) -> None:
+    """ "1", "1", "1" from one phone, each answered before the next: three steps of the menu,
+    not one input and two copies."""
+    assert await world.say("1") == world.t("agent_main")
+    assert await world.say("1") == world.t("agent_tianyi")
+    assert await world.say("1") == world.t("agent_air")
+
+
+async def test_a_burst_taken_in_while_the_first_is_handled_is_separate_inputs(
+    world: World,
+) -> None:
+    """The SMSC flushes a queue: "1" three times, the second and third arriving before the
+    first was answered. They wait for the phone and are answered as three inputs, in order."""
+    replies = []
+
+    async def one(text: str) -> None:
+        replies.append(await world.send(text))
+
+    await asyncio.gather(one("1"), one("1"), one("1"))
+    assert replies == [[world.t("agent_main")], [world.t("agent_tianyi")], [world.t("agent_air")]]
+
+
+async def test_a_copy_resent_after_the_smscs_timer_during_a_slow_handling_is_recognised(
+    world: World,
+) -> None:
+    """The SMSC's response timer ran out while the first copy was still being handled: its
+    copy (arriving at least ``inbound_resend_after_s`` later) waits for the phone, and gets the
+    first copy's reply once the first copy's late response was written."""
+    for text in ("x", "1", "1", "1", "2", MOBILE):
+        await world.say(text)
+    first = await world.engine.handle(world.inbound("50"))
+    world.clock.advance(world.settings.inbound_resend_after_s)
+    copy = asyncio.ensure_future(world.engine.handle(world.inbound("50")))
+    await asyncio.sleep(0.05)
+    assert not copy.done()  # the phone is held until the first copy's response is written
+    await first.finish(True)
+    again = await copy
+    await again.finish(True)
+    assert again.message_id == first.message_id
+    assert [r.text for r in again.replies] == [r.text for r in first.replies]
+    # the next "0" is a new input: back one screen from the confirmation
+    assert await world.say("0") == world.t("agent_rc_amount")
+
+
+async def test_a_message_failing_every_time_is_dead_lettered_and_answered(world: World) -> None:
+    """A handler that raises leaves the message unanswered (the SMSC resends it); after
+    ``inbound_max_attempts`` failures it is answered "try later", kept in the dead-letter list
+    with its error and digits masked, and acknowledged."""
+    attempts = world.settings.inbound_max_attempts
+    real = world.ledger.balance
+
+    async def broken(agent_id: int, pin: str) -> int:
+        raise RuntimeError("the database went away")
+
+    world.ledger.balance = broken  # type: ignore[method-assign]
+    try:
+        for _ in range(attempts - 1):
+            with pytest.raises(RuntimeError):
+                await world.send(f"YE {TRADE_PIN}", acked=False)
+        assert await world.send(f"YE {TRADE_PIN}") == [world.t("service_busy")]
+    finally:
+        world.ledger.balance = real  # type: ignore[method-assign]
+    (letter,) = await DeadLetters(world.ledger.engine).rows()
+    assert letter.source == AGENT_PHONE and letter.attempts == attempts
+    assert letter.text == "YE ******" and "RuntimeError" in letter.error
+    assert TRADE_PIN not in repr(letter)
+    # the same text again later is a new message, handled normally
+    assert await world.say(f"YE {TRADE_PIN}") == world.t(
+        "agent_balance_result", balance=format_yuan(world.agent.balance_fen)
+    )
+
+
+async def test_a_message_whose_copies_never_finish_is_dead_lettered(world: World) -> None:
+    """A worker died handling it, every time (the crash loop): the next copy after
+    ``inbound_max_attempts`` is not handled again but answered "try later"."""
+    attempts = world.settings.inbound_max_attempts
+    inbound = world.inbound("1")
+    fingerprint = world.engine.fingerprint(inbound)
+    now_ms = int(world.clock.now().timestamp() * 1000)
+    for _ in range(attempts):  # taken in, then the worker died before answering
+        claim = await world.store.claim(
+            AGENT_PHONE, fingerprint, arrived_ms=now_ms, now_ms=now_ms, minute=0, limit=100
+        )
+        await world.store.finish(
+            AGENT_PHONE, claim, fingerprint=fingerprint, acked=False, now_ms=now_ms
+        )  # (its lock expired)
+    assert await world.send("1") == [world.t("service_busy")]
+    (letter,) = await DeadLetters(world.ledger.engine).rows()
+    assert letter.attempts == attempts + 1 and letter.error == "never finished"
 
 
 async def test_rate_limit(world: World) -> None:
@@ -252,24 +367,25 @@ async def test_two_engines_on_one_redis_keep_one_phone_consistent(world: World) 
     twin = build_menu_engine(world.settings, world.ledger, twin_store, world.clock, world.texts)
     engines = [world.engine, twin]
 
-    def inbound(text: str, key: str) -> Inbound:
-        return Inbound(AGENT_PHONE, "10001", text, key)
-
     # one dialogue, its messages alternating between the workers
     script = ["x", "1", "1", "1", "2", MOBILE, "50"]
     replies = []
     for i, text in enumerate(script):
-        replies.append(await engines[i % 2].handle(inbound(text, f"d{i}")))
+        replies.append(await engines[i % 2].answer(world.inbound(text)))
     assert replies[-1][0].text.startswith("C网手机")
-    # the password arrives at both workers at once (an SMSC redelivery to the other bind)
-    results = await asyncio.gather(
-        world.engine.handle(inbound(TRADE_PIN, "pin")), twin.handle(inbound(TRADE_PIN, "pin"))
-    )
-    assert results == [[], []]
-    # and a burst of one phone's messages spread over both runs one at a time
+    # the password reaches the first worker, whose link is lost before its response is
+    # written; the SMSC resends it to the other worker's bind while the first still works
+    first = await world.engine.handle(world.inbound(TRADE_PIN))
+    resent = asyncio.ensure_future(twin.handle(world.inbound(TRADE_PIN)))
+    await asyncio.sleep(0.05)
+    await first.finish(False)
+    again = await resent
+    await again.finish(True)
+    assert first.replies == again.replies == [] and again.message_id == first.message_id
+    # a burst of one phone's messages spread over both runs one at a time
     burst = await asyncio.gather(
         *(
-            engines[i % 2].handle(inbound(f"CZ 3 {PHS} {10 * (i + 1)} {TRADE_PIN}", f"b{i}"))
+            engines[i % 2].answer(world.inbound(f"CZ 3 {PHS} {10 * (i + 1)} {TRADE_PIN}"))
             for i in range(6)
         )
     )
@@ -280,15 +396,17 @@ async def test_two_engines_on_one_redis_keep_one_phone_consistent(world: World) 
     )
     agent = await world.ledger.agent(world.agent.agent_id)
     assert agent.balance_fen == world.agent.balance_fen - sum(v.debit_fen for v in views)
-    # both see the same session afterwards
-    assert (await twin.handle(inbound("1", "after")))[0].text == world.t("agent_main")
-    assert (await world.engine.handle(inbound("1", "after2")))[0].text == world.t("agent_tianyi")
+    # both see the same session afterwards, and "1" twice is two inputs
+    assert (await twin.answer(world.inbound("1")))[0].text == world.t("agent_main")
+    assert (await world.engine.answer(world.inbound("1")))[0].text == world.t("agent_tianyi")
 
 
 async def test_a_dead_workers_lock_expires(world: World) -> None:
     """A worker that died holding a phone's lock delays that phone until the lock expires
     (2 s in these tests), and never blocks other phones."""
-    held = await world.store.claim(AGENT_PHONE, "dead-worker", minute=0, limit=1000)
+    held = await world.store.claim(
+        AGENT_PHONE, "dead-worker", arrived_ms=0, now_ms=0, minute=0, limit=1000
+    )
     assert held.token
     # another phone goes through at once
     other = await asyncio.wait_for(world.send("1", phone=SUBSCRIBER_PHONE), 1.0)
@@ -300,17 +418,15 @@ async def test_a_dead_workers_lock_expires(world: World) -> None:
 
 async def test_one_phones_messages_run_one_at_a_time(world: World) -> None:
     """A burst from one phone on one engine: each message sees the previous one's session."""
-    replies = await asyncio.gather(
-        *(world.send(f"CZ 2 {MOBILE} 50 {TRADE_PIN}", key=f"burst{i}") for i in range(4))
-    )
+    replies = await asyncio.gather(*(world.send(f"CZ 2 {MOBILE} 50 {TRADE_PIN}") for _ in range(4)))
     duplicate = world.t("shortcut_duplicate", number=MOBILE, amount="50.00元")
     assert sorted(replies) == sorted([[], [duplicate], [duplicate], [duplicate]])
     assert len(await world.ledger.recharges(world.agent.agent_id)) == 1
 
 
 async def test_many_phones_at_once(world: World) -> None:
-    """More phones at once than the Redis client has connections (100): the first messages
-    ask for the sealing key once, and the scripts travel in a few pipelines."""
+    """More phones at once than the Redis client has connections (100): the scripts travel
+    in a few pipelines."""
     phones = [f"1331{i:07d}" for i in range(150)]
     replies = await asyncio.gather(*(world.send("hi", phone=phone) for phone in phones))
     assert replies == [[world.t("sub_main")]] * len(phones)

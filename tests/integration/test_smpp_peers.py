@@ -14,7 +14,7 @@ import smpp34
 
 from smsmenu.messages import Inbound, Outbound
 from smsmenu.smpp import concat, pdu
-from smsmenu.smpp.gateway import Gateway
+from smsmenu.smpp.gateway import Ack, Gateway
 from smsmenu.smpp.simulator import Simulator
 from smsmenu.smpp.text import Alphabet, decode
 from tests.e2e.smpp_helpers import SERVICE, fast_config
@@ -34,10 +34,10 @@ async def test_gateway_against_smpp34_server() -> None:
     await server.start()
     handled = asyncio.Event()
 
-    async def handler(inbound: Inbound) -> list[Outbound]:
+    async def handler(inbound: Inbound, ack: Ack) -> None:
         await asyncio.sleep(0.2)  # the SMSC must not get its deliver_sm_resp before this
         handled.set()
-        return []
+        ack()
 
     gateway = Gateway(fast_config(port), handler)
     try:
