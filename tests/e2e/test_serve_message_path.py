@@ -128,15 +128,15 @@ async def two_workers(
     sim = Simulator(redeliver_after_s=0.5, spread=True)
     await sim.start()
     try:
-        async with running_stack(pg_url, redis_url, sim=sim, store_prefix=redis_prefix) as a:
-            async with running_stack(
-                pg_url, redis_url, sim=sim, store_prefix=redis_prefix, seeded=True
-            ) as b:
-                async with asyncio.timeout(5):
-                    while sim.bound_sessions < 2:  # noqa: ASYNC110 - no event for it
-                        await asyncio.sleep(0.02)
-                b.cursor.update(a.cursor)
-                yield a, b
+        async with (
+            running_stack(pg_url, redis_url, sim=sim, store_prefix=redis_prefix) as a,
+            running_stack(pg_url, redis_url, sim=sim, store_prefix=redis_prefix, seeded=True) as b,
+        ):
+            async with asyncio.timeout(5):
+                while sim.bound_sessions < 2:  # noqa: ASYNC110 - no event for it
+                    await asyncio.sleep(0.02)
+            b.cursor.update(a.cursor)
+            yield a, b
     finally:
         await sim.stop()
 
