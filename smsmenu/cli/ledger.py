@@ -571,3 +571,34 @@ def outbox_list(destination: str | None, as_json: bool) -> None:
             or "outbox empty"
         ),
     )
+
+
+@root.group("deadletter")
+def deadletter_group() -> None:
+    """Messages that could not be handled (SPEC §11)."""
+
+
+@deadletter_group.command("list")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@json_option
+def deadletter_list(limit: int, as_json: bool) -> None:
+    """The newest dead letters, newest first: each was answered "try later" and acknowledged
+    after it failed too often; digits in its text are masked (it may hold a password)."""
+    from smsmenu.ledger.deadletters import DeadLetters
+
+    async def action(ledger: LedgerService) -> Any:
+        return await DeadLetters(ledger.engine).rows(limit)
+
+    letters = run_ledger(action)
+
+    def human(_: Any) -> str:
+        return (
+            "\n".join(
+                f"{d.created_at:%Y-%m-%d %H:%M:%S} {d.source} -> {d.destination}"
+                f" ({d.transport}, {d.attempts} attempts) {d.text!r}: {d.error}"
+                for d in letters
+            )
+            or "no dead letters"
+        )
+
+    emit(as_json, letters, human)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -532,3 +533,30 @@ def test_subscriber_status_and_a_broken_ledger(cli: Cli) -> None:
     assert broken.stderr.strip().count("\n") == 0
     asyncio.run(tamper(-1))
     assert cli.json("ledger", "check")["ok"] is True  # type: ignore[index]
+
+
+def test_deadletter_list(cli: Cli) -> None:
+    assert cli.json("db", "upgrade") == {"upgraded": True}
+    assert cli.json("deadletter", "list") == []
+    assert cli("deadletter", "list").stdout.strip() == "no dead letters"
+
+    async def add() -> None:
+        from smsmenu.ledger.db import create_engine
+        from smsmenu.ledger.deadletters import DeadLetter, DeadLetters
+
+        engine = create_engine(cli.url)
+        try:
+            await DeadLetters(engine).add(
+                DeadLetter(
+                    "0123456789abcdef", "13800000001", "10001", "sms", "YE ******",
+                    "RuntimeError: boom", 3, datetime(2026, 11, 10, 2, 0, tzinfo=UTC),
+                )
+            )  # fmt: skip
+        finally:
+            await engine.dispose()
+
+    asyncio.run(add())
+    (letter,) = cli.json("deadletter", "list")
+    assert letter["text"] == "YE ******" and letter["attempts"] == 3
+    assert letter["source"] == "13800000001" and letter["error"] == "RuntimeError: boom"
+    assert "RuntimeError: boom" in cli("deadletter", "list").stdout
