@@ -37,9 +37,7 @@ def part(seq: int, total: int = 3, ref: int = 7, phone: str = PHONE, size: int =
 
 
 @pytest.fixture(params=["inprocess", "redis"])
-async def make_store(
-    request: pytest.FixtureRequest, redis_prefix: str
-) -> AsyncIterator[object]:
+async def make_store(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[object]:
     made: list[RedisParts] = []
 
     def make(limits: Limits) -> PartStore:
