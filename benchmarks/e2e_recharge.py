@@ -38,6 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests import servers  # noqa: E402  (the tests' own database helpers)
 
+os.environ.setdefault("SMSMENU_SECRET_KEY", servers.TEST_SECRET_KEY)
+
 PG = os.environ.get("SMSMENU_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("SMSMENU_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 PIN = "135790"
@@ -215,6 +217,7 @@ async def main(args: argparse.Namespace) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SMSMENU_")}
         env.update(
             SMSMENU_DATABASE_URL=url,
+            SMSMENU_SECRET_KEY=servers.TEST_SECRET_KEY,
             SMSMENU_REDIS_URL=REDIS,
             SMSMENU_REDIS_PREFIX=f"bench:{uuid.uuid4().hex[:8]}:",
             SMSMENU_SMSC_PORT=str(port),

@@ -67,6 +67,8 @@ from smsmenu.money import format_yuan
 from smsmenu.settings import Settings
 from tests import servers
 
+os.environ.setdefault("SMSMENU_SECRET_KEY", servers.TEST_SECRET_KEY)
+
 PIN = "135790"
 AGENTS = 1000
 BIG_FLOAT = 10**12

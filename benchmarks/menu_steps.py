@@ -51,6 +51,8 @@ from smsmenu.messages import SMS, Inbound
 from smsmenu.settings import Settings
 from tests import servers
 
+os.environ.setdefault("SMSMENU_SECRET_KEY", servers.TEST_SECRET_KEY)
+
 PIN = "135790"
 # one dialogue: into the recharge flow, a quote, back out, around the account menu, and out
 NAVIGATION = ["hi", "1", "1", "1", "2", "TARGET", "50", "0", "0", "0", "00", "1", "1", "3", "0"]
@@ -74,7 +76,7 @@ def target(phone: str) -> str:
 
 
 async def drive(
-    engine: MenuEngine, phones: list[str], seconds: float, recharge_every: int, tag: str
+    engine: MenuEngine, phones: list[str], seconds: float, recharge_every: int
 ) -> tuple[int, int, list[float], float]:
     latencies: list[float] = []
     recharges = 0
@@ -90,9 +92,9 @@ async def drive(
             for step in script:
                 text = target(phone) if step == "TARGET" else step
                 counter += 1
-                inbound = Inbound(phone, "10001", text, f"{tag}:{counter}")
+                inbound = Inbound(phone, "10001", text, received_at=engine.clock.now())
                 started = time.perf_counter()
-                await engine.handle(inbound)
+                await engine.answer(inbound)
                 latencies.append(time.perf_counter() - started)
             if script is WITH_RECHARGE:
                 recharges += 1
@@ -117,7 +119,8 @@ async def machine_step_cost(rounds: int = 3000) -> tuple[float, float]:
         sealer=Sealer(b"k" * 32),
         zone=settings.zone,
         phone="13800000000",
-        message_key="k",
+        message_id="k",
+        fingerprint="f",
         route=SMS,
         now=SystemClock().now(),
         agent_id=1,
@@ -158,10 +161,10 @@ async def _worker(job: dict[str, Any]) -> dict[str, Any]:
         catalogue = load_catalogue(settings)
         ledger = LedgerService(db, SystemClock(), catalogue, settings)
         engine = build_menu_engine(settings, ledger, store, catalogue=catalogue)
-        await drive(engine, job["phones"], 1.0, job["recharge_every"], f"warm{job['tag']}")
+        await drive(engine, job["phones"], 1.0, job["recharge_every"])
         await asyncio.sleep(max(0.0, job["start_at"] - time.time()))
         steps, recharges, latencies, elapsed = await drive(
-            engine, job["phones"], job["seconds"], job["recharge_every"], job["tag"]
+            engine, job["phones"], job["seconds"], job["recharge_every"]
         )
         batching = ""
         if isinstance(store, RedisStore) and store.pipeline.batches:

@@ -11,9 +11,8 @@ import pytest
 
 from smsmenu.clock import FakeClock
 from tests import servers
+from tests.servers import TEST_SECRET_KEY
 
-# Every worker of a deployment shares one secret (SPEC §10); the tests' processes share this one.
-TEST_SECRET_KEY = "test-secret-key-not-for-production"
 os.environ.setdefault("SMSMENU_SECRET_KEY", TEST_SECRET_KEY)
 
 # The ledger's fixtures (database_url, ledger, ledger_settings, …): tests/ledger_fixtures.py

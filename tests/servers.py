@@ -19,6 +19,10 @@ from pathlib import Path
 
 import asyncpg
 
+#: The secret the tests' and benchmarks' processes share (SPEC §10: every worker of a
+#: deployment shares one); never one for production.
+TEST_SECRET_KEY = "test-secret-key-not-for-production"
+
 
 def port_open(host: str, port: int) -> bool:
     with socket.socket() as sock:

@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import MetaData, select
 
 from smsmenu.keys import SecretKeys
-from tests.conftest import TEST_SECRET_KEY
 from tests.e2e.stack import AGENT, MOBILE, Stack, running_stack
 from tests.e2e.test_serve_dialogues import expect_recharge_notices
 from tests.ledger_fixtures import MGMT_PIN, TRADE_PIN, truncate
+from tests.servers import TEST_SECRET_KEY
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -23,9 +23,9 @@ from smsmenu.money import format_yuan
 from smsmenu.settings import Settings
 from smsmenu.smpp import pdu
 from smsmenu.smpp.simulator import Simulator
-from tests.conftest import TEST_SECRET_KEY
 from tests.e2e.stack import AGENT, MOBILE, seed
 from tests.ledger_fixtures import TRADE_PIN, truncate
+from tests.servers import TEST_SECRET_KEY
 
 SMSMENU = [sys.executable, "-m", "smsmenu.cli.main"]
 

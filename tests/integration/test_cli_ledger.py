@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 
 from smsmenu.cli.main import root
 from smsmenu.ledger import rules
-from tests.conftest import TEST_SECRET_KEY
+from tests.servers import TEST_SECRET_KEY
 
 AGENT_KEYS = {"agent_id", "phone", "status", "balance_fen", "commission_bp"}
 RECHARGE_KEYS = {
