@@ -14,7 +14,7 @@ as any other text the subscriber menu does not know: nothing says whether a numb
 Money operations (recharge, retry, transfer) carry an idempotency key derived from the message
 key, so a redelivery can never move money twice even if its stored reply was lost; their result
 notice is written by the ledger (one result SMS per operation), so the engine's own reply to
-them is empty unless the ledger refused.
+them is empty unless the ledger refused or left a recharge pending (``say_if_pending``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from smsmenu.clock import Clock
 from smsmenu.ledger.api import AgentLedger, Kind, RechargeRequest, Refusal, Rule
 from smsmenu.menus import shortcuts
-from smsmenu.menus.agent import AgentMenu
+from smsmenu.menus.agent import AgentMenu, say_if_pending
 from smsmenu.menus.base import MachinePool, Turn
 from smsmenu.menus.sealing import Sealer
 from smsmenu.menus.session import IDLE, CorruptSession, Session
@@ -266,13 +266,14 @@ class MenuEngine:
             refused = await self._recharge(session, turn, recharge)
         else:
             try:
-                await self.ledger.retry(
+                view = await self.ledger.retry(
                     session.agent_id or 0,
                     int(pending["tx"]),
                     command.pin,
                     turn.ledger_key,
                     turn.route.ending(final=True),
                 )
+                say_if_pending(turn, view)
                 refused = None
             except Refusal as refusal:
                 turn.refusal(refusal)
@@ -294,8 +295,9 @@ class MenuEngine:
             reply_route=turn.route.ending(final=True),
         )
         try:
-            await self.ledger.recharge(request)
+            view = await self.ledger.recharge(request)
         except Refusal as refusal:
             turn.refusal(refusal)
             return refusal
+        say_if_pending(turn, view)
         return None
