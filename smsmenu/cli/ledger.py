@@ -343,7 +343,11 @@ def recharge() -> None:
 @click.option("--number", required=True)
 @click.option("--amount", required=True, help="Whole yuan: 10 to 1000, a multiple of 10.")
 @click.option("--pin", required=True, help="The agent's trade password.")
-@click.option("--notify", default=None, help="Notify number (fixed line / broadband).")
+@click.option(
+    "--notify",
+    default=None,
+    help="Who gets a fixed line's or broadband's receipt: a mobile number or a PHS subscriber.",
+)
 @click.option("--key", default=None, help="Idempotency key (generated if absent).")
 @json_option
 def recharge_make(

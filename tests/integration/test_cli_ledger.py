@@ -532,3 +532,17 @@ def test_subscriber_status_and_a_broken_ledger(cli: Cli) -> None:
     assert broken.stderr.strip().count("\n") == 0
     asyncio.run(tamper(-1))
     assert cli.json("ledger", "check")["ok"] is True  # type: ignore[index]
+
+
+def test_a_fixed_line_is_refused_as_notify_number(cli: Cli) -> None:
+    agent = str(seed(cli))
+    cli("subscriber", "add", "--number", "02787650000", "--kind", "phs", "--billing", "prepaid")
+    make = ("recharge", "make", "--agent", agent, "--kind", "fixed", "--number", "02787654321")
+    make += ("--amount", "50", "--pin", "135790", "--notify")
+    line = cli.refused("bad_notify_number", *make, "02787654321")
+    assert "通知号码" in line
+    assert cli.json("recharge", "list", "--agent", agent) == []
+    made = cli.json(*make, "02787650000")
+    assert isinstance(made, dict) and made["status"] == "succeeded"
+    rows = cli.json("outbox", "list", "--destination", "02787650000")
+    assert isinstance(rows, list) and [r["kind"] for r in rows] == ["target_receipt"]

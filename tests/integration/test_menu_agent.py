@@ -103,6 +103,26 @@ async def test_recharge_fixed_line_with_notify_number(world: World) -> None:
     assert len(await world.notices(MOBILE)) == 1  # the receipt went to the notify number
 
 
+async def test_a_fixed_line_is_no_notify_number(world: World) -> None:
+    """A fixed line (or broadband account) looks like a PHS number: the ledger tells them
+    apart; the menu asks for the notify number again, CZ answers the refusal."""
+    await walk_to_recharge(world)
+    await world.say("1")
+    await world.say(FIXED)
+    notify_screen = world.t("agent_rc_notify")
+    assert await world.say("50") == notify_screen
+    again = world.t("refusal_bad_notify_number") + "\n" + notify_screen
+    assert await world.say(BROADBAND) == again
+    assert await world.say(FIXED) == again
+    assert await world.say(PHS) == confirm_screen(world, "固定电话", FIXED, 5000, 100)
+    assert await world.send(TRADE_PIN) == []
+    assert len(await world.notices(PHS)) == 1
+    refused = await world.send(f"CZ 1 {FIXED} 60 {TRADE_PIN} {BROADBAND}")
+    assert refused == [world.t("refusal_bad_notify_number")]
+    assert len(await world.ledger.recharges(world.agent.agent_id)) == 1
+    assert await world.notices(BROADBAND) == []
+
+
 async def test_recharge_broadband_without_notice_and_phs(world: World) -> None:
     await walk_to_recharge(world)
     await world.say("4")
