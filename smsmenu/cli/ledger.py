@@ -500,7 +500,18 @@ def report() -> None:
 @click.option("--date", "day", default=None, help="Business day YYYY-MM-DD (default today).")
 @json_option
 def report_daily(day: str | None, as_json: bool) -> None:
-    """Per agent for one business day: recharges, their sum and commission, reversals."""
+    """Per agent for one business day (in TIMEZONE): recharges, net commission, reversals.
+
+    \b
+    recharges, recharged_fen  recharges that succeeded that day (reversed ones
+                              too) and their sum
+    commission_fen            net commission: on that day's recharges, less what
+                              that day's reversals clawed back (negative when a
+                              reversal after midnight claws back more)
+    reversals, reversed_fen   reversals done that day and the amounts they took
+                              back from the targets
+    reversed_commission_fen   the commission those reversals clawed back
+    """
     wanted = _day(day, "--date")
 
     async def action(ledger: LedgerService) -> Any:
@@ -513,8 +524,9 @@ def report_daily(day: str | None, as_json: bool) -> None:
         lambda _: (
             "\n".join(
                 f"{r.day} agent {r.agent_id}: {r.recharges} recharges "
-                f"{format_yuan(r.recharged_fen)}, commission {format_yuan(r.commission_fen)}, "
-                f"{r.reversals} reversals {format_yuan(r.reversed_fen)}"
+                f"{format_yuan(r.recharged_fen)}, net commission {format_yuan(r.commission_fen)}, "
+                f"{r.reversals} reversals {format_yuan(r.reversed_fen)} (commission clawed back "
+                f"{format_yuan(r.reversed_commission_fen)})"
                 for r in rows
             )
             or "no activity"

@@ -248,6 +248,15 @@ def test_recharge_flow(cli: Cli) -> None:
         and daily[0]["agent_id"] == int(agent)
         and daily[0]["recharges"] == 3
     )
+    # 2.00 + 1.00 + 1.00 yuan of commission, less the 1.00 the reversal (if any) clawed back
+    clawed_back = (
+        0 if rules.is_last_day_of_month(datetime.now(UTC), ZoneInfo("Asia/Shanghai")) else 100
+    )
+    assert (daily[0]["commission_fen"], daily[0]["reversed_commission_fen"]) == (
+        400 - clawed_back,
+        clawed_back,
+    )
+    assert "net commission" in cli("report", "daily", "--help").stdout
     records = cli.json("report", "records", "--agent", agent)
     assert isinstance(records, list) and {r["kind"] for r in records} >= {"recharge", "deposit"}
     rows = cli.json("outbox", "list", "--destination", "13900000002")
