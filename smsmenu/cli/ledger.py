@@ -221,7 +221,8 @@ def subscriber_show(number: str, as_json: bool) -> None:
 @click.option("--status", required=True, type=click.Choice([s.value for s in SubscriberStatus]))
 @json_option
 def subscriber_set_status(number: str, status: str, as_json: bool) -> None:
-    """Suspend (停机), reactivate or close a subscriber account."""
+    """Suspend (停机), reactivate or close a subscriber account. Closing is final: a closed
+    number's status cannot change again (refused: subscriber_closed)."""
     view = run_ledger(lambda ledger: ledger.set_subscriber_status(number, SubscriberStatus(status)))
     emit(as_json, subscriber_json(view), lambda v: subscriber_text(view))
 

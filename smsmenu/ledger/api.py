@@ -88,6 +88,7 @@ class Rule(StrEnum):
     # Added by the ledger (issue 2):
     PHONE_UNKNOWN = "phone_unknown"  # the bound phone to be is no subscriber at all
     RESERVATION_PENDING = "reservation_pending"  # close refused while a recharge is in flight
+    SUBSCRIBER_CLOSED = "subscriber_closed"  # closing a number is final: no status change after
 
 
 class Refusal(Exception):

@@ -517,6 +517,14 @@ def test_subscriber_status_and_a_broken_ledger(cli: Cli) -> None:
         "active",
     )
     assert cli("subscriber", "show", "--number", "13700000000", ok=False).exit_code == 1
+    closed = cli.json("subscriber", "set-status", "--number", "02787654321", "--status", "closed")
+    assert isinstance(closed, dict) and closed["status"] == "closed"
+    line = cli.refused(
+        "subscriber_closed",
+        *("subscriber", "set-status", "--number", "02787654321", "--status", "active"),
+    )
+    assert "02787654321" in line
+    assert cli.json("subscriber", "show", "--number", "02787654321")["status"] == "closed"  # type: ignore[index]
     # a tampered balance makes `ledger check` fail with one line
     import asyncio
 

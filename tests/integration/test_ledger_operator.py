@@ -444,3 +444,21 @@ async def test_subscriber_registry(ledger: LedgerService) -> None:
         ledger.set_subscriber_status("13900000000", SubscriberStatus.CLOSED), Rule.TARGET_UNKNOWN
     )
     assert await ledger.subscriber("13900000000") is None
+
+
+async def test_closing_a_number_is_final(ledger: LedgerService) -> None:
+    await ledger.add_subscriber(FIXED, Kind.FIXED, Billing.POSTPAID)
+    suspended = await ledger.set_subscriber_status(FIXED, SubscriberStatus.SUSPENDED)
+    assert suspended.status is SubscriberStatus.SUSPENDED
+    assert (await ledger.set_subscriber_status(FIXED, SubscriberStatus.ACTIVE)).status is (
+        SubscriberStatus.ACTIVE
+    )
+    closed = await ledger.set_subscriber_status(FIXED, SubscriberStatus.CLOSED)
+    assert closed.status is SubscriberStatus.CLOSED
+    for status in (SubscriberStatus.ACTIVE, SubscriberStatus.SUSPENDED):
+        refused = await refusal_of(
+            ledger.set_subscriber_status(FIXED, status), Rule.SUBSCRIBER_CLOSED
+        )
+        assert FIXED in ledger.explain(refused)
+    assert await ledger.set_subscriber_status(FIXED, SubscriberStatus.CLOSED) == closed  # no change
+    assert await ledger.subscriber(FIXED) == closed
