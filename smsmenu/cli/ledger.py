@@ -1,6 +1,8 @@
 """Ledger commands (SPEC §12): db, subscriber, agent, recharge, ledger check, report, outbox.
 
 Amounts on the command line are yuan; JSON output is fen with the field names of SPEC §12.
+Times are shown in the ``TIMEZONE`` setting: as local time in text, as ISO 8601 with that
+zone's offset in JSON.
 A refusal prints ``smsmenu: refused (<rule>): <reason>`` and exits 1; nothing moves then.
 Every command opens the database of ``SMSMENU_DATABASE_URL``; the schema is created only by
 ``smsmenu db upgrade``.
@@ -13,10 +15,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 
-from smsmenu.cli import emit, fail, json_option, root, to_jsonable
+from smsmenu.cli import emit, fail, json_option, local_time, root, to_jsonable
 from smsmenu.ledger.api import (
     AgentView,
     Billing,
@@ -42,6 +45,11 @@ BILLINGS = [b.value for b in Billing]
 def _settings() -> Settings:
     # mypy sees Field(default, ...) as required (no pydantic plugin); every field has a default.
     return Settings()  # type: ignore[call-arg]
+
+
+def _zone() -> ZoneInfo:
+    """The TIMEZONE setting: every time these commands print is shown in it."""
+    return _settings().zone
 
 
 def run_ledger(action: Callable[[LedgerService], Awaitable[T]]) -> T:
@@ -135,7 +143,7 @@ def subscriber_text(view: SubscriberView) -> str:
     )
 
 
-def recharge_json(view: RechargeView) -> dict[str, Any]:
+def recharge_json(view: RechargeView, zone: ZoneInfo) -> dict[str, Any]:
     return {
         "tx_id": view.tx_id,
         "number": view.number,
@@ -144,13 +152,13 @@ def recharge_json(view: RechargeView) -> dict[str, Any]:
         "commission_fen": view.commission_fen,
         "debit_fen": view.debit_fen,
         "status": view.status.value,
-        "created_at": view.created_at.isoformat(),
+        "created_at": view.created_at.astimezone(zone).isoformat(),
     }
 
 
-def recharge_text(view: RechargeView) -> str:
+def recharge_text(view: RechargeView, zone: ZoneInfo) -> str:
     return (
-        f"tx {view.tx_id}  {view.created_at.isoformat(timespec='seconds')}  "
+        f"tx {view.tx_id}  {local_time(view.created_at, zone)}  "
         f"{view.kind.value} {view.number}  amount {format_yuan(view.amount_fen)}  "
         f"commission {format_yuan(view.commission_fen)}  debit {format_yuan(view.debit_fen)}  "
         f"{view.status.value}"
@@ -366,7 +374,8 @@ def recharge_make(
         agent_id, Kind(kind), number, yuan(amount), pin, _key(key, "recharge"), notify
     )
     view = run_ledger(lambda ledger: ledger.recharge(request))
-    emit(as_json, recharge_json(view), lambda v: recharge_text(view))
+    zone = _zone()
+    emit(as_json, recharge_json(view, zone), lambda v: recharge_text(view, zone))
 
 
 @recharge.command("list")
@@ -385,10 +394,11 @@ def recharge_list(agent_id: int, start: str | None, end: str | None, as_json: bo
         return await ledger.recharges(agent_id, lower, upper)
 
     views = run_ledger(action)
+    zone = _zone()
     emit(
         as_json,
-        [recharge_json(v) for v in views],
-        lambda _: "\n".join(recharge_text(v) for v in views) or "no recharges",
+        [recharge_json(v, zone) for v in views],
+        lambda _: "\n".join(recharge_text(v, zone) for v in views) or "no recharges",
     )
 
 
@@ -407,6 +417,7 @@ def recharge_reverse(tx_id: int, key: str | None, as_json: bool) -> None:
             f"back from {view.number}, {format_yuan(view.debit_fen)} back to agent "
             f"{view.agent_id}"
         ),
+        _zone(),
     )
 
 
@@ -419,7 +430,8 @@ def recharge_reverse(tx_id: int, key: str | None, as_json: bool) -> None:
 def recharge_retry(agent_id: int, tx_id: int, pin: str, key: str | None, as_json: bool) -> None:
     """重复充值: run a failed recharge of the retry list again."""
     view = run_ledger(lambda ledger: ledger.retry(agent_id, tx_id, pin, _key(key, "retry")))
-    emit(as_json, recharge_json(view), lambda v: recharge_text(view))
+    zone = _zone()
+    emit(as_json, recharge_json(view, zone), lambda v: recharge_text(view, zone))
 
 
 @recharge.command("retry-list")
@@ -428,10 +440,11 @@ def recharge_retry(agent_id: int, tx_id: int, pin: str, key: str | None, as_json
 def recharge_retry_list(agent_id: int, as_json: bool) -> None:
     """The agent's retry list (failed in the last 24 hours, not since succeeded)."""
     views = run_ledger(lambda ledger: ledger.retry_list(agent_id))
+    zone = _zone()
     emit(
         as_json,
-        [recharge_json(v) for v in views],
-        lambda _: "\n".join(recharge_text(v) for v in views) or "nothing to retry",
+        [recharge_json(v, zone) for v in views],
+        lambda _: "\n".join(recharge_text(v, zone) for v in views) or "nothing to retry",
     )
 
 
@@ -441,7 +454,7 @@ def recharge_retry_list(agent_id: int, as_json: bool) -> None:
 def recharge_invoice(tx_id: int, as_json: bool) -> None:
     """Mark the invoice of a recharge printed (it can no longer be reversed)."""
     view = run_ledger(lambda ledger: ledger.mark_invoice_printed(tx_id))
-    emit(as_json, recharge_json(view), lambda v: f"invoice printed for recharge {tx_id}")
+    emit(as_json, recharge_json(view, _zone()), lambda v: f"invoice printed for recharge {tx_id}")
 
 
 @recharge.command("recover")
@@ -450,9 +463,10 @@ def recharge_invoice(tx_id: int, as_json: bool) -> None:
 def recharge_recover(older_than_s: float, as_json: bool) -> None:
     """Resolve reservations left pending by a crash (post or void)."""
     views = run_ledger(lambda ledger: ledger.recover_pending(older_than_s))
+    zone = _zone()
     emit(
         as_json,
-        [recharge_json(v) for v in views],
+        [recharge_json(v, zone) for v in views],
         lambda _: f"resolved {len(views)} pending recharge(s)",
     )
 
@@ -551,17 +565,19 @@ def report_records(agent_id: int, start: str | None, end: str | None, as_json: b
         return await ledger.records(agent_id, lower, upper)
 
     rows = run_ledger(action)
+    zone = _zone()
     emit(
         as_json,
         rows,
         lambda _: (
             "\n".join(
-                f"{r.created_at.isoformat(timespec='seconds')}  {r.kind}  {r.number or '-'}  "
+                f"{local_time(r.created_at, zone)}  {r.kind}  {r.number or '-'}  "
                 f"{format_yuan(r.amount_fen)}  tx {r.tx_id}"
                 for r in rows
             )
             or "no records"
         ),
+        zone,
     )
 
 
@@ -587,4 +603,5 @@ def outbox_list(destination: str | None, as_json: bool) -> None:
             "\n".join(f"{m.id} {m.status} {m.kind} -> {m.destination}: {m.text}" for m in rows)
             or "outbox empty"
         ),
+        _zone(),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -563,3 +563,28 @@ def test_a_fixed_line_is_refused_as_notify_number(cli: Cli) -> None:
     assert isinstance(made, dict) and made["status"] == "succeeded"
     rows = cli.json("outbox", "list", "--destination", "02787650000")
     assert isinstance(rows, list) and [r["kind"] for r in rows] == ["target_receipt"]
+
+
+def test_times_are_shown_in_the_timezone_setting(cli: Cli) -> None:
+    """SPEC §12: a person reads TIMEZONE's time (default Asia/Shanghai); JSON keeps ISO 8601
+    with the offset of that zone (the same instant)."""
+    agent = str(seed(cli))
+    make = ("recharge", "make", "--agent", agent, "--kind", "mobile", "--number", "13900000002")
+    made = cli.json(*make, "--amount", "10", "--pin", "135790")
+    assert isinstance(made, dict)
+    created = datetime.fromisoformat(str(made["created_at"]))
+    assert created.utcoffset() == timedelta(hours=8)
+    seen = created.strftime("%Y-%m-%d %H:%M:%S")
+    assert seen in cli("recharge", "list", "--agent", agent).stdout
+    assert seen in cli("report", "records", "--agent", agent).stdout
+    records = cli.json("report", "records", "--agent", agent)
+    assert isinstance(records, list) and {r["created_at"][-6:] for r in records} == {"+08:00"}
+    rows = cli.json("outbox", "list")
+    assert isinstance(rows, list) and {r["created_at"][-6:] for r in rows} == {"+08:00"}
+    env = {"SMSMENU_DATABASE_URL": cli.url, "SMSMENU_TIMEZONE": "America/New_York"}
+    listed = cli.runner.invoke(root, ["recharge", "list", "--agent", agent, "--json"], env=env)
+    (there,) = json.loads(listed.stdout)
+    assert datetime.fromisoformat(there["created_at"]) == created  # the same instant
+    assert there["created_at"][-6:] in ("-05:00", "-04:00")
+    human = cli.runner.invoke(root, ["report", "records", "--agent", agent], env=env).stdout
+    assert created.astimezone(ZoneInfo("America/New_York")).strftime("%H:%M:%S") in human
