@@ -155,11 +155,11 @@ async def test_target_refusals(ledger: LedgerService) -> None:
     await refused(ledger, req(agent, kind=Kind.PHS, number=FIXED), Rule.TARGET_KIND_MISMATCH)
     await refused(ledger, req(agent, kind=Kind.FIXED, number=MOBILE), Rule.BAD_NUMBER)
     await refused(ledger, req(agent, kind=Kind.MOBILE, number="1390000000"), Rule.BAD_NUMBER)
-    await ledger.set_subscriber_status(MOBILE, SubscriberStatus.CLOSED)
-    await refused(ledger, req(agent), Rule.TARGET_CLOSED)
     # a suspended (停机) target may be recharged: that is how it comes back
     await ledger.set_subscriber_status(MOBILE, SubscriberStatus.SUSPENDED)
     assert (await ledger.recharge(req(agent))).status is RechargeStatus.SUCCEEDED
+    await ledger.set_subscriber_status(MOBILE, SubscriberStatus.CLOSED)  # for good
+    await refused(ledger, req(agent, key="k2"), Rule.TARGET_CLOSED)
     await refused(
         ledger, req(agent, kind=Kind.FIXED, number=FIXED, notify="12"), Rule.BAD_NOTIFY_NUMBER
     )
