@@ -1,6 +1,8 @@
 """Ledger commands (SPEC §12): db, subscriber, agent, recharge, ledger check, report, outbox.
 
 Amounts on the command line are yuan; JSON output is fen with the field names of SPEC §12.
+Times are shown in the ``TIMEZONE`` setting: as local time in text, as ISO 8601 with that
+zone's offset in JSON.
 A refusal prints ``smsmenu: refused (<rule>): <reason>`` and exits 1; nothing moves then.
 Every command opens the database of ``SMSMENU_DATABASE_URL``; the schema is created only by
 ``smsmenu db upgrade``.
@@ -13,10 +15,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 
-from smsmenu.cli import emit, fail, json_option, root, to_jsonable
+from smsmenu.cli import emit, fail, json_option, local_time, root, to_jsonable
 from smsmenu.ledger.api import (
     AgentView,
     Billing,
@@ -42,6 +45,11 @@ BILLINGS = [b.value for b in Billing]
 def _settings() -> Settings:
     # mypy sees Field(default, ...) as required (no pydantic plugin); every field has a default.
     return Settings()  # type: ignore[call-arg]
+
+
+def _zone() -> ZoneInfo:
+    """The TIMEZONE setting: every time these commands print is shown in it."""
+    return _settings().zone
 
 
 def run_ledger(action: Callable[[LedgerService], Awaitable[T]]) -> T:
@@ -135,7 +143,7 @@ def subscriber_text(view: SubscriberView) -> str:
     )
 
 
-def recharge_json(view: RechargeView) -> dict[str, Any]:
+def recharge_json(view: RechargeView, zone: ZoneInfo) -> dict[str, Any]:
     return {
         "tx_id": view.tx_id,
         "number": view.number,
@@ -144,13 +152,13 @@ def recharge_json(view: RechargeView) -> dict[str, Any]:
         "commission_fen": view.commission_fen,
         "debit_fen": view.debit_fen,
         "status": view.status.value,
-        "created_at": view.created_at.isoformat(),
+        "created_at": view.created_at.astimezone(zone).isoformat(),
     }
 
 
-def recharge_text(view: RechargeView) -> str:
+def recharge_text(view: RechargeView, zone: ZoneInfo) -> str:
     return (
-        f"tx {view.tx_id}  {view.created_at.isoformat(timespec='seconds')}  "
+        f"tx {view.tx_id}  {local_time(view.created_at, zone)}  "
         f"{view.kind.value} {view.number}  amount {format_yuan(view.amount_fen)}  "
         f"commission {format_yuan(view.commission_fen)}  debit {format_yuan(view.debit_fen)}  "
         f"{view.status.value}"
@@ -221,7 +229,8 @@ def subscriber_show(number: str, as_json: bool) -> None:
 @click.option("--status", required=True, type=click.Choice([s.value for s in SubscriberStatus]))
 @json_option
 def subscriber_set_status(number: str, status: str, as_json: bool) -> None:
-    """Suspend (停机), reactivate or close a subscriber account."""
+    """Suspend (停机), reactivate or close a subscriber account. Closing is final: a closed
+    number's status cannot change again (refused: subscriber_closed)."""
     view = run_ledger(lambda ledger: ledger.set_subscriber_status(number, SubscriberStatus(status)))
     emit(as_json, subscriber_json(view), lambda v: subscriber_text(view))
 
@@ -343,7 +352,11 @@ def recharge() -> None:
 @click.option("--number", required=True)
 @click.option("--amount", required=True, help="Whole yuan: 10 to 1000, a multiple of 10.")
 @click.option("--pin", required=True, help="The agent's trade password.")
-@click.option("--notify", default=None, help="Notify number (fixed line / broadband).")
+@click.option(
+    "--notify",
+    default=None,
+    help="Who gets a fixed line's or broadband's receipt: a mobile number or a PHS subscriber.",
+)
 @click.option("--key", default=None, help="Idempotency key (generated if absent).")
 @json_option
 def recharge_make(
@@ -361,7 +374,8 @@ def recharge_make(
         agent_id, Kind(kind), number, yuan(amount), pin, _key(key, "recharge"), notify
     )
     view = run_ledger(lambda ledger: ledger.recharge(request))
-    emit(as_json, recharge_json(view), lambda v: recharge_text(view))
+    zone = _zone()
+    emit(as_json, recharge_json(view, zone), lambda v: recharge_text(view, zone))
 
 
 @recharge.command("list")
@@ -380,10 +394,11 @@ def recharge_list(agent_id: int, start: str | None, end: str | None, as_json: bo
         return await ledger.recharges(agent_id, lower, upper)
 
     views = run_ledger(action)
+    zone = _zone()
     emit(
         as_json,
-        [recharge_json(v) for v in views],
-        lambda _: "\n".join(recharge_text(v) for v in views) or "no recharges",
+        [recharge_json(v, zone) for v in views],
+        lambda _: "\n".join(recharge_text(v, zone) for v in views) or "no recharges",
     )
 
 
@@ -402,6 +417,7 @@ def recharge_reverse(tx_id: int, key: str | None, as_json: bool) -> None:
             f"back from {view.number}, {format_yuan(view.debit_fen)} back to agent "
             f"{view.agent_id}"
         ),
+        _zone(),
     )
 
 
@@ -414,7 +430,8 @@ def recharge_reverse(tx_id: int, key: str | None, as_json: bool) -> None:
 def recharge_retry(agent_id: int, tx_id: int, pin: str, key: str | None, as_json: bool) -> None:
     """重复充值: run a failed recharge of the retry list again."""
     view = run_ledger(lambda ledger: ledger.retry(agent_id, tx_id, pin, _key(key, "retry")))
-    emit(as_json, recharge_json(view), lambda v: recharge_text(view))
+    zone = _zone()
+    emit(as_json, recharge_json(view, zone), lambda v: recharge_text(view, zone))
 
 
 @recharge.command("retry-list")
@@ -423,10 +440,11 @@ def recharge_retry(agent_id: int, tx_id: int, pin: str, key: str | None, as_json
 def recharge_retry_list(agent_id: int, as_json: bool) -> None:
     """The agent's retry list (failed in the last 24 hours, not since succeeded)."""
     views = run_ledger(lambda ledger: ledger.retry_list(agent_id))
+    zone = _zone()
     emit(
         as_json,
-        [recharge_json(v) for v in views],
-        lambda _: "\n".join(recharge_text(v) for v in views) or "nothing to retry",
+        [recharge_json(v, zone) for v in views],
+        lambda _: "\n".join(recharge_text(v, zone) for v in views) or "nothing to retry",
     )
 
 
@@ -436,7 +454,7 @@ def recharge_retry_list(agent_id: int, as_json: bool) -> None:
 def recharge_invoice(tx_id: int, as_json: bool) -> None:
     """Mark the invoice of a recharge printed (it can no longer be reversed)."""
     view = run_ledger(lambda ledger: ledger.mark_invoice_printed(tx_id))
-    emit(as_json, recharge_json(view), lambda v: f"invoice printed for recharge {tx_id}")
+    emit(as_json, recharge_json(view, _zone()), lambda v: f"invoice printed for recharge {tx_id}")
 
 
 @recharge.command("recover")
@@ -445,9 +463,10 @@ def recharge_invoice(tx_id: int, as_json: bool) -> None:
 def recharge_recover(older_than_s: float, as_json: bool) -> None:
     """Resolve reservations left pending by a crash (post or void)."""
     views = run_ledger(lambda ledger: ledger.recover_pending(older_than_s))
+    zone = _zone()
     emit(
         as_json,
-        [recharge_json(v) for v in views],
+        [recharge_json(v, zone) for v in views],
         lambda _: f"resolved {len(views)} pending recharge(s)",
     )
 
@@ -496,7 +515,18 @@ def report() -> None:
 @click.option("--date", "day", default=None, help="Business day YYYY-MM-DD (default today).")
 @json_option
 def report_daily(day: str | None, as_json: bool) -> None:
-    """Per agent for one business day: recharges, their sum and commission, reversals."""
+    """Per agent for one business day (in TIMEZONE): recharges, net commission, reversals.
+
+    \b
+    recharges, recharged_fen  recharges that succeeded that day (reversed ones
+                              too) and their sum
+    commission_fen            net commission: on that day's recharges, less what
+                              that day's reversals clawed back (negative when a
+                              reversal after midnight claws back more)
+    reversals, reversed_fen   reversals done that day and the amounts they took
+                              back from the targets
+    reversed_commission_fen   the commission those reversals clawed back
+    """
     wanted = _day(day, "--date")
 
     async def action(ledger: LedgerService) -> Any:
@@ -509,8 +539,9 @@ def report_daily(day: str | None, as_json: bool) -> None:
         lambda _: (
             "\n".join(
                 f"{r.day} agent {r.agent_id}: {r.recharges} recharges "
-                f"{format_yuan(r.recharged_fen)}, commission {format_yuan(r.commission_fen)}, "
-                f"{r.reversals} reversals {format_yuan(r.reversed_fen)}"
+                f"{format_yuan(r.recharged_fen)}, net commission {format_yuan(r.commission_fen)}, "
+                f"{r.reversals} reversals {format_yuan(r.reversed_fen)} (commission clawed back "
+                f"{format_yuan(r.reversed_commission_fen)})"
                 for r in rows
             )
             or "no activity"
@@ -534,17 +565,19 @@ def report_records(agent_id: int, start: str | None, end: str | None, as_json: b
         return await ledger.records(agent_id, lower, upper)
 
     rows = run_ledger(action)
+    zone = _zone()
     emit(
         as_json,
         rows,
         lambda _: (
             "\n".join(
-                f"{r.created_at.isoformat(timespec='seconds')}  {r.kind}  {r.number or '-'}  "
+                f"{local_time(r.created_at, zone)}  {r.kind}  {r.number or '-'}  "
                 f"{format_yuan(r.amount_fen)}  tx {r.tx_id}"
                 for r in rows
             )
             or "no records"
         ),
+        zone,
     )
 
 
@@ -570,6 +603,7 @@ def outbox_list(destination: str | None, as_json: bool) -> None:
             "\n".join(f"{m.id} {m.status} {m.kind} -> {m.destination}: {m.text}" for m in rows)
             or "outbox empty"
         ),
+        _zone(),
     )
 
 
@@ -590,15 +624,16 @@ def deadletter_list(limit: int, as_json: bool) -> None:
         return await DeadLetters(ledger.engine).rows(limit)
 
     letters = run_ledger(action)
+    zone = _zone()
 
     def human(_: Any) -> str:
         return (
             "\n".join(
-                f"{d.created_at:%Y-%m-%d %H:%M:%S} {d.source} -> {d.destination}"
+                f"{local_time(d.created_at, zone)} {d.source} -> {d.destination}"
                 f" ({d.transport}, {d.attempts} attempts) {d.text!r}: {d.error}"
                 for d in letters
             )
             or "no dead letters"
         )
 
-    emit(as_json, letters, human)
+    emit(as_json, letters, human, zone)

@@ -9,12 +9,13 @@ import logging
 import signal
 import sys
 import tempfile
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
 import click
 
-from smsmenu.cli import emit, fail, json_option, root
+from smsmenu.cli import LogFormatter, emit, fail, json_option, root
 
 log = logging.getLogger("smsmenu.server")
 
@@ -28,10 +29,10 @@ def safe_url(url: str) -> str:
     return url
 
 
-class _JsonFormatter(logging.Formatter):
+class _JsonFormatter(LogFormatter):
     def format(self, record: logging.LogRecord) -> str:
         value: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "ts": self.formatTime(record),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
@@ -42,18 +43,19 @@ class _JsonFormatter(logging.Formatter):
 
 
 def configure_logging(
-    level: str, as_json: bool, stream: Any = None, path: Path | None = None
+    level: str, as_json: bool, zone: tzinfo, stream: Any = None, path: Path | None = None
 ) -> None:
-    """One line per event: ``time level logger key=value ...`` (or one JSON object)."""
+    """One line per event: ``time level logger key=value ...`` (or one JSON object), the time
+    in ``zone`` (the TIMEZONE setting)."""
     handler: logging.Handler = (
         logging.FileHandler(path, encoding="utf-8")
         if path is not None
         else logging.StreamHandler(stream or sys.stderr)
     )
     handler.setFormatter(
-        _JsonFormatter()
+        _JsonFormatter(None, zone)
         if as_json
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+        else LogFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", zone)
     )
     rootlog = logging.getLogger()
     rootlog.handlers[:] = [handler]
@@ -81,7 +83,7 @@ def serve(status_interval: float | None, as_json: bool) -> None:
             settings = settings.model_copy(update={"status_interval_s": status_interval})
     except Exception as exc:
         fail(f"bad settings: {exc}".splitlines()[0])
-    configure_logging(settings.log_level, as_json)
+    configure_logging(settings.log_level, as_json, settings.zone)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -211,8 +213,8 @@ def demo(
     if path.exists():
         fail(f"{path} exists: the demo starts from a fresh database (choose another --db)")
     log_path = path.with_suffix(".log")
-    configure_logging("INFO", False, path=log_path)
     base = Settings()  # type: ignore[call-arg]
+    configure_logging("INFO", False, base.zone, path=log_path)
     out = (lambda line: None) if as_json else click.echo
 
     async def main() -> scripts.Outcome | None:

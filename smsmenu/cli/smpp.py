@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from smsmenu.cli import emit, fail, json_option, root
+from smsmenu.cli import LogFormatter, emit, fail, json_option, root
 
 
 @root.command("simulator")
@@ -51,7 +51,9 @@ def simulator(
             steps = scripts.load(script)
         except scripts.ScriptError as exc:
             fail(str(exc))
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(LogFormatter("%(asctime)s %(name)s %(message)s", settings.zone))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     sim = Simulator(
         host=host,
         port=port,

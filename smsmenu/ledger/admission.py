@@ -54,6 +54,13 @@ def target(found_kind: str | None, found_status: str | None, kind: Kind, number:
         raise Refusal(Rule.TARGET_KIND_MISMATCH, number=number)
 
 
+def notify(found_kind: str | None, found_status: str | None, number: str | None) -> None:
+    """The receipt may go to notify ``number`` (None: no notice), whose subscriber row (if
+    any) is ``found_kind``/``found_status``: a mobile number or a PHS subscriber."""
+    if number is not None and rules.notify_target_rule(number, found_kind, found_status):
+        raise Refusal(Rule.BAD_NOTIFY_NUMBER, number=number)
+
+
 def funds(available_fen: int, debit_fen: int) -> None:
     if available_fen < debit_fen:
         raise Refusal(Rule.INSUFFICIENT_FUNDS, available_fen=available_fen)
@@ -69,10 +76,12 @@ def fingerprint(request: RechargeRequest) -> str:
 
 def admit(ctx: LedgerContext, agent: Any, request: RechargeRequest, now: datetime) -> rules.Price:
     """Check an agent context row (``statements.AGENT_CONTEXT`` read with the request's
-    number) against every rule and the trade password; the price if all say yes."""
+    number and notify number) against every rule and the trade password; the price if all
+    say yes."""
     agent_can_trade(agent)
     check_trade_pin(ctx, agent, request.pin, now)
     target(agent.t_kind, agent.t_status, request.kind, request.number)
+    notify(agent.n_kind, agent.n_status, request.notify)
     price = rules.price(request.amount_fen, agent.commission_bp)
     funds(agent.balance - agent.pending, price.debit_fen)
     return price
@@ -97,7 +106,7 @@ async def begin(
         number=request.number,
         amount_fen=request.amount_fen,
     )
-    agent = await queries.agent_context(conn, request.agent_id, request.number)
+    agent = await queries.agent_context(conn, request.agent_id, request.number, request.notify)
     price = admit(ctx, agent, request, now)
     await reset_failures(conn, agent)
     return txn, agent, price

@@ -88,6 +88,7 @@ class Rule(StrEnum):
     # Added by the ledger (issue 2):
     PHONE_UNKNOWN = "phone_unknown"  # the bound phone to be is no subscriber at all
     RESERVATION_PENDING = "reservation_pending"  # close refused while a recharge is in flight
+    SUBSCRIBER_CLOSED = "subscriber_closed"  # closing a number is final: no status change after
 
 
 class Refusal(Exception):
@@ -202,10 +203,14 @@ class DailyReportRow:
     agent_id: int
     day: date
     recharges: int  # recharges that succeeded that day (including ones reversed since)
-    recharged_fen: int
+    recharged_fen: int  # their amounts
+    # Net commission: on that day's recharges, less what that day's reversals clawed back
+    # (the day's change of what the operator owes the agent; negative if a reversal after
+    # midnight claws back more than the day earned).
     commission_fen: int
-    reversals: int  # reversals done that day
-    reversed_fen: int
+    reversals: int  # reversals done that day (of recharges of that day or the day before)
+    reversed_fen: int  # the amounts they took back from the targets
+    reversed_commission_fen: int  # the commission they clawed back
 
 
 @dataclass(frozen=True)

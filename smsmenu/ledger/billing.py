@@ -61,7 +61,8 @@ class ScriptedBilling:
     """An external backend in memory that does what the test tells it.
 
     ``fail_numbers`` are refused (FAILED); ``timeout_numbers`` hang until the caller's time-out
-    (and, if ``credit_on_timeout``, credit anyway: the case where only ``status`` tells).
+    (and, if ``credit_on_timeout``, credit anyway: the case where only ``status`` tells). With
+    ``status_hangs`` ``status`` hangs too: nobody can tell what became of a credit.
     """
 
     internal = False
@@ -71,10 +72,12 @@ class ScriptedBilling:
         fail_numbers: Iterable[str] = (),
         timeout_numbers: Iterable[str] = (),
         credit_on_timeout: bool = False,
+        status_hangs: bool = False,
     ) -> None:
         self.fail_numbers = set(fail_numbers)
         self.timeout_numbers = set(timeout_numbers)
         self.credit_on_timeout = credit_on_timeout
+        self.status_hangs = status_hangs
         self.credits: dict[str, tuple[str, int]] = {}  # key -> (number, amount)
         self.failed: set[str] = set()
         self.calls = 0
@@ -94,6 +97,8 @@ class ScriptedBilling:
         return Credit.CREDITED
 
     async def status(self, key: str) -> Credit:
+        if self.status_hangs:
+            await asyncio.sleep(3600)
         if key in self.credits:
             return Credit.CREDITED
         return Credit.FAILED if key in self.failed else Credit.UNKNOWN

@@ -133,7 +133,8 @@ class GroupCommit:
         outcomes: list[Any] = [None] * len(batch)
         async with unit_of_work(ctx.engine) as conn:
             agent_ids = sorted({w.request.agent_id for w in batch})
-            numbers = sorted({w.request.number for w in batch})
+            notifies = {w.request.notify for w in batch if w.request.notify}
+            numbers = sorted({w.request.number for w in batch} | notifies)
             agent_rows = {
                 r.id: r for r in (await conn.execute(sql.BATCH_AGENTS, {"ids": agent_ids})).all()
             }
@@ -179,6 +180,8 @@ class GroupCommit:
                     admission.target(
                         target and target.kind, target and target.status, req.kind, req.number
                     )
+                    told = target_rows.get(req.notify) if req.notify else None
+                    admission.notify(told and told.kind, told and told.status, req.notify)
                 except (Refusal, WrongPin) as exc:
                     outcomes[i] = exc
                     refused_txns.append(txn)

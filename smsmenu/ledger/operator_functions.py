@@ -94,13 +94,24 @@ async def add_subscriber(
 async def set_subscriber_status(
     ctx: LedgerContext, number: str, status: SubscriberStatus
 ) -> SubscriberView:
-    """Suspend (停机), reactivate or close a subscriber account (billing's decision)."""
+    """Suspend (停机), reactivate or close a subscriber account (billing's decision). Closing is
+    final: a closed number's status never changes again (closing it again changes nothing)."""
     async with unit_of_work(ctx.engine) as conn:
         result = await conn.execute(
-            update(subscribers).where(subscribers.c.number == number).values(status=status.value)
+            update(subscribers)
+            .where(subscribers.c.number == number, subscribers.c.status != SubscriberStatus.CLOSED)
+            .values(status=status.value)
         )
         if result.rowcount == 0:
-            raise Refusal(Rule.TARGET_UNKNOWN, number=number)
+            found = (
+                await conn.execute(
+                    select(subscribers.c.status).where(subscribers.c.number == number)
+                )
+            ).scalar()
+            if found is None:
+                raise Refusal(Rule.TARGET_UNKNOWN, number=number)
+            if status is not SubscriberStatus.CLOSED:
+                raise Refusal(Rule.SUBSCRIBER_CLOSED, number=number)
         await conn.commit()
     view = await queries.subscriber(ctx.engine, number)
     assert view is not None

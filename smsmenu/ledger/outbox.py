@@ -6,19 +6,40 @@ moved. The SMPP sender (another component) drives the rest through ``Outbox``:
 ``claim`` leases up to ``limit`` due rows to one worker (``status`` queued → sending, with
 ``claimed_by``/``claimed_until``; ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so that concurrent
 workers never claim the same row; on SQLite the write transaction serialises claimers). A row
-whose lease expired (the worker died) is claimable again: the only resend SMPP allows, since a
-worker that died after submit_sm and before ``mark_submitted`` cannot know if the SMSC took it.
-``mark_submitted`` records the SMSC's message id (status sent); ``mark_failed`` schedules a retry
-or gives up; ``mark_delivered`` applies a delivery receipt by SMSC message id.
+whose lease expired (the worker died or stalled) is claimable again: the only resend SMPP
+allows, since a worker that died after submit_sm and before ``record`` cannot know if the SMSC
+took it.
+
+Fencing. Every claim adds one to ``attempts``, so ``(id, claimed_by, attempts)`` names one
+claim: its ``Lease``. Every write to a claimed row — ``renew``, ``mark_failed``, recording the
+submit in ``record`` — names its lease and changes nothing unless the row is still ``sending``
+under that very claim. A worker whose lease lapsed and whose row another claim took (and maybe
+sent) can thus neither extend, requeue nor overwrite it: no third send, no lost record. A lapsed
+lease that nobody took yet is still that claim's (renewing it is safe: nobody else sent).
+Delivery outcomes (``record``'s second list, ``mark_delivered_any``) apply to rows already sent,
+and by row only to the copy whose SMSC message id they name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smsmenu.clock import Clock
@@ -27,6 +48,15 @@ from smsmenu.messages import SMS, Route, Transport
 
 QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
 DELIVERED, UNDELIVERABLE = "delivered", "undeliverable"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One claim of one row: the fencing token every write under that claim names."""
+
+    id: int
+    worker: str
+    attempt: int  # the ``attempts`` value the claim set
 
 
 @dataclass(frozen=True)
@@ -54,6 +84,12 @@ class OutboxMessage:
     error: str | None
 
     @property
+    def lease(self) -> Lease:
+        """The claim this row was read under (rows returned by ``claim``)."""
+        assert self.claimed_by is not None, "not a claimed row"
+        return Lease(self.id, self.claimed_by, self.attempts)
+
+    @property
     def route(self) -> Route:
         """The ``messages.Route`` this row travels by."""
         from smsmenu.messages import UssdDialogue
@@ -65,6 +101,15 @@ class OutboxMessage:
 
 def _message(row: Row[Any]) -> OutboxMessage:
     return OutboxMessage(**row._asdict())
+
+
+def _held(leases: Sequence[Lease]) -> ColumnElement[bool]:
+    """The rows still being sent under one of ``leases`` (the fence of every lease write)."""
+    claims = [(lease.id, lease.worker, lease.attempt) for lease in leases]
+    return and_(
+        outbox.c.status == SENDING,
+        tuple_(outbox.c.id, outbox.c.claimed_by, outbox.c.attempts).in_(claims),
+    )
 
 
 def row(
@@ -140,24 +185,9 @@ class Outbox:
             rows = (await conn.execute(stmt)).all()
         return sorted((_message(r) for r in rows), key=lambda m: m.id)
 
-    async def mark_submitted(self, id: int, smsc_message_id: str) -> None:
-        """The SMSC accepted row ``id`` (submit_sm_resp OK) under ``smsc_message_id``."""
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(outbox)
-                .where(outbox.c.id == id)
-                .values(
-                    status=SENT,
-                    smsc_message_id=smsc_message_id,
-                    submitted_at=self._clock.now(),
-                    claimed_by=None,
-                    claimed_until=None,
-                    error=None,
-                )
-            )
-
-    async def mark_failed(self, id: int, error: str, retry_at: datetime | None) -> None:
-        """Row ``id`` was not accepted: queue it again at ``retry_at``, or give up (None)."""
+    async def mark_failed(self, lease: Lease, error: str, retry_at: datetime | None) -> bool:
+        """The row of ``lease`` was not accepted: queue it again at ``retry_at``, or give up
+        (None). False (nothing changed) if that claim no longer holds the row."""
         values: dict[str, Any] = {
             "error": error[:400],
             "claimed_by": None,
@@ -168,7 +198,8 @@ class Outbox:
         else:
             values.update(status=QUEUED, next_attempt_at=retry_at)
         async with self._engine.begin() as conn:
-            await conn.execute(update(outbox).where(outbox.c.id == id).values(**values))
+            result = await conn.execute(update(outbox).where(_held([lease])).values(**values))
+        return bool(result.rowcount)
 
     async def mark_delivered(self, smsc_message_id: str, delivered: bool) -> int:
         """Apply a delivery receipt; returns how many rows it matched (0: unknown id)."""
@@ -183,39 +214,27 @@ class Outbox:
             )
         return int(result.rowcount)
 
-    async def renew(self, worker_id: str, ids: list[int], lease_s: float) -> int:
-        """Extend the lease of rows ``ids`` still being sent by ``worker_id``; returns how many
-        (a send that waits through a rebind or a throttle must not lose its lease)."""
-        if not ids:
-            return 0
+    async def renew(self, leases: Sequence[Lease], lease_s: float) -> dict[int, datetime]:
+        """Extend ``leases`` whose claim still holds its row; returns those rows' ids and new
+        expiry (a send that waits through a rebind or a throttle must not lose its lease; a
+        row missing from the answer is another claim's now)."""
+        if not leases:
+            return {}
+        until = self._clock.now() + timedelta(seconds=lease_s)
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 update(outbox)
-                .where(
-                    outbox.c.id.in_(ids),
-                    outbox.c.status == SENDING,
-                    outbox.c.claimed_by == worker_id,
-                )
-                .values(claimed_until=self._clock.now() + timedelta(seconds=lease_s))
+                .where(_held(leases))
+                .values(claimed_until=until)
+                .returning(outbox.c.id)
             )
-        return int(result.rowcount)
+            return {row_id: until for row_id in result.scalars()}
 
-    _SUBMITTED = (
-        update(outbox)
-        .where(outbox.c.id == bindparam("rid"))
-        .values(
-            status=SENT,
-            smsc_message_id=bindparam("mid"),
-            submitted_at=bindparam("at"),
-            claimed_by=None,
-            claimed_until=None,
-            error=None,
-        )
-    )
     _DELIVERED = (
         update(outbox)
         .where(
             outbox.c.id == bindparam("rid"),
+            outbox.c.smsc_message_id == bindparam("mid"),
             or_(
                 outbox.c.status == SENT,
                 outbox.c.status == DELIVERED,
@@ -226,26 +245,42 @@ class Outbox:
     )
 
     async def record(
-        self, submitted: list[tuple[int, str]], delivered: list[tuple[int, bool]]
-    ) -> None:
-        """In one transaction: rows accepted by the SMSC ``(id, smsc_message_id)``, then
-        delivery outcomes by row ``(id, delivered)`` (the sender batches both)."""
+        self, submitted: Sequence[tuple[Lease, str]], delivered: Sequence[tuple[int, str, bool]]
+    ) -> set[int]:
+        """In one transaction: rows the SMSC accepted ``(lease, smsc_message_id)``, then
+        delivery outcomes ``(row id, smsc_message_id, delivered)`` of rows recorded before (the
+        sender batches both). Returns the ids of the submits recorded: a lease that no longer
+        holds its row records nothing."""
         if not submitted and not delivered:
-            return
+            return set()
         now = self._clock.now()
+        recorded: set[int] = set()
         async with self._engine.begin() as conn:
             if submitted:
-                await conn.execute(
-                    self._SUBMITTED, [{"rid": i, "mid": m, "at": now} for i, m in submitted]
+                message_ids = {lease.id: message_id for lease, message_id in submitted}
+                result = await conn.execute(
+                    update(outbox)
+                    .where(_held([lease for lease, _ in submitted]))
+                    .values(
+                        status=SENT,
+                        smsc_message_id=case(message_ids, value=outbox.c.id),
+                        submitted_at=now,
+                        claimed_by=None,
+                        claimed_until=None,
+                        error=None,
+                    )
+                    .returning(outbox.c.id)
                 )
+                recorded = set(result.scalars())
             if delivered:
                 await conn.execute(
                     self._DELIVERED,
                     [
-                        {"rid": i, "st": DELIVERED if ok else UNDELIVERABLE, "at": now}
-                        for i, ok in delivered
+                        {"rid": i, "mid": m, "st": DELIVERED if ok else UNDELIVERABLE, "at": now}
+                        for i, m, ok in delivered
                     ],
                 )
+        return recorded
 
     async def mark_delivered_any(self, smsc_message_ids: list[str], delivered: bool) -> int:
         """Apply a receipt whose id may be stored in any of the forms ``smsc_message_ids``
@@ -299,4 +334,4 @@ class Outbox:
             return [_message(r) for r in (await conn.execute(stmt)).all()]
 
 
-__all__ = ["Outbox", "OutboxMessage", "add", "row"]
+__all__ = ["Lease", "Outbox", "OutboxMessage", "add", "row"]

@@ -26,9 +26,13 @@ _LOCK_FLOAT = (
 )
 
 
-async def agent_context(conn: AsyncConnection, agent_id: int, number: str = "") -> Any:
-    """``statements.AGENT_CONTEXT`` for ``agent_id`` (and target ``number``), or AGENT_UNKNOWN."""
-    row = (await conn.execute(sql.AGENT_CONTEXT, {"agent_id": agent_id, "number": number})).first()
+async def agent_context(
+    conn: AsyncConnection, agent_id: int, number: str = "", notify: str | None = None
+) -> Any:
+    """``statements.AGENT_CONTEXT`` for ``agent_id`` (and target ``number``, ``notify``
+    number), or AGENT_UNKNOWN."""
+    params = {"agent_id": agent_id, "number": number, "notify": notify}
+    row = (await conn.execute(sql.AGENT_CONTEXT, params)).first()
     if row is None:
         raise Refusal(Rule.AGENT_UNKNOWN, agent_id=agent_id)
     return row

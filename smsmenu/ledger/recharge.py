@@ -110,12 +110,13 @@ async def quote(
     """Check everything a recharge checks except the password, and price it."""
     admission.request_fields(kind, number, amount_fen, notify)
     async with ctx.engine.connect() as conn:
-        agent = await queries.agent_context(conn, agent_id, number)
+        agent = await queries.agent_context(conn, agent_id, number, notify)
     admission.agent_can_trade(agent)
     locked = agent.pin_locked_until
     if locked is not None and locked > ctx.clock.now():
         raise Refusal(Rule.PIN_LOCKED, until=locked)
     admission.target(agent.t_kind, agent.t_status, kind, number)
+    admission.notify(agent.n_kind, agent.n_status, notify)
     price = rules.price(amount_fen, agent.commission_bp)
     admission.funds(agent.balance - agent.pending, price.debit_fen)
     return Quote(number, kind, amount_fen, price.commission_fen, price.debit_fen, notify)

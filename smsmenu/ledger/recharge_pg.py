@@ -61,8 +61,9 @@ _requests = (
         bindparam("agent_ids", type_=ARRAY(Integer)),
         bindparam("numbers", type_=ARRAY(String)),
         bindparam("keys", type_=ARRAY(String)),
+        bindparam("notifies", type_=ARRAY(String)),
     )
-    .table_valued("agent_id", "number", "key", with_ordinality="i")
+    .table_valued("agent_id", "number", "key", "notify", with_ordinality="i")
     .render_derived()
 )
 # One agent context per request, each looked up by index (LATERAL: the plan of ``READ``, not
@@ -70,7 +71,7 @@ _requests = (
 _context = (
     select(*AGENT_CONTEXT_COLUMNS, *_EXTRA)
     .select_from(
-        with_agent_context(agents, _requests.c.number).outerjoin(
+        with_agent_context(agents, _requests.c.number, _requests.c.notify).outerjoin(
             _KNOWN, _KNOWN.c.key == _requests.c.key
         )
     )
@@ -198,7 +199,12 @@ async def recharge(
     (``recharge.at_once``) does."""
     check_key(request.key)
     now = ctx.clock.now()
-    values = {"number": request.number, "agent_id": request.agent_id, "key": request.key}
+    values = {
+        "number": request.number,
+        "agent_id": request.agent_id,
+        "key": request.key,
+        "notify": request.notify,
+    }
     async with ctx.engine.connect() as conn:
         raw: Any = (await conn.get_raw_connection()).driver_connection
         record = await raw.fetchrow(READ, *[values[name] for name in _READ_PARAMS])
@@ -232,6 +238,7 @@ async def recharge_many(
         "agent_ids": [request.agent_id for request, _ in batch],
         "numbers": [request.number for request, _ in batch],
         "keys": [request.key for request, _ in batch],
+        "notifies": [request.notify for request, _ in batch],
     }
     for key in values["keys"]:
         check_key(key)

@@ -53,7 +53,8 @@ async def records(
 
 
 async def daily_report(engine: AsyncEngine, day: date, zone: ZoneInfo) -> list[DailyReportRow]:
-    """Per agent, for business day ``day``: recharges (count, sum, commission), reversals."""
+    """Per agent, for business day ``day``: recharges (count, sum), net commission, reversals
+    (count, sum, commission clawed back); see ``DailyReportRow``."""
     start, end = day_bounds(day, zone)
     done = recharges.c.status.in_((SUCCEEDED, REVERSED))
     rech = (
@@ -71,21 +72,33 @@ async def daily_report(engine: AsyncEngine, day: date, zone: ZoneInfo) -> list[D
             txns.c.agent_id,
             func.count().label("n"),
             func.coalesce(func.sum(txns.c.amount_fen), 0).label("amount"),
+            func.coalesce(func.sum(recharges.c.commission_fen), 0).label("commission"),
         )
+        .join(recharges, recharges.c.tx_id == txns.c.ref)
         .where(txns.c.op == "reversal", txns.c.created_at >= start, txns.c.created_at < end)
         .group_by(txns.c.agent_id)
     )
     async with engine.connect() as conn:
-        by_agent: dict[int, list[int]] = {}
-        for r in (await conn.execute(rech)).all():
-            by_agent.setdefault(r.agent_id, [0, 0, 0, 0, 0])[:3] = [
-                r.n,
-                int(r.amount),
-                int(r.commission),
-            ]
-        for r in (await conn.execute(rev)).all():
-            by_agent.setdefault(r.agent_id, [0, 0, 0, 0, 0])[3:] = [r.n, int(r.amount)]
-    return [DailyReportRow(agent_id, day, *values) for agent_id, values in sorted(by_agent.items())]
+        recharged = {r.agent_id: r for r in (await conn.execute(rech)).all()}
+        reversed_ = {r.agent_id: r for r in (await conn.execute(rev)).all()}
+    rows = []
+    for agent_id in sorted(recharged.keys() | reversed_.keys()):
+        made, undone = recharged.get(agent_id), reversed_.get(agent_id)
+        commission = int(made.commission) if made else 0
+        clawed_back = int(undone.commission) if undone else 0
+        rows.append(
+            DailyReportRow(
+                agent_id=agent_id,
+                day=day,
+                recharges=made.n if made else 0,
+                recharged_fen=int(made.amount) if made else 0,
+                commission_fen=commission - clawed_back,
+                reversals=undone.n if undone else 0,
+                reversed_fen=int(undone.amount) if undone else 0,
+                reversed_commission_fen=clawed_back,
+            )
+        )
+    return rows
 
 
 async def trial_balance(engine: AsyncEngine) -> TrialBalance:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from smsmenu.ledger.api import Billing, Kind, Rule
+from smsmenu.ledger.api import Billing, Kind, Rule, SubscriberStatus
 
 FEN = 100
 RECHARGE_MIN_FEN = 10 * FEN
@@ -46,6 +46,19 @@ def number_rule(kind: Kind, number: str) -> Rule | None:
 def notify_rule(notify: str) -> Rule | None:
     """A notify number is a mobile or a PHS (area-coded) number."""
     if _MOBILE.fullmatch(notify) or _AREA_CODED.fullmatch(notify):
+        return None
+    return Rule.BAD_NOTIFY_NUMBER
+
+
+def notify_target_rule(
+    notify: str, found_kind: str | None, found_status: str | None
+) -> Rule | None:
+    """Who a well-formed notify number is (SPEC §4): any mobile number may be told; PHS and
+    fixed numbers share the area-coded format, so an area-coded one must be a PHS subscriber
+    (``found_kind``/``found_status``: its subscriber row, None if it has none) not closed."""
+    if _MOBILE.fullmatch(notify):
+        return None
+    if found_kind == Kind.PHS and found_status != SubscriberStatus.CLOSED:
         return None
     return Rule.BAD_NOTIFY_NUMBER
 

@@ -245,7 +245,8 @@ class LedgerService:
         )
 
     async def set_subscriber_status(self, number: str, status: SubscriberStatus) -> SubscriberView:
-        """Suspend (停机), reactivate or close a subscriber account (billing's decision)."""
+        """Suspend (停机), reactivate or close a subscriber account (billing's decision);
+        closing is final (SUBSCRIBER_CLOSED)."""
         return await operator_functions.set_subscriber_status(self.ctx, number, status)
 
     async def open_agent(

@@ -17,11 +17,13 @@ _FLOAT = accounts.alias("fa")  # the agent's float
 _PHONE = subscribers.alias("ph")  # the agent's bound phone as a subscriber
 _TARGET = subscribers.alias("tg")  # a recharge's target
 _TARGET_ACCOUNT = accounts.alias("ta")
+_NOTIFY = subscribers.alias("nt")  # a recharge's notify number, if it is a subscriber
 
 _AVAILABLE = (accounts.c.balance - accounts.c.pending).label("available")
 
 #: Everything the rules of an agent operation look at, in one row: the agent, its float, its
-#: bound phone and (``number``, may be "") the target. No row: no such agent.
+#: bound phone, (``number``, may be "") the target and (``notify``, may be NULL) the notify
+#: number's subscriber. No row: no such agent.
 AGENT_CONTEXT_COLUMNS = (
     agents.c.id,
     agents.c.status,
@@ -40,23 +42,26 @@ AGENT_CONTEXT_COLUMNS = (
     _TARGET.c.status.label("t_status"),
     _TARGET.c.account_id.label("t_account"),
     _TARGET_ACCOUNT.c.balance.label("t_balance"),
+    _NOTIFY.c.kind.label("n_kind"),
+    _NOTIFY.c.status.label("n_status"),
 )
 
 
-def with_agent_context(agents_from: Any, number: Any) -> Any:
+def with_agent_context(agents_from: Any, number: Any, notify: Any) -> Any:
     """``agents_from`` (a FROM clause with ``agents`` in it) joined with the rest of the agent
-    context: the float, the bound phone and the target ``number``."""
+    context: the float, the bound phone, the target ``number`` and the ``notify`` number."""
     return (
         agents_from.outerjoin(_FLOAT, _FLOAT.c.id == agents.c.account_id)
         .outerjoin(_PHONE, _PHONE.c.number == agents.c.phone)
         .outerjoin(_TARGET, _TARGET.c.number == number)
         .outerjoin(_TARGET_ACCOUNT, _TARGET_ACCOUNT.c.id == _TARGET.c.account_id)
+        .outerjoin(_NOTIFY, _NOTIFY.c.number == notify)
     )
 
 
 AGENT_CONTEXT = (
     select(*AGENT_CONTEXT_COLUMNS)
-    .select_from(with_agent_context(agents, bindparam("number")))
+    .select_from(with_agent_context(agents, bindparam("number"), bindparam("notify")))
     .where(agents.c.id == bindparam("agent_id"))
 )
 

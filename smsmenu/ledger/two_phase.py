@@ -6,7 +6,9 @@ second transaction inserts the ``resolutions`` row — at most once per recharge
 is the recharge — and posts or voids. ``recover_pending`` asks the backend what became of
 reservations a crash left behind and resolves them the same way, so no fen is lost or created.
 A time-out is never taken as a failure without asking ``status`` first: a late credit must be
-posted, not voided.
+posted, not voided. When ``status`` does not answer either, the outcome is unknown and nothing
+is guessed: the recharge stays pending (its reservation kept, the agent told that the result
+follows by SMS) until the recovery pass gets an answer.
 """
 
 from __future__ import annotations
@@ -63,15 +65,18 @@ async def recharge(
         await conn.commit()
     ctx.fault("committed")
     outcome, error = await credit(ctx, request.key, request.number, request.kind, price)
+    if outcome is None:  # billing answered neither: pending, for ``recover_pending``
+        return await queries.recharge(ctx.engine, txn)
     ctx.fault("credited")
     return await resolve(ctx, txn, outcome, error, request.reply_route)
 
 
 async def credit(
     ctx: LedgerContext, key: str, number: str, kind: Kind, price: rules.Price
-) -> tuple[Credit, str | None]:
+) -> tuple[Credit | None, str | None]:
     """Ask billing to credit; on a time-out or error ask once what became of the key
-    (a late credit must be posted, not voided), and void only if it did not happen."""
+    (a late credit must be posted, not voided), and void only if it did not happen.
+    None: billing answered neither, the outcome is unknown."""
     try:
         outcome = await asyncio.wait_for(
             ctx.billing.credit(key, number, kind.value, price.amount_fen), ctx.billing_timeout_s
@@ -81,7 +86,7 @@ async def credit(
         try:
             outcome = await asyncio.wait_for(ctx.billing.status(key), ctx.billing_timeout_s)
         except (TimeoutError, BillingError):
-            outcome = Credit.UNKNOWN
+            return None, None
         if outcome is Credit.CREDITED:
             return outcome, None
         return Credit.FAILED, error[:200]

@@ -4,7 +4,9 @@ Every screen is a state inside the compound ``session``; ``idle`` is outside any
 ``home`` (``00``) and ``end`` (``#``) are declared once on ``session`` and so work from every
 screen; ``back`` (``0``) is declared screen by screen (one menu, or one step of a flow, back).
 Operations end the dialogue: the ledger sends their result notice itself (the agent gets one
-result SMS per operation), so after a recharge, retry or transfer this menu says nothing.
+result SMS per operation), so after a recharge, retry or transfer this menu says nothing —
+except for a recharge left pending (billing did not answer): the agent is told that it is
+being processed and that the result follows by SMS.
 
 The machine does no I/O: an action that needs the ledger asks for an operation
 (``Turn.call``); the pool runs it from ``OPERATIONS`` once the step is over and feeds its
@@ -18,7 +20,7 @@ from typing import Any, ClassVar
 
 from statemachine import State
 
-from smsmenu.ledger.api import Kind, RechargeRequest, Refusal, Rule
+from smsmenu.ledger.api import Kind, RechargeRequest, RechargeStatus, RechargeView, Refusal, Rule
 from smsmenu.menus import validate
 from smsmenu.menus.base import MenuMachine, Parser, Turn
 from smsmenu.menus.validate import NOTIFY_KINDS
@@ -354,6 +356,18 @@ async def _money(turn: Turn, operation: Awaitable[Any]) -> tuple[str, Any]:
     return "done", result
 
 
+def say_if_pending(turn: Turn, view: RechargeView | None) -> None:
+    """A recharge whose billing outcome is not known yet has no result notice now: say that it
+    is being processed (its result notice follows by SMS once it resolves)."""
+    if view is not None and view.status is RechargeStatus.PENDING:
+        turn.say(
+            "agent_recharge_pending",
+            number=view.number,
+            amount=format_yuan(view.amount_fen),
+            tx_id=view.tx_id,
+        )
+
+
 async def _recharge(turn: Turn, pin: str) -> str:
     data = turn.data
     request = RechargeRequest(
@@ -366,7 +380,8 @@ async def _recharge(turn: Turn, pin: str) -> str:
         notify=data.get("notify"),
         reply_route=turn.route.ending(final=True),
     )
-    outcome, _ = await _money(turn, turn.ledger.recharge(request))
+    outcome, view = await _money(turn, turn.ledger.recharge(request))
+    say_if_pending(turn, view)
     return outcome
 
 
@@ -385,7 +400,8 @@ async def _retry(turn: Turn, pin: str) -> str:
     operation = turn.ledger.retry(
         _agent(turn), int(turn.data["retry_tx"]), pin, turn.op_ledger_key(), turn.route.ending(True)
     )
-    outcome, _ = await _money(turn, operation)
+    outcome, view = await _money(turn, operation)
+    say_if_pending(turn, view)
     return outcome
 
 

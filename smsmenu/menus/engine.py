@@ -18,7 +18,7 @@ Money operations carry an idempotency key that a copy of the message cannot chan
 operation's is made when its confirmation screen is shown, a ``Y`` confirmation's when the
 confirmation was asked for, a ``CZ`` shortcut's is its message id. Their result notice is
 written by the ledger (one result SMS per operation), so the engine's own reply to them is
-empty unless the ledger refused.
+empty unless the ledger refused or left a recharge pending (``say_if_pending``).
 
 A message whose step fails is not answered (the SMSC resends it) until it has failed
 ``max_attempts`` times; then, as when its earlier copies never finished at all (a worker that
@@ -44,7 +44,7 @@ from smsmenu.ledger.api import AgentLedger, Kind, RechargeRequest, Refusal, Rule
 from smsmenu.ledger.deadletters import DeadLetter, DeadLetterSink
 from smsmenu.ledger.shortcut_acks import ShortcutAcks
 from smsmenu.menus import shortcuts
-from smsmenu.menus.agent import AgentMenu
+from smsmenu.menus.agent import AgentMenu, say_if_pending
 from smsmenu.menus.base import MachinePool, Turn
 from smsmenu.menus.sealing import Sealer
 from smsmenu.menus.session import IDLE, CorruptSession, Session
@@ -431,13 +431,14 @@ class MenuEngine:
             refused = await self._recharge(session, turn, recharge, key)
         else:
             try:
-                await self.ledger.retry(
+                view = await self.ledger.retry(
                     session.agent_id or 0,
                     int(pending["tx"]),
                     command.pin,
                     key,
                     turn.route.ending(final=True),
                 )
+                say_if_pending(turn, view)
                 refused = None
             except Refusal as refusal:
                 turn.refusal(refusal)
@@ -459,8 +460,9 @@ class MenuEngine:
             reply_route=turn.route.ending(final=True),
         )
         try:
-            await self.ledger.recharge(request)
+            view = await self.ledger.recharge(request)
         except Refusal as refusal:
             turn.refusal(refusal)
             return refusal
+        say_if_pending(turn, view)
         return None

@@ -16,12 +16,25 @@ SMS: its dialogue is long over (the worker was down, the SMSC unreachable).
 
 Failures. ``SendFailed`` with a transient cause (no response, system error, queue full) or any
 other exception queues the row again with a growing back-off; a permanent refusal (any other
-SMPP status) marks it failed for good. While a row is in flight its lease is renewed, so a
-send that waits through a rebind or a throttle is never claimed by another worker.
+SMPP status) marks it failed for good.
 
-Crash semantics (SPEC §6): a worker that dies leaves its claimed rows leased; when the lease
-expires another worker (or the restarted one) claims them again. That is the only resend:
-it happens only to rows the dead worker claimed but had not recorded as accepted.
+Leases. A claimed row is this worker's only while its lease runs. Every write about it —
+renewal, ``mark_failed``, recording the submit — names the claim (``Lease``: row, worker and the
+attempt number the claim set) and the database ignores it once another claim took the row
+(``ledger/outbox.py``). While a row is in flight (and until its submit is recorded) its lease is
+renewed every third of ``lease_s``, so a send that waits through a rebind or a throttle keeps
+it. The worker keeps each lease's expiry from the claim and the renewals, and hands a row to the
+link only while its lease still has a renewal period to run: a worker that stalled, or could not
+renew, does not submit what another worker may already be sending. When a renewal finds rows
+no longer held, their sends that have not reached the link yet (waiting behind an earlier row
+of the same phone) are cancelled. Leases are compared across workers, so their clocks must agree
+to well within a renewal period.
+
+Crash semantics (SPEC §6): a worker that dies (or stalls past its lease) leaves its claimed rows
+leased; when the lease expires another worker (or the restarted one) claims them again. That is
+the only resend, and only of a row the first worker had handed to the link but not recorded as
+accepted (it cannot know whether the SMSC took it). The late worker can neither requeue nor
+re-record a row another claim holds, so no third send follows.
 
 Delivery receipts. ``on_receipt`` (the gateway's callback) matches a receipt to its row in
 memory first: every id form (hex/decimal, case) of every part of each row this worker sent
@@ -46,11 +59,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from smsmenu.clock import Clock, SystemClock
-from smsmenu.ledger.outbox import Outbox, OutboxMessage
+from smsmenu.ledger.outbox import Lease, Outbox, OutboxMessage
 from smsmenu.messages import SMS, Outbound, Transport
 from smsmenu.settings import Settings
 from smsmenu.smpp import pdu, receipts
@@ -74,6 +87,17 @@ TRANSIENT_STATUSES = frozenset(
 def default_worker_id() -> str:
     """``hostname-pid``: unique per running worker, readable in ``claimed_by``."""
     return f"{socket.gethostname()}-{os.getpid()}"[:64]
+
+
+@dataclass(eq=False)
+class _Claim:
+    """A row this worker holds: the lease its writes name, the lease's expiry as the claim or
+    the last renewal set it, and whether the row was handed to the link."""
+
+    message: OutboxMessage
+    until: datetime
+    task: asyncio.Task[None] | None = None
+    handed: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +130,12 @@ class SenderConfig:
         values.update(overrides)
         return cls(**values)
 
+    @property
+    def renew_s(self) -> float:
+        """How often leases in flight are renewed; a row is handed to the link only while its
+        lease has at least this long to run."""
+        return max(0.05, self.lease_s / 3)
+
 
 @dataclass
 class SenderStatus:
@@ -122,6 +152,7 @@ class _Sent:
     """What this worker remembers of a row it sent: its parts' delivery state."""
 
     row: int
+    first_id: str  # the SMSC message id the row is recorded under
     parts: int
     delivered: set[str] = field(default_factory=set)
     done: bool = False
@@ -160,10 +191,10 @@ class OutboxSender:
         self._loop_task: asyncio.Task[None] | None = None
         self._renew_task: asyncio.Task[None] | None = None
         self._recorder: asyncio.Task[None] | None = None
-        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._inflight: dict[int, _Claim] = {}
         self._gates: dict[str, tuple[asyncio.Lock, list[int]]] = {}
-        self._to_record: list[tuple[int, str]] = []
-        self._to_deliver: list[tuple[int, bool]] = []
+        self._to_record: list[tuple[Lease, str]] = []
+        self._to_deliver: list[tuple[int, str, bool]] = []
         self._record_wake = asyncio.Event()
         self._by_id: OrderedDict[str, _Sent] = OrderedDict()
         self._orphans: list[_Orphan] = []
@@ -184,7 +215,7 @@ class OutboxSender:
         self._wake.set()
         if self._loop_task is not None:
             await asyncio.gather(self._loop_task, return_exceptions=True)
-        pending = list(self._inflight.values())
+        pending = [claim.task for claim in self._inflight.values() if claim.task is not None]
         if pending:
             wait_s = self.config.drain_s if drain_s is None else drain_s
             _done, left = await asyncio.wait(pending, timeout=wait_s)
@@ -236,17 +267,21 @@ class OutboxSender:
     def _dispatch(self, message: OutboxMessage) -> None:
         lock, queue = self._gates.setdefault(message.destination, (asyncio.Lock(), []))
         queue.append(message.id)
-        task = asyncio.create_task(self._send_row(message, lock), name=f"outbox-{message.id}")
-        self._inflight[message.id] = task
+        assert message.claimed_until is not None, "a claimed row has a lease"
+        claim = _Claim(message, message.claimed_until)
+        claim.task = asyncio.create_task(self._send_row(claim, lock), name=f"outbox-{message.id}")
+        self._inflight[message.id] = claim
 
-    async def _send_row(self, message: OutboxMessage, lock: asyncio.Lock) -> None:
+    async def _send_row(self, claim: _Claim, lock: asyncio.Lock) -> None:
+        message = claim.message
         try:
             async with lock:  # one phone's rows in id order
-                await self._deliver(message)
+                await self._deliver(claim)
         except Exception as exc:  # never let a row's task die silently
             log.error("outbox id=%d: %s: %s", message.id, type(exc).__name__, exc)
         finally:
-            self._inflight.pop(message.id, None)
+            if self._inflight.get(message.id) is claim:
+                del self._inflight[message.id]
             gate = self._gates.get(message.destination)
             if gate is not None:
                 gate[1].remove(message.id)
@@ -255,13 +290,23 @@ class OutboxSender:
             if self._window_full:  # the loop waits for a free place: there is one now
                 self._wake.set()
 
-    async def _deliver(self, message: OutboxMessage) -> None:
+    async def _deliver(self, claim: _Claim) -> None:
+        message = claim.message
+        margin = timedelta(seconds=self.config.renew_s)
+        if self._clock.now() + margin >= claim.until:
+            # not renewed in time (the database out of reach, this worker stalled): another
+            # worker may claim it any moment, so it is not submitted here
+            log.warning(
+                "outbox id=%d: lease about to lapse, not sent: left to the next claim", message.id
+            )
+            return
         route = message.route
         age = (self._clock.now() - message.created_at).total_seconds()
         if route.transport is Transport.USSD and age > self.config.ussd_stale_s:
             # the dialogue it belonged to is long over (a restart, an outage): as an SMS
             route = SMS
         outbound = Outbound(message.destination, message.text, message.source, route)
+        claim.handed = True
         try:
             ids = await self._send(outbound)
         except SendFailed as exc:
@@ -270,7 +315,7 @@ class OutboxSender:
             return
         except GatewayStopped:
             # Not handed over (or not known to be): give it back at once, for whoever runs.
-            await self.outbox.mark_failed(message.id, "gateway stopped", self._clock.now())
+            await self._mark_failed(message, "gateway stopped", self._clock.now())
             return
         except Exception as exc:
             await self._failed(message, f"{type(exc).__name__}: {exc}", True)
@@ -288,7 +333,7 @@ class OutboxSender:
         )
         if ids:
             self._remember(message.id, ids)
-            self._to_record.append((message.id, ids[0]))
+            self._to_record.append((message.lease, ids[0]))
             self._record_wake.set()
 
     async def _failed(self, message: OutboxMessage, error: str, transient: bool) -> None:
@@ -304,24 +349,44 @@ class OutboxSender:
                 error,
                 delay,
             )
-            await self.outbox.mark_failed(message.id, error, retry_at)
+            await self._mark_failed(message, error, retry_at)
         else:
             self.counters.failed += 1
             log.error(
                 "outbox id=%d to %s failed for good: %s", message.id, message.destination, error
             )
-            await self.outbox.mark_failed(message.id, error, None)
+            await self._mark_failed(message, error, None)
+
+    async def _mark_failed(
+        self, message: OutboxMessage, error: str, retry_at: datetime | None
+    ) -> None:
+        if not await self.outbox.mark_failed(message.lease, error, retry_at):
+            log.warning("outbox id=%d: its lease lapsed and another claim holds it", message.id)
 
     async def _renew(self) -> None:
         cfg = self.config
         while True:
-            await asyncio.sleep(max(0.05, cfg.lease_s / 3))
-            ids = list(self._inflight)
-            if ids:
-                try:
-                    await self.outbox.renew(cfg.worker_id, ids, cfg.lease_s)
-                except Exception as exc:
-                    log.error("outbox lease renewal failed: %s", exc)
+            await asyncio.sleep(cfg.renew_s)
+            claims = list(self._inflight.values())
+            leases = [claim.message.lease for claim in claims]
+            leases += [lease for lease, _ in self._to_record]  # sent, not yet recorded
+            if not leases:
+                continue
+            try:
+                held = await self.outbox.renew(leases, cfg.lease_s)
+            except Exception as exc:
+                log.error("outbox lease renewal failed: %s", exc)
+                continue
+            for claim in claims:
+                until = held.get(claim.message.id)
+                if until is not None:
+                    claim.until = until
+                elif not claim.handed and claim.task is not None:
+                    log.warning(
+                        "outbox id=%d: another claim holds it: its send is cancelled",
+                        claim.message.id,
+                    )
+                    claim.task.cancel()
 
     # -- recording -------------------------------------------------------------------------
 
@@ -349,7 +414,10 @@ class OutboxSender:
             return
         started = time.monotonic()
         try:
-            await self.outbox.record(submitted, delivered)
+            recorded = await self.outbox.record(submitted, delivered)
+            lost = [lease.id for lease, _ in submitted if lease.id not in recorded]
+            if lost:
+                log.warning("outbox ids=%s: sent after their lease lapsed; not recorded", lost)
             log.debug(
                 "outbox recorded %d submitted, %d delivered in %.1f ms",
                 len(submitted),
@@ -364,7 +432,7 @@ class OutboxSender:
     # -- receipts --------------------------------------------------------------------------
 
     def _remember(self, row: int, ids: list[str]) -> None:
-        sent = _Sent(row, len(ids))
+        sent = _Sent(row, ids[0], len(ids))
         forms: set[str] = set()
         for message_id in ids:
             for form in receipts.id_forms(message_id):
@@ -388,12 +456,12 @@ class OutboxSender:
         self.counters.receipts += 1
         if not delivered:
             sent.done = True
-            self._to_deliver.append((sent.row, False))
+            self._to_deliver.append((sent.row, sent.first_id, False))
         else:
             sent.delivered.add(form)
             if len(sent.delivered) >= sent.parts:
                 sent.done = True
-                self._to_deliver.append((sent.row, True))
+                self._to_deliver.append((sent.row, sent.first_id, True))
         self._record_wake.set()
 
     async def on_receipt(self, message_id: str, delivered: bool) -> None:

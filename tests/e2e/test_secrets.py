@@ -35,7 +35,8 @@ _HEX = re.compile(r"[0-9a-fA-F]{16,}")
 
 
 #: What came before the password in the dialogue's messages that carried one.
-HEADS = (b"", b"YE ", f"CZ 2 {MOBILE} 50 ".encode())
+CZ = f"CZ 2 {MOBILE} 20 "
+HEADS = (b"", b"YE ", CZ.encode())
 #: How an unkeyed identifier could have been made of a message: the text alone, or joined
 #: with its addresses.
 FORMS = (b"", f"{AGENT}\x1f{SERVICE}\x1f".encode())
@@ -56,13 +57,17 @@ def windows(strings: Iterable[str]) -> set[bytes]:
 
 
 def brute_force(
-    found: set[bytes], digest: Callable[[bytes], bytes], tail: bytes = b""
+    found: set[bytes],
+    digest: Callable[[bytes], bytes],
+    tail: bytes = b"",
+    forms: Iterable[bytes] = FORMS,
+    heads: Iterable[bytes] = HEADS,
 ) -> list[str]:
     """The passwords ``p`` for which ``digest(form + head + p + tail)``, for any of the forms
     and heads, begins with one of the windows ``found``."""
     hits = []
-    for form in FORMS:
-        for head in HEADS:
+    for form in forms:
+        for head in heads:
             start = form + head
             hits += [p.decode() for p in PINS if digest(start + p + tail)[:8] in found]
     return hits
@@ -74,7 +79,7 @@ async def dialogue(stack: Stack) -> None:
     stack.send(TRADE_PIN)
     await expect_recharge_notices(stack, MOBILE, 50, MOBILE)
     assert "余额" in await stack.say(f"YE {TRADE_PIN}")
-    stack.send(f"CZ 2 {MOBILE} 20 {TRADE_PIN}")
+    stack.send(CZ + TRADE_PIN)
     await expect_recharge_notices(stack, MOBILE, 20, MOBILE)
     for text in ("x", "1", "1", "3", "2", TRADE_PIN, NEW_TRADE_PIN):
         await stack.say(text)

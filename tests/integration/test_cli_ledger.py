@@ -6,7 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -249,6 +249,15 @@ def test_recharge_flow(cli: Cli) -> None:
         and daily[0]["agent_id"] == int(agent)
         and daily[0]["recharges"] == 3
     )
+    # 2.00 + 1.00 + 1.00 yuan of commission, less the 1.00 the reversal (if any) clawed back
+    clawed_back = (
+        0 if rules.is_last_day_of_month(datetime.now(UTC), ZoneInfo("Asia/Shanghai")) else 100
+    )
+    assert (daily[0]["commission_fen"], daily[0]["reversed_commission_fen"]) == (
+        400 - clawed_back,
+        clawed_back,
+    )
+    assert "net commission" in cli("report", "daily", "--help").stdout
     records = cli.json("report", "records", "--agent", agent)
     assert isinstance(records, list) and {r["kind"] for r in records} >= {"recharge", "deposit"}
     rows = cli.json("outbox", "list", "--destination", "13900000002")
@@ -509,6 +518,14 @@ def test_subscriber_status_and_a_broken_ledger(cli: Cli) -> None:
         "active",
     )
     assert cli("subscriber", "show", "--number", "13700000000", ok=False).exit_code == 1
+    closed = cli.json("subscriber", "set-status", "--number", "02787654321", "--status", "closed")
+    assert isinstance(closed, dict) and closed["status"] == "closed"
+    line = cli.refused(
+        "subscriber_closed",
+        *("subscriber", "set-status", "--number", "02787654321", "--status", "active"),
+    )
+    assert "02787654321" in line
+    assert cli.json("subscriber", "show", "--number", "02787654321")["status"] == "closed"  # type: ignore[index]
     # a tampered balance makes `ledger check` fail with one line
     import asyncio
 
@@ -560,3 +577,42 @@ def test_deadletter_list(cli: Cli) -> None:
     assert letter["text"] == "YE ******" and letter["attempts"] == 3
     assert letter["source"] == "13800000001" and letter["error"] == "RuntimeError: boom"
     assert "RuntimeError: boom" in cli("deadletter", "list").stdout
+
+
+def test_a_fixed_line_is_refused_as_notify_number(cli: Cli) -> None:
+    agent = str(seed(cli))
+    cli("subscriber", "add", "--number", "02787650000", "--kind", "phs", "--billing", "prepaid")
+    make = ("recharge", "make", "--agent", agent, "--kind", "fixed", "--number", "02787654321")
+    make += ("--amount", "50", "--pin", "135790", "--notify")
+    line = cli.refused("bad_notify_number", *make, "02787654321")
+    assert "通知号码" in line
+    assert cli.json("recharge", "list", "--agent", agent) == []
+    made = cli.json(*make, "02787650000")
+    assert isinstance(made, dict) and made["status"] == "succeeded"
+    rows = cli.json("outbox", "list", "--destination", "02787650000")
+    assert isinstance(rows, list) and [r["kind"] for r in rows] == ["target_receipt"]
+
+
+def test_times_are_shown_in_the_timezone_setting(cli: Cli) -> None:
+    """SPEC §12: a person reads TIMEZONE's time (default Asia/Shanghai); JSON keeps ISO 8601
+    with the offset of that zone (the same instant)."""
+    agent = str(seed(cli))
+    make = ("recharge", "make", "--agent", agent, "--kind", "mobile", "--number", "13900000002")
+    made = cli.json(*make, "--amount", "10", "--pin", "135790")
+    assert isinstance(made, dict)
+    created = datetime.fromisoformat(str(made["created_at"]))
+    assert created.utcoffset() == timedelta(hours=8)
+    seen = created.strftime("%Y-%m-%d %H:%M:%S")
+    assert seen in cli("recharge", "list", "--agent", agent).stdout
+    assert seen in cli("report", "records", "--agent", agent).stdout
+    records = cli.json("report", "records", "--agent", agent)
+    assert isinstance(records, list) and {r["created_at"][-6:] for r in records} == {"+08:00"}
+    rows = cli.json("outbox", "list")
+    assert isinstance(rows, list) and {r["created_at"][-6:] for r in rows} == {"+08:00"}
+    env = {"SMSMENU_DATABASE_URL": cli.url, "SMSMENU_TIMEZONE": "America/New_York"}
+    listed = cli.runner.invoke(root, ["recharge", "list", "--agent", agent, "--json"], env=env)
+    (there,) = json.loads(listed.stdout)
+    assert datetime.fromisoformat(there["created_at"]) == created  # the same instant
+    assert there["created_at"][-6:] in ("-05:00", "-04:00")
+    human = cli.runner.invoke(root, ["report", "records", "--agent", agent], env=env).stdout
+    assert created.astimezone(ZoneInfo("America/New_York")).strftime("%H:%M:%S") in human

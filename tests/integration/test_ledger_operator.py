@@ -4,6 +4,7 @@ invoices, suspend/resume, change of bound phone, reports and the trial balance."
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -358,26 +359,45 @@ async def test_reversal_refusals_move_nothing(ledger: LedgerService, clock: Fake
 
 
 async def test_daily_report_and_records(ledger: LedgerService, clock: FakeClock) -> None:
+    """Commission is net: the day's recharges' commission less what the day's reversals
+    clawed back (a reversal after midnight claws back on its own day)."""
     agent = await reversal_setup(ledger)
     other = await new_agent(ledger, phone="13800000005", commission_bp=100)
     clock.set(local("2026-11-10 23:50:00"))
     first = await recharge(ledger, agent, "a1", 100)
     await recharge(ledger, agent, "a2", 50)
     await ledger.reverse(first, "rev")
-    await ledger.recharge(RechargeRequest(other.agent_id, Kind.FIXED, FIXED, 2000, TRADE_PIN, "b1"))
+    late = await ledger.recharge(
+        RechargeRequest(other.agent_id, Kind.FIXED, FIXED, 2000, TRADE_PIN, "b1")
+    )
     clock.set(local("2026-11-11 00:10:00"))  # the next business day
     await recharge(ledger, agent, "a3", 10)
-    rows = await ledger.daily_report(date(2026, 11, 10))
-    assert [
-        (r.agent_id, r.recharges, r.recharged_fen, r.commission_fen, r.reversals, r.reversed_fen)
-        for r in rows
-    ] == [
-        (agent.agent_id, 2, 15000, 300, 1, 10000),
-        (other.agent_id, 1, 2000, 20, 0, 0),
+    await ledger.reverse(late.tx_id, "rev-b")
+
+    def summary(day: date) -> Any:
+        return [
+            (
+                r.agent_id,
+                r.recharges,
+                r.recharged_fen,
+                r.commission_fen,
+                r.reversals,
+                r.reversed_fen,
+                r.reversed_commission_fen,
+            )
+            for r in rows_of[day]
+        ]
+
+    rows_of = {
+        day: await ledger.daily_report(day) for day in (date(2026, 11, 10), date(2026, 11, 11))
+    }
+    assert summary(date(2026, 11, 10)) == [
+        (agent.agent_id, 2, 15000, 300 - 200, 1, 10000, 200),
+        (other.agent_id, 1, 2000, 20, 0, 0, 0),
     ]
-    next_day = await ledger.daily_report(date(2026, 11, 11))
-    assert [(r.agent_id, r.recharges, r.recharged_fen) for r in next_day] == [
-        (agent.agent_id, 1, 1000)
+    assert summary(date(2026, 11, 11)) == [
+        (agent.agent_id, 1, 1000, 20, 0, 0, 0),
+        (other.agent_id, 0, 0, -20, 1, 2000, 20),
     ]
     start, end = ledger.day_bounds(date(2026, 11, 10))
     records = await ledger.records(agent.agent_id, start, end)
@@ -424,3 +444,21 @@ async def test_subscriber_registry(ledger: LedgerService) -> None:
         ledger.set_subscriber_status("13900000000", SubscriberStatus.CLOSED), Rule.TARGET_UNKNOWN
     )
     assert await ledger.subscriber("13900000000") is None
+
+
+async def test_closing_a_number_is_final(ledger: LedgerService) -> None:
+    await ledger.add_subscriber(FIXED, Kind.FIXED, Billing.POSTPAID)
+    suspended = await ledger.set_subscriber_status(FIXED, SubscriberStatus.SUSPENDED)
+    assert suspended.status is SubscriberStatus.SUSPENDED
+    assert (await ledger.set_subscriber_status(FIXED, SubscriberStatus.ACTIVE)).status is (
+        SubscriberStatus.ACTIVE
+    )
+    closed = await ledger.set_subscriber_status(FIXED, SubscriberStatus.CLOSED)
+    assert closed.status is SubscriberStatus.CLOSED
+    for status in (SubscriberStatus.ACTIVE, SubscriberStatus.SUSPENDED):
+        refused = await refusal_of(
+            ledger.set_subscriber_status(FIXED, status), Rule.SUBSCRIBER_CLOSED
+        )
+        assert FIXED in ledger.explain(refused)
+    assert await ledger.set_subscriber_status(FIXED, SubscriberStatus.CLOSED) == closed  # no change
+    assert await ledger.subscriber(FIXED) == closed

@@ -41,7 +41,7 @@ async def test_claim_submit_deliver(ledger: LedgerService, clock: FakeClock) -> 
     assert claimed[0].claimed_until == clock.now() + timedelta(seconds=30)
     assert [m.text for m in await box.claim("w2", limit=10, lease_s=30)] == ["text 2"]
     assert await box.claim("w3", limit=10, lease_s=30) == []
-    await box.mark_submitted(claimed[0].id, "smsc-1")
+    assert await box.record([(claimed[0].lease, "smsc-1")], []) == {claimed[0].id}
     assert await box.mark_delivered("smsc-1", delivered=True) == 1
     assert await box.mark_delivered("nope", delivered=True) == 0
     rows = {m.id: m for m in await box.rows()}
@@ -52,7 +52,7 @@ async def test_claim_submit_deliver(ledger: LedgerService, clock: FakeClock) -> 
         clock.now(),
     )
     assert first.submitted_at == clock.now() and first.claimed_by is None
-    await box.mark_submitted(claimed[1].id, "smsc-2")
+    await box.record([(claimed[1].lease, "smsc-2")], [])
     await box.mark_delivered("smsc-2", delivered=False)
     assert (await box.rows())[1].status == "undeliverable"
 
@@ -61,8 +61,8 @@ async def test_failed_rows_retry_later_or_give_up(ledger: LedgerService, clock: 
     box = Outbox(ledger.engine, clock)
     await queue(ledger, 2)
     a, b = await box.claim("w1", limit=2, lease_s=30)
-    await box.mark_failed(a.id, "throttled", clock.now() + timedelta(seconds=10))
-    await box.mark_failed(b.id, "invalid destination", None)
+    assert await box.mark_failed(a.lease, "throttled", clock.now() + timedelta(seconds=10))
+    assert await box.mark_failed(b.lease, "invalid destination", None)
     assert await box.claim("w1", limit=10, lease_s=30) == []
     clock.advance(10)
     again = await box.claim("w1", limit=10, lease_s=30)
@@ -114,5 +114,70 @@ async def test_pending_for_and_routes(ledger: LedgerService, clock: FakeClock) -
     assert [m.text for m in pending] == ["text 0", "menu"]
     assert pending[1].route == route and pending[0].route == Route()
     [claimed] = await box.claim("w", limit=1, lease_s=30)
-    await box.mark_submitted(claimed.id, "x")
+    await box.record([(claimed.lease, "x")], [])
     assert [m.text for m in await box.pending_for("13800000001")] == ["text 1"]
+
+
+async def test_a_lapsed_claim_cannot_undo_a_send_by_the_next_claim(
+    ledger: LedgerService, clock: FakeClock
+) -> None:
+    """The "third send": A's lease lapses, B claims and sends; A's late writes change nothing,
+    so the row is not queued again for a third worker."""
+    box = Outbox(ledger.engine, clock)
+    await queue(ledger, 1)
+    [a] = await box.claim("worker-a", limit=1, lease_s=30)
+    clock.advance(31)  # A stalls past its lease
+    [b] = await box.claim("worker-b", limit=1, lease_s=30)
+    assert await box.record([(b.lease, "smsc-b")], []) == {b.id}
+    assert await box.renew([a.lease], 30) == {}
+    assert await box.record([(a.lease, "smsc-a")], []) == set()
+    assert not await box.mark_failed(a.lease, "no submit_sm_resp", clock.now())
+    [row] = await box.rows()
+    assert (row.status, row.smsc_message_id, row.claimed_by) == ("sent", "smsc-b", None)
+    assert await box.claim("worker-c", limit=1, lease_s=30) == []
+
+
+async def test_a_lapsed_claim_cannot_touch_the_claim_that_holds_the_row(
+    ledger: LedgerService, clock: FakeClock
+) -> None:
+    """Even by the same worker: a write names the claim it was made under, not only its owner."""
+    box = Outbox(ledger.engine, clock)
+    await queue(ledger, 1)
+    [first] = await box.claim("worker-a", limit=1, lease_s=30)
+    clock.advance(31)
+    [second] = await box.claim("worker-a", limit=1, lease_s=30)  # a restarted worker a
+    assert await box.renew([first.lease], 60) == {}
+    assert not await box.mark_failed(first.lease, "late failure of the first claim", None)
+    assert await box.record([(first.lease, "smsc-first")], []) == set()
+    [row] = await box.rows()
+    assert (row.status, row.claimed_by, row.attempts, row.smsc_message_id) == (
+        "sending",
+        "worker-a",
+        second.attempts,
+        None,
+    )
+    assert row.claimed_until == clock.now() + timedelta(seconds=30)
+
+
+async def test_renew_keeps_held_rows_even_lapsed_ones_nobody_took(
+    ledger: LedgerService, clock: FakeClock
+) -> None:
+    box = Outbox(ledger.engine, clock)
+    await queue(ledger, 2)
+    a, b = await box.claim("w", limit=2, lease_s=30)
+    assert await box.record([(b.lease, "smsc-b")], []) == {b.id}
+    clock.advance(45)  # lapsed, but no other claim took it: still this claim's
+    assert await box.renew([a.lease, b.lease], 30) == {a.id: clock.now() + timedelta(seconds=30)}
+    assert await box.claim("other", limit=2, lease_s=30) == []
+
+
+async def test_a_delivery_outcome_applies_to_the_copy_it_names(
+    ledger: LedgerService, clock: FakeClock
+) -> None:
+    box = Outbox(ledger.engine, clock)
+    await queue(ledger, 1)
+    [a] = await box.claim("w", limit=1, lease_s=30)
+    await box.record([(a.lease, "smsc-1")], [(a.id, "smsc-0", False)])
+    assert (await box.rows())[0].status == "sent"  # a receipt of another copy: ignored
+    await box.record([], [(a.id, "smsc-1", True)])
+    assert (await box.rows())[0].status == "delivered"

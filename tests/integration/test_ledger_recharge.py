@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -154,11 +155,11 @@ async def test_target_refusals(ledger: LedgerService) -> None:
     await refused(ledger, req(agent, kind=Kind.PHS, number=FIXED), Rule.TARGET_KIND_MISMATCH)
     await refused(ledger, req(agent, kind=Kind.FIXED, number=MOBILE), Rule.BAD_NUMBER)
     await refused(ledger, req(agent, kind=Kind.MOBILE, number="1390000000"), Rule.BAD_NUMBER)
-    await ledger.set_subscriber_status(MOBILE, SubscriberStatus.CLOSED)
-    await refused(ledger, req(agent), Rule.TARGET_CLOSED)
     # a suspended (停机) target may be recharged: that is how it comes back
     await ledger.set_subscriber_status(MOBILE, SubscriberStatus.SUSPENDED)
     assert (await ledger.recharge(req(agent))).status is RechargeStatus.SUCCEEDED
+    await ledger.set_subscriber_status(MOBILE, SubscriberStatus.CLOSED)  # for good
+    await refused(ledger, req(agent, key="k2"), Rule.TARGET_CLOSED)
     await refused(
         ledger, req(agent, kind=Kind.FIXED, number=FIXED, notify="12"), Rule.BAD_NOTIFY_NUMBER
     )
@@ -400,3 +401,60 @@ async def test_recent_duplicate_within_sixty_seconds(
     assert await ledger.recent_duplicate(agent.agent_id, FIXED, 10000) is None
     clock.advance(1)
     assert await ledger.recent_duplicate(agent.agent_id, MOBILE, 10000) is None
+
+
+PHS = "02787650000"
+OTHER_FIXED = "02787651111"
+
+
+async def test_a_notify_number_is_a_mobile_or_a_known_phs(ledger: LedgerService) -> None:
+    """SPEC §4: PHS and fixed numbers look alike, so the ledger asks who an area-coded notify
+    number is: a PHS subscriber may be told, a fixed line (or nobody known) may not."""
+    agent = await setup(ledger)
+    await ledger.add_subscriber(PHS, Kind.PHS, Billing.PREPAID)
+    await ledger.add_subscriber(OTHER_FIXED, Kind.FIXED, Billing.POSTPAID)
+    for bad in (OTHER_FIXED, "02700000000", FIXED):
+        with pytest.raises(Refusal) as caught:
+            await ledger.quote(agent.agent_id, Kind.FIXED, FIXED, 5000, bad)
+        assert caught.value.rule is Rule.BAD_NOTIFY_NUMBER
+        await refused(
+            ledger,
+            req(agent, 50, f"bad-{bad}", Kind.FIXED, FIXED, notify=bad),
+            Rule.BAD_NOTIFY_NUMBER,
+        )
+    for n, good in enumerate((PHS, "13700000003")):  # a mobile number needs no subscriber here
+        assert (await ledger.quote(agent.agent_id, Kind.FIXED, FIXED, 5000, good)).notify == good
+        view = await ledger.recharge(req(agent, 50, f"good-{n}", Kind.FIXED, FIXED, notify=good))
+        assert view.status is RechargeStatus.SUCCEEDED
+        assert [m.destination for m in await messages(ledger) if m.kind == "target_receipt"][
+            -1
+        ] == good
+    await ledger.set_subscriber_status(PHS, SubscriberStatus.CLOSED)  # no longer anyone's
+    await refused(
+        ledger, req(agent, 50, "closed", Kind.FIXED, FIXED, notify=PHS), Rule.BAD_NOTIFY_NUMBER
+    )
+
+
+@pytest.mark.parametrize("ledger_group_commit", [True])
+async def test_a_batch_refuses_a_fixed_line_notify_number(ledger: LedgerService) -> None:
+    agent = await setup(ledger)
+    await ledger.add_subscriber(OTHER_FIXED, Kind.FIXED, Billing.POSTPAID)
+    requests = [req(agent, 50, f"k{n}", Kind.FIXED, FIXED, notify=MOBILE) for n in range(6)]
+    requests[3] = req(agent, 50, "bad", Kind.FIXED, FIXED, notify=OTHER_FIXED)
+
+    async def outcome(request: RechargeRequest) -> object:
+        try:
+            return (await ledger.recharge(request)).status
+        except Refusal as refusal:
+            return refusal.rule
+
+    results = await asyncio.gather(*(outcome(r) for r in requests))
+    assert ledger.batches >= 1
+    assert (
+        results
+        == [RechargeStatus.SUCCEEDED] * 3
+        + [Rule.BAD_NOTIFY_NUMBER]
+        + [RechargeStatus.SUCCEEDED] * 2
+    )
+    receipts = [m.destination for m in await messages(ledger) if m.kind == "target_receipt"]
+    assert receipts == [MOBILE] * 5

@@ -388,3 +388,36 @@ async def test_recovery_loop_resolves_in_the_background(ext: External) -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
     assert (await ext.ledger.recharges())[0].status is RechargeStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("credited", [False, True])
+async def test_no_answer_from_billing_leaves_the_recharge_pending(
+    ext: External, credited: bool
+) -> None:
+    """Billing's credit and its status both time out: nobody knows whether the target has the
+    money, so nothing is guessed. The reservation stays for the recovery pass, which resolves
+    it once billing answers again."""
+    ext.billing.timeout_numbers.add(MOBILE)
+    ext.billing.credit_on_timeout = credited
+    ext.billing.status_hangs = True
+    view = await ext.ledger.recharge(req(ext, "lost"))
+    assert view.status is RechargeStatus.PENDING and view.float_after_fen is None
+    assert await float_of(ext) == 100000 - 9800  # still reserved
+    assert await balance_of(ext) == 500
+    assert (await ext.ledger.trial_balance()).ok
+    outbox = Outbox(ext.ledger.engine, ext.ledger.clock)
+    assert [m for m in await outbox.rows() if m.ref == view.tx_id] == []  # no result yet
+    assert await ext.ledger.recharge(req(ext, "lost")) == view  # a repeat: the same answer
+    assert await ext.ledger.recover_pending(0) == []  # billing still silent: left pending
+
+    ext.billing.status_hangs = False
+    resolved = await ext.ledger.recover_pending(0)
+    status = RechargeStatus.SUCCEEDED if credited else RechargeStatus.FAILED
+    assert [(v.tx_id, v.status) for v in resolved] == [(view.tx_id, status)]
+    assert await ext.ledger.recover_pending(0) == []  # once
+    assert await float_of(ext) == (100000 - 9800 if credited else 100000)
+    assert await balance_of(ext) == (10500 if credited else 500)
+    results = [m for m in await outbox.rows() if m.ref == view.tx_id]
+    assert [m.kind for m in results] == (
+        ["agent_result", "target_receipt"] if credited else ["agent_result"]
+    )

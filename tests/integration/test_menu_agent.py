@@ -4,6 +4,7 @@ re-prompt, back, home and end; amounts and balances to the fen."""
 from __future__ import annotations
 
 from smsmenu.ledger.api import Kind, RechargeStatus, SubscriberStatus, SubscriberView
+from smsmenu.ledger.billing import ScriptedBilling
 from smsmenu.money import format_yuan
 from tests.integration.conftest import AGENT_PHONE, BROADBAND, FIXED, MOBILE, PHS, World
 from tests.ledger_fixtures import MGMT_PIN, TRADE_PIN
@@ -102,6 +103,26 @@ async def test_recharge_fixed_line_with_notify_number(world: World) -> None:
     assert len(await world.notices(MOBILE)) == 1  # the receipt went to the notify number
 
 
+async def test_a_fixed_line_is_no_notify_number(world: World) -> None:
+    """A fixed line (or broadband account) looks like a PHS number: the ledger tells them
+    apart; the menu asks for the notify number again, CZ answers the refusal."""
+    await walk_to_recharge(world)
+    await world.say("1")
+    await world.say(FIXED)
+    notify_screen = world.t("agent_rc_notify")
+    assert await world.say("50") == notify_screen
+    again = world.t("refusal_bad_notify_number") + "\n" + notify_screen
+    assert await world.say(BROADBAND) == again
+    assert await world.say(FIXED) == again
+    assert await world.say(PHS) == confirm_screen(world, "固定电话", FIXED, 5000, 100)
+    assert await world.send(TRADE_PIN) == []
+    assert len(await world.notices(PHS)) == 1
+    refused = await world.send(f"CZ 1 {FIXED} 60 {TRADE_PIN} {BROADBAND}")
+    assert refused == [world.t("refusal_bad_notify_number")]
+    assert len(await world.ledger.recharges(world.agent.agent_id)) == 1
+    assert await world.notices(BROADBAND) == []
+
+
 async def test_recharge_broadband_without_notice_and_phs(world: World) -> None:
     await walk_to_recharge(world)
     await world.say("4")
@@ -120,6 +141,45 @@ async def test_recharge_broadband_without_notice_and_phs(world: World) -> None:
     assert len(await world.notices(PHS)) == 1
     agent = await world.ledger.agent(world.agent.agent_id)
     assert agent.balance_fen == world.agent.balance_fen - 98000 - 980
+
+
+async def test_a_recharge_billing_cannot_confirm_is_pending_and_said_so(world: World) -> None:
+    """Billing answers neither the credit nor its status: the menu, CZ and its Y confirmation
+    say the recharge is being processed; the result notice follows once it resolves."""
+    world.ledger.billing = ScriptedBilling(timeout_numbers={MOBILE}, status_hangs=True)
+    world.ledger.ctx.billing_timeout_s = 0.05
+    await walk_to_recharge(world)
+    await world.say("2")
+    await world.say(MOBILE)
+    await world.say("100")
+    replies = await world.send(TRADE_PIN)
+    (first,) = await world.ledger.recharges(world.agent.agent_id)
+    assert first.status is RechargeStatus.PENDING
+    pending = world.t("agent_recharge_pending", number=MOBILE, amount="100.00元", tx_id=first.tx_id)
+    assert replies == [pending] and world.last[0].route.final
+    assert await world.notices() == []  # no result yet
+    await world.send(f"CZ 2 {MOBILE} 50 {TRADE_PIN}")
+    second = (await world.ledger.recharges(world.agent.agent_id))[0]
+    assert second.status is RechargeStatus.PENDING
+    assert world.last[0].text == world.t(
+        "agent_recharge_pending", number=MOBILE, amount="50.00元", tx_id=second.tx_id
+    )
+    assert await world.say(f"CZ 2 {MOBILE} 50 {TRADE_PIN}") == world.t(
+        "shortcut_duplicate", number=MOBILE, amount="50.00元"
+    )
+    assert await world.say(f"Y {TRADE_PIN}") == world.t(
+        "agent_recharge_pending",
+        number=MOBILE,
+        amount="50.00元",
+        tx_id=(await world.ledger.recharges(world.agent.agent_id))[0].tx_id,
+    )
+    agent = await world.ledger.agent(world.agent.agent_id)
+    assert agent.balance_fen == world.agent.balance_fen - 9800 - 4900 - 4900  # all reserved
+    world.ledger.billing = ScriptedBilling()  # billing answers again: nothing was credited
+    resolved = await world.ledger.recover_pending(0)
+    assert [v.status for v in resolved] == [RechargeStatus.FAILED] * 3
+    assert len(await world.notices()) == 3  # one result SMS per recharge
+    assert (await world.ledger.agent(world.agent.agent_id)).balance_fen == world.agent.balance_fen
 
 
 async def test_quote_refusals_send_the_agent_to_the_right_step(world: World) -> None:

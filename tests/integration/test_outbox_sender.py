@@ -8,12 +8,12 @@ import asyncio
 import itertools
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from smsmenu.clock import SystemClock
+from smsmenu.clock import FakeClock, SystemClock
 from smsmenu.ledger import outbox as ob
 from smsmenu.ledger.db import create_engine
 from smsmenu.messages import Outbound
@@ -339,3 +339,110 @@ async def test_a_receipt_for_a_direct_reply_is_ignored(database_url: str) -> Non
         assert s.status().unmatched == 1
     finally:
         await engine.dispose()
+
+
+class GatedSmsc:
+    """A link whose first send waits at the SMSC until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.at_link = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def send(self, outbound: Outbound) -> list[str]:
+        self.sent.append(outbound.text)
+        if len(self.sent) == 1:
+            self.at_link.set()
+            await asyncio.wait_for(self.release.wait(), 10)
+        return [f"a-{outbound.text}"]
+
+
+async def _two_rows_for_one_phone(engine: AsyncEngine, now: datetime) -> None:
+    async with engine.begin() as conn:
+        await ob.add(
+            conn,
+            *(
+                ob.row(
+                    now=now,
+                    source="10001",
+                    destination="13900000001",
+                    text=text,
+                    kind="test",
+                    dedup_key=text,
+                )
+                for text in ("r1", "r2")
+            ),
+        )
+
+
+async def _taken_and_sent_by_b(engine: AsyncEngine, clock: FakeClock) -> None:
+    """Worker b claims both rows (their lease lapsed for b) and the SMSC accepts them."""
+    b = ob.Outbox(engine, clock)
+    taken = await b.claim("worker-b", 10, lease_s=30)
+    assert [m.text for m in taken] == ["r1", "r2"]
+    await b.record([(m.lease, f"b-{m.text}") for m in taken], [])
+
+
+async def _stop_and_check(engine: AsyncEngine, a: OutboxSender, smsc: GatedSmsc) -> None:
+    smsc.release.set()
+    await until(lambda: _idle(a))
+    await a.stop()
+    assert smsc.sent == ["r1"]  # r1 was at the link before the lease lapsed; r2 never left
+    rows = await ob.Outbox(engine, SystemClock()).rows()
+    assert [(r.text, r.status, r.smsc_message_id) for r in rows] == [
+        ("r1", ob.SENT, "b-r1"),
+        ("r2", ob.SENT, "b-r2"),
+    ]
+
+
+async def _idle(sender: OutboxSender) -> bool:
+    return sender.status().in_flight == 0
+
+
+async def test_a_sender_whose_lease_lapsed_does_not_submit(database_url: str) -> None:
+    """Worker a stalls past its lease (no renewal came: lease_s 30, the clock jumps 31 s);
+    b claims and sends. a's row waiting behind the phone's earlier row is not submitted,
+    and a's late record of the row at the link changes nothing."""
+    engine = create_engine(database_url)
+    try:
+        clock = FakeClock()
+        await _two_rows_for_one_phone(engine, clock.now())
+        smsc = GatedSmsc()
+        config = SenderConfig(worker_id="worker-a", window=2, poll_s=0.02, lease_s=30)
+        a = OutboxSender(ob.Outbox(engine, clock), smsc.send, config, clock=clock)
+        await a.start()
+        try:
+            await asyncio.wait_for(smsc.at_link.wait(), 10)
+            clock.advance(31)
+            await _taken_and_sent_by_b(engine, clock)
+        finally:
+            await _stop_and_check(engine, a, smsc)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_renewal_that_finds_a_row_taken_cancels_its_send(database_url: str) -> None:
+    """Worker b's clock is 31 s ahead of a's: b finds a's leases lapsed and takes the rows
+    while a still counts them as its own. a's next renewal finds them held by b: the row not yet
+    at the link is cancelled at once, before the row ahead of it comes back."""
+    engine = create_engine(database_url)
+    try:
+        clock_a = FakeClock()
+        await _two_rows_for_one_phone(engine, clock_a.now())
+        smsc = GatedSmsc()
+        config = SenderConfig(worker_id="worker-a", window=2, poll_s=0.02, lease_s=0.6)
+        a = OutboxSender(ob.Outbox(engine, clock_a), smsc.send, config, clock=clock_a)
+        await a.start()
+        try:
+            await asyncio.wait_for(smsc.at_link.wait(), 10)
+            clock_b = FakeClock(clock_a.now() + timedelta(seconds=31))
+            await _taken_and_sent_by_b(engine, clock_b)
+            await until(lambda: _one_in_flight(a))  # r2 cancelled while r1 still waits
+        finally:
+            await _stop_and_check(engine, a, smsc)
+    finally:
+        await engine.dispose()
+
+
+async def _one_in_flight(sender: OutboxSender) -> bool:
+    return sender.status().in_flight == 1

@@ -65,6 +65,13 @@ def test_target(found_kind: str | None, found_status: str | None, rule: Rule) ->
     admission.target("mobile", "suspended", Kind.MOBILE, "13900000002")  # 停机 targets may pay
 
 
+def test_notify() -> None:
+    admission.notify(None, None, None)  # no notice
+    admission.notify(None, None, "13900000002")
+    admission.notify("phs", "active", "02787650000")
+    assert refused(admission.notify, "fixed", "active", "02787654321") is Rule.BAD_NOTIFY_NUMBER
+
+
 def test_funds() -> None:
     admission.funds(980, 980)
     with pytest.raises(Refusal) as caught:

@@ -43,6 +43,26 @@ def test_number_rule(kind: Kind, number: str, ok: bool) -> None:
 
 
 @pytest.mark.parametrize(
+    ("notify", "found_kind", "found_status", "ok"),
+    [
+        ("13900000002", None, None, True),  # any mobile number, a subscriber here or not
+        ("13900000002", "mobile", "closed", True),
+        ("02787650000", "phs", "active", True),
+        ("02787650000", "phs", "suspended", True),
+        ("02787650000", "phs", "closed", False),
+        ("02787654321", "fixed", "active", False),  # a fixed line looks like a PHS number
+        ("02787654321", "broadband", "active", False),
+        ("02787654321", None, None, False),  # nobody we know
+    ],
+)
+def test_notify_target_rule(
+    notify: str, found_kind: str | None, found_status: str | None, ok: bool
+) -> None:
+    expected = None if ok else Rule.BAD_NOTIFY_NUMBER
+    assert rules.notify_target_rule(notify, found_kind, found_status) == expected
+
+
+@pytest.mark.parametrize(
     ("yuan_fen", "ok"),
     [
         (0, False),
