@@ -57,10 +57,11 @@ def target(agent: int, index: int) -> str:
 
 async def echo_esme(port: int) -> None:
     from smsmenu.messages import Inbound, Outbound
-    from smsmenu.smpp.gateway import Gateway, GatewayConfig
+    from smsmenu.smpp.gateway import Ack, Gateway, GatewayConfig
 
-    async def handler(inbound: Inbound) -> list[Outbound]:
-        return [Outbound(inbound.source, "ok", inbound.destination, inbound.route)]
+    async def handler(inbound: Inbound, ack: Ack) -> None:
+        ack()
+        await gateway.send(Outbound(inbound.source, "ok", inbound.destination, inbound.route))
 
     gateway = Gateway(GatewayConfig(port=port, window=64, registered_delivery=0), handler)
     await gateway.start()
