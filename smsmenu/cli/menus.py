@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from smsmenu.cli import emit, fail, json_option, root
+from smsmenu.digits import is_digits
 from smsmenu.settings import Settings
 
 
@@ -26,7 +27,7 @@ from smsmenu.settings import Settings
 @json_option
 def chat(phone: str, as_json: bool) -> None:
     """Talk to the menus as PHONE: one message per line, until end of input."""
-    if not phone.isdigit():
+    if not is_digits(phone):
         fail(f"--phone {phone!r} is not a phone number")
     from smsmenu.app import build_menu_engine, close_ledger, open_ledger
     from smsmenu.ledger.db import SchemaMissing

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from smsmenu.digits import to_int
 from smsmenu.smpp import pdu
 
 # message_state values (SMPP 3.4 section 5.2.28)
@@ -87,8 +88,9 @@ def id_forms(message_id: str) -> frozenset[str]:
     forms = {bare}
     if re.fullmatch(r"[0-9a-f]+", bare) and len(bare) <= 32:
         forms.add(str(int(bare, 16)))
-    if bare.isdigit() and len(bare) <= 38:
-        forms.add(format(int(bare), "x"))
+    decimal = to_int(bare, 38)
+    if decimal is not None:
+        forms.add(format(decimal, "x"))
     return frozenset(forms)
 
 

@@ -71,6 +71,10 @@ def test_delivered_and_final() -> None:
         ("1A", "27", False),
         ("msg-1", "msg-1", True),
         ("msg-1", "msg-2", False),
+        ("1²", "1²", True),  # Latin-1 0xB2 in an id: compared as text, never read as a number
+        ("1²", "12", False),
+        ("１２", "12", False),
+        ("12", "c", True),
     ],
 )
 def test_ids_match(submitted: str, receipted: str, match: bool) -> None:
