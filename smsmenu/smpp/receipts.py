@@ -32,11 +32,8 @@ STATE_NAMES = {
 }
 FINAL_STATES = {"DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "REJECTD"}
 
-_FIELD = re.compile(
-    r"(id|sub|dlvrd|submit date|done date|stat|err|text)\s*:\s*(.*?)"
-    r"(?=\s+(?:id|sub|dlvrd|submit date|done date|stat|err|text)\s*:|$)",
-    re.IGNORECASE | re.DOTALL,
-)
+# A field's name, at the start or after white space; its value runs to the next name.
+_NAME = re.compile(r"(?<!\S)(id|sub|dlvrd|submit date|done date|stat|err|text)\s*:", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -59,8 +56,14 @@ def is_receipt(esm_class: int) -> bool:
 
 
 def parse_text(text: str) -> dict[str, str]:
-    """The fields of the text form, keys lower-case (``submit date`` keeps its space)."""
-    return {m.group(1).lower(): m.group(2).strip() for m in _FIELD.finditer(text.strip())}
+    """The fields of the text form, keys lower-case (``submit date`` keeps its space).
+    Linear in the text's length: a receipt may be a 64 kB message_payload of anything."""
+    names = list(_NAME.finditer(text))
+    ends = [name.start() for name in names[1:]] + [len(text)]  # one more when there is none
+    return {
+        name.group(1).lower(): text[name.end() : end].strip()
+        for name, end in zip(names, ends, strict=False)
+    }
 
 
 def parse(sm: pdu.ShortMessage) -> Receipt:
