@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from smsmenu.cli import emit, fail, json_option, root, to_jsonable
+from smsmenu.cli import command_settings, emit, fail, json_option, root, startup_errors, to_jsonable
 from smsmenu.ledger.api import (
     AgentView,
     Billing,
@@ -27,11 +27,10 @@ from smsmenu.ledger.api import (
     SubscriberStatus,
     SubscriberView,
 )
-from smsmenu.ledger.db import SchemaMissing, create_engine, upgrade
+from smsmenu.ledger.db import create_engine, upgrade
 from smsmenu.ledger.outbox import Outbox
 from smsmenu.ledger.service import LedgerService
 from smsmenu.money import format_yuan, parse_yuan
-from smsmenu.settings import Settings
 
 T = TypeVar("T")
 
@@ -39,17 +38,12 @@ KINDS = [k.value for k in Kind]
 BILLINGS = [b.value for b in Billing]
 
 
-def _settings() -> Settings:
-    # mypy sees Field(default, ...) as required (no pydantic plugin); every field has a default.
-    return Settings()  # type: ignore[call-arg]
-
-
 def run_ledger(action: Callable[[LedgerService], Awaitable[T]]) -> T:
-    """Open the ledger from Settings, run ``action`` on it, close it; refusals and a missing
-    schema become one line and a non-zero exit."""
+    """Open the ledger from Settings, run ``action`` on it, close it; refusals and what stops
+    a command from starting (``startup_errors``) become one line and a non-zero exit."""
     from smsmenu.app import close_ledger, open_ledger
 
-    settings = _settings()
+    settings = command_settings()
 
     async def main() -> T:
         ledger = await open_ledger(settings)
@@ -60,20 +54,8 @@ def run_ledger(action: Callable[[LedgerService], Awaitable[T]]) -> T:
         finally:
             await close_ledger(ledger)
 
-    try:
+    with startup_errors(settings):
         return asyncio.run(main())
-    except SchemaMissing as exc:
-        fail(f"database {_safe_url(settings.database_url)}: {exc}")
-
-
-def _safe_url(url: str) -> str:
-    """The URL without a password."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        credentials, host = rest.rsplit("@", 1)
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}://{user}@{host}"
-    return url
 
 
 def yuan(text: str, what: str = "amount") -> int:
@@ -169,10 +151,10 @@ def db() -> None:
 @json_option
 def db_upgrade(as_json: bool) -> None:
     """Create or upgrade the schema (Alembic migrations)."""
-    settings = _settings()
+    database_url = command_settings().database_url
 
     async def main() -> None:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(database_url)
         try:
             await upgrade(engine)
         finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from smsmenu.cli import emit, fail, json_option, root
+from smsmenu.cli import command_settings, emit, fail, json_option, root
 
 
 @root.command("simulator")
@@ -39,12 +39,11 @@ def simulator(
     as_json: bool,
 ) -> None:
     """The SMSC simulator: an SMPP server with a phone console (or a scripted dialogue)."""
-    from smsmenu.settings import Settings
     from smsmenu.smpp import script as scripts
     from smsmenu.smpp.console import run_console
     from smsmenu.smpp.simulator import Simulator
 
-    settings = Settings()  # type: ignore[call-arg]  # values come from config/ and env
+    settings = command_settings()
     steps: list[scripts.Step] = []
     if script is not None:
         try:
