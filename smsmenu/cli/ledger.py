@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from smsmenu.cli import command_settings, emit, fail, json_option, root, startup_errors, to_jsonable
+from smsmenu.cli.passwords import password_option, read
 from smsmenu.ledger.api import (
     AgentView,
     Billing,
@@ -218,23 +219,31 @@ def agent() -> None:
 
 @agent.command("open")
 @click.option("--phone", required=True, help="The bound phone: an active mobile subscriber.")
-@click.option("--trade-pin", required=True, help="6-digit trade password.")
-@click.option("--mgmt-pin", required=True, help="6-digit management password.")
+@password_option("--trade-pin", help="6-digit trade password.")
+@password_option("--mgmt-pin", help="6-digit management password.")
 @click.option("--deposit", required=True, help="First deposit in yuan (at least 500).")
 @click.option("--commission-bp", type=int, default=None, help="Commission rate, basis points.")
 @click.option("--key", default=None, help="Idempotency key (generated if absent).")
 @json_option
 def agent_open(
     phone: str,
-    trade_pin: str,
-    mgmt_pin: str,
+    trade_pin: str | None,
+    mgmt_pin: str | None,
     deposit: str,
     commission_bp: int | None,
     key: str | None,
     as_json: bool,
 ) -> None:
-    """Open an agent."""
+    """Open an agent.
+
+    With ``--trade-pin - --mgmt-pin -`` stdin holds two lines: the trade password, then the
+    management password."""
     fen = yuan(deposit, "deposit")
+    trade_pin, mgmt_pin = read(
+        ("--trade-pin", "Trade password", trade_pin),
+        ("--mgmt-pin", "Management password", mgmt_pin),
+        confirm=True,
+    )
     view = run_ledger(
         lambda ledger: ledger.open_agent(
             phone, trade_pin, mgmt_pin, fen, commission_bp, _key(key, "open")
@@ -324,7 +333,7 @@ def recharge() -> None:
 @click.option("--kind", required=True, type=click.Choice(KINDS))
 @click.option("--number", required=True)
 @click.option("--amount", required=True, help="Whole yuan: 10 to 1000, a multiple of 10.")
-@click.option("--pin", required=True, help="The agent's trade password.")
+@password_option("--pin", help="The agent's trade password.")
 @click.option("--notify", default=None, help="Notify number (fixed line / broadband).")
 @click.option("--key", default=None, help="Idempotency key (generated if absent).")
 @json_option
@@ -333,15 +342,15 @@ def recharge_make(
     kind: str,
     number: str,
     amount: str,
-    pin: str,
+    pin: str | None,
     notify: str | None,
     key: str | None,
     as_json: bool,
 ) -> None:
     """Recharge a subscriber from an agent's float."""
-    request = RechargeRequest(
-        agent_id, Kind(kind), number, yuan(amount), pin, _key(key, "recharge"), notify
-    )
+    fen = yuan(amount)
+    (pin,) = read(("--pin", "Trade password", pin))
+    request = RechargeRequest(agent_id, Kind(kind), number, fen, pin, _key(key, "recharge"), notify)
     view = run_ledger(lambda ledger: ledger.recharge(request))
     emit(as_json, recharge_json(view), lambda v: recharge_text(view))
 
@@ -390,11 +399,14 @@ def recharge_reverse(tx_id: int, key: str | None, as_json: bool) -> None:
 @recharge.command("retry")
 @click.option("--agent", "agent_id", required=True, type=int)
 @click.option("--tx", "tx_id", required=True, type=int)
-@click.option("--pin", required=True)
+@password_option("--pin", help="The agent's trade password.")
 @click.option("--key", default=None, help="Idempotency key (generated if absent).")
 @json_option
-def recharge_retry(agent_id: int, tx_id: int, pin: str, key: str | None, as_json: bool) -> None:
+def recharge_retry(
+    agent_id: int, tx_id: int, pin: str | None, key: str | None, as_json: bool
+) -> None:
     """重复充值: run a failed recharge of the retry list again."""
+    (pin,) = read(("--pin", "Trade password", pin))
     view = run_ledger(lambda ledger: ledger.retry(agent_id, tx_id, pin, _key(key, "retry")))
     emit(as_json, recharge_json(view), lambda v: recharge_text(view))
 
