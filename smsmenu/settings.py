@@ -166,5 +166,5 @@ def load_settings(**values: Any) -> Settings:
 
 
 def _bad_setting(error: ErrorDetails) -> str:
-    key = "_".join(str(part) for part in error["loc"][:1]).upper() or "?"
+    key = str(error["loc"][0]).upper() if error["loc"] else "?"
     return f"bad setting SMSMENU_{key}: {error['msg'].removeprefix('Value error, ')}"

@@ -295,7 +295,8 @@ def demo(
             await sim.stop()
 
     try:
-        outcome = asyncio.run(main())
+        with startup_errors(base):  # a damaged key file beside an existing --db
+            outcome = asyncio.run(main())
     except KeyboardInterrupt:
         return
     if outcome is None:

@@ -93,3 +93,10 @@ def test_the_entry_point_says_the_same(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert one_line(result.stderr).startswith("smsmenu: bad setting SMSMENU_SMSC_PORT: ")
+
+
+def test_a_damaged_key_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "demo.db.key").write_text("short\n")
+    env: dict[str, str | None] = {"SMSMENU_SECRET_KEY": ""}
+    code, stderr = invoke("demo", "--db", str(tmp_path / "demo.db"), env=env)
+    assert code == 1 and one_line(stderr).startswith("smsmenu: the secret key file "), stderr
