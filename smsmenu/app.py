@@ -36,16 +36,16 @@ async def open_ledger(
     try:
         if check:
             await check_schema(engine)
+        return LedgerService(  # raises keys.SecretMissing without a secret where one is needed
+            engine,
+            clock or SystemClock(),
+            catalogue or load_catalogue(settings),
+            settings,
+            billing,
+        )
     except BaseException:
         await engine.dispose()
         raise
-    return LedgerService(
-        engine,
-        clock or SystemClock(),
-        catalogue or load_catalogue(settings),
-        settings,
-        billing,
-    )
 
 
 def ledger_outbox(ledger: LedgerService) -> Outbox:

@@ -2,22 +2,39 @@
 
 The packaged defaults are found wherever the command runs from: next to the package in a
 source checkout (``config/``), inside it in a wheel (``smsmenu/_config``), or wherever
-``SMSMENU_CONFIG_DIR`` points.
+``SMSMENU_CONFIG_DIR`` points. ``load_settings`` builds them for a command: a value that does
+not fit is one line naming its key (``BadSetting``), never quoting the value (it may be a
+password).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+# The async driver of each database the ledger runs on, by the schemes people write.
+ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 
 
 def config_dir() -> Path:
@@ -30,6 +47,32 @@ def config_dir() -> Path:
         if (candidate / "settings.toml").is_file():
             return candidate
     raise RuntimeError(f"smsmenu: no config/settings.toml next to {package}")
+
+
+def async_database_url(url: str) -> str:
+    """``url`` with the async driver the ledger uses: ``sqlite://`` gets aiosqlite,
+    ``postgresql://`` and ``postgres://`` get asyncpg, and those driver-qualified forms stay.
+    ValueError for a synchronous driver or another database; its message never quotes the URL
+    (it may hold a password)."""
+    scheme, separator, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not separator:
+        raise ValueError("not a database URL: write sqlite:///FILE or postgresql://USER@HOST/DB")
+    driver = ASYNC_DRIVERS.get(scheme)
+    if driver is None:
+        database = scheme.partition("+")[0]
+        if database in ASYNC_DRIVERS and _SCHEME.fullmatch(scheme):
+            raise ValueError(
+                f"{scheme} is a synchronous driver: write {database}:// "
+                f"(the ledger uses {ASYNC_DRIVERS[database]})"
+            )
+        raise ValueError("the ledger runs on sqlite:// or postgresql:// only")
+    qualified = f"{driver}://{rest}"
+    try:
+        make_url(qualified)
+    except (ArgumentError, ValueError):
+        raise ValueError(f"malformed {scheme}:// URL") from None
+    return qualified
 
 
 class Settings(BaseSettings):
@@ -80,6 +123,11 @@ class Settings(BaseSettings):
     smpp_part_bytes_per_sender: int = Field(8192, ge=140)
     smpp_max_part_sets: int = Field(10_000, ge=1)
 
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return async_database_url(value)
+
     @field_validator("secret_key")
     @classmethod
     def _long_enough(cls, value: SecretStr) -> SecretStr:
@@ -111,3 +159,20 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = TomlConfigSettingsSource(settings_cls, toml_file=config_dir() / "settings.toml")
         return (init_settings, env_settings, toml)
+
+
+class BadSetting(ValueError):
+    """Settings that do not fit: one line naming each key (``SMSMENU_<NAME>``), no value."""
+
+
+def load_settings(**values: Any) -> Settings:
+    """The Settings of config/settings.toml and SMSMENU_* (``values`` win); ``BadSetting``."""
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise BadSetting("; ".join(_bad_setting(error) for error in exc.errors())) from None
+
+
+def _bad_setting(error: ErrorDetails) -> str:
+    key = str(error["loc"][0]).upper() if error["loc"] else "?"
+    return f"bad setting SMSMENU_{key}: {error['msg'].removeprefix('Value error, ')}"

@@ -19,7 +19,17 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from smsmenu.cli import emit, fail, json_option, local_time, root, to_jsonable
+from smsmenu.cli import (
+    command_settings,
+    emit,
+    fail,
+    json_option,
+    local_time,
+    root,
+    startup_errors,
+    to_jsonable,
+)
+from smsmenu.cli.passwords import password_option, read
 from smsmenu.ledger.api import (
     AgentView,
     Billing,
@@ -30,11 +40,10 @@ from smsmenu.ledger.api import (
     SubscriberStatus,
     SubscriberView,
 )
-from smsmenu.ledger.db import SchemaMissing, create_engine, upgrade
+from smsmenu.ledger.db import create_engine, upgrade
 from smsmenu.ledger.outbox import Outbox
 from smsmenu.ledger.service import LedgerService
 from smsmenu.money import format_yuan, parse_yuan
-from smsmenu.settings import Settings
 
 T = TypeVar("T")
 
@@ -42,22 +51,17 @@ KINDS = [k.value for k in Kind]
 BILLINGS = [b.value for b in Billing]
 
 
-def _settings() -> Settings:
-    # mypy sees Field(default, ...) as required (no pydantic plugin); every field has a default.
-    return Settings()  # type: ignore[call-arg]
-
-
 def _zone() -> ZoneInfo:
     """The TIMEZONE setting: every time these commands print is shown in it."""
-    return _settings().zone
+    return command_settings().zone
 
 
 def run_ledger(action: Callable[[LedgerService], Awaitable[T]]) -> T:
-    """Open the ledger from Settings, run ``action`` on it, close it; refusals and a missing
-    schema become one line and a non-zero exit."""
+    """Open the ledger from Settings, run ``action`` on it, close it; refusals and what stops
+    a command from starting (``startup_errors``) become one line and a non-zero exit."""
     from smsmenu.app import close_ledger, open_ledger
 
-    settings = _settings()
+    settings = command_settings()
 
     async def main() -> T:
         ledger = await open_ledger(settings)
@@ -68,20 +72,8 @@ def run_ledger(action: Callable[[LedgerService], Awaitable[T]]) -> T:
         finally:
             await close_ledger(ledger)
 
-    try:
+    with startup_errors(settings):
         return asyncio.run(main())
-    except SchemaMissing as exc:
-        fail(f"database {_safe_url(settings.database_url)}: {exc}")
-
-
-def _safe_url(url: str) -> str:
-    """The URL without a password."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        credentials, host = rest.rsplit("@", 1)
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}://{user}@{host}"
-    return url
 
 
 def yuan(text: str, what: str = "amount") -> int:
@@ -177,10 +169,10 @@ def db() -> None:
 @json_option
 def db_upgrade(as_json: bool) -> None:
     """Create or upgrade the schema (Alembic migrations)."""
-    settings = _settings()
+    database_url = command_settings().database_url
 
     async def main() -> None:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(database_url)
         try:
             await upgrade(engine)
         finally:
@@ -245,23 +237,31 @@ def agent() -> None:
 
 @agent.command("open")
 @click.option("--phone", required=True, help="The bound phone: an active mobile subscriber.")
-@click.option("--trade-pin", required=True, help="6-digit trade password.")
-@click.option("--mgmt-pin", required=True, help="6-digit management password.")
+@password_option("--trade-pin", help="6-digit trade password.")
+@password_option("--mgmt-pin", help="6-digit management password.")
 @click.option("--deposit", required=True, help="First deposit in yuan (at least 500).")
 @click.option("--commission-bp", type=int, default=None, help="Commission rate, basis points.")
 @click.option("--key", default=None, help="Idempotency key (generated if absent).")
 @json_option
 def agent_open(
     phone: str,
-    trade_pin: str,
-    mgmt_pin: str,
+    trade_pin: str | None,
+    mgmt_pin: str | None,
     deposit: str,
     commission_bp: int | None,
     key: str | None,
     as_json: bool,
 ) -> None:
-    """Open an agent."""
+    """Open an agent.
+
+    With ``--trade-pin - --mgmt-pin -`` stdin holds two lines: the trade password, then the
+    management password."""
     fen = yuan(deposit, "deposit")
+    trade_pin, mgmt_pin = read(
+        ("--trade-pin", "Trade password", trade_pin),
+        ("--mgmt-pin", "Management password", mgmt_pin),
+        confirm=True,
+    )
     view = run_ledger(
         lambda ledger: ledger.open_agent(
             phone, trade_pin, mgmt_pin, fen, commission_bp, _key(key, "open")
@@ -351,7 +351,7 @@ def recharge() -> None:
 @click.option("--kind", required=True, type=click.Choice(KINDS))
 @click.option("--number", required=True)
 @click.option("--amount", required=True, help="Whole yuan: 10 to 1000, a multiple of 10.")
-@click.option("--pin", required=True, help="The agent's trade password.")
+@password_option("--pin", help="The agent's trade password.")
 @click.option(
     "--notify",
     default=None,
@@ -364,15 +364,15 @@ def recharge_make(
     kind: str,
     number: str,
     amount: str,
-    pin: str,
+    pin: str | None,
     notify: str | None,
     key: str | None,
     as_json: bool,
 ) -> None:
     """Recharge a subscriber from an agent's float."""
-    request = RechargeRequest(
-        agent_id, Kind(kind), number, yuan(amount), pin, _key(key, "recharge"), notify
-    )
+    fen = yuan(amount)
+    (pin,) = read(("--pin", "Trade password", pin))
+    request = RechargeRequest(agent_id, Kind(kind), number, fen, pin, _key(key, "recharge"), notify)
     view = run_ledger(lambda ledger: ledger.recharge(request))
     zone = _zone()
     emit(as_json, recharge_json(view, zone), lambda v: recharge_text(view, zone))
@@ -424,11 +424,14 @@ def recharge_reverse(tx_id: int, key: str | None, as_json: bool) -> None:
 @recharge.command("retry")
 @click.option("--agent", "agent_id", required=True, type=int)
 @click.option("--tx", "tx_id", required=True, type=int)
-@click.option("--pin", required=True)
+@password_option("--pin", help="The agent's trade password.")
 @click.option("--key", default=None, help="Idempotency key (generated if absent).")
 @json_option
-def recharge_retry(agent_id: int, tx_id: int, pin: str, key: str | None, as_json: bool) -> None:
+def recharge_retry(
+    agent_id: int, tx_id: int, pin: str | None, key: str | None, as_json: bool
+) -> None:
     """重复充值: run a failed recharge of the retry list again."""
+    (pin,) = read(("--pin", "Trade password", pin))
     view = run_ledger(lambda ledger: ledger.retry(agent_id, tx_id, pin, _key(key, "retry")))
     zone = _zone()
     emit(as_json, recharge_json(view, zone), lambda v: recharge_text(view, zone))

@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 
-from smsmenu.cli import emit, fail, json_option, root
-from smsmenu.settings import Settings
+from smsmenu.cli import command_settings, emit, fail, json_option, root, startup_errors
+from smsmenu.digits import is_digits
 
 
 @root.command("chat")
@@ -25,15 +25,14 @@ from smsmenu.settings import Settings
 @json_option
 def chat(phone: str, as_json: bool) -> None:
     """Talk to the menus as PHONE: one message per line, until end of input."""
-    if not phone.isdigit():
+    if not is_digits(phone):
         fail(f"--phone {phone!r} is not a phone number")
     from smsmenu.app import build_menu_engine, close_ledger, open_ledger
-    from smsmenu.ledger.db import SchemaMissing
     from smsmenu.ledger.outbox import Outbox
     from smsmenu.menus.store import InProcessStore
     from smsmenu.messages import Inbound
 
-    settings = Settings()  # type: ignore[call-arg]
+    settings = command_settings()
     interactive = sys.stdin.isatty() and not as_json
 
     async def main() -> None:
@@ -69,10 +68,8 @@ def chat(phone: str, as_json: bool) -> None:
             await store.aclose()
             await close_ledger(ledger)
 
-    try:
+    with startup_errors(settings):
         asyncio.run(main())
-    except SchemaMissing as exc:
-        fail(f"the database has no schema ({exc}); run: smsmenu db upgrade")
 
 
 def _chat_text(turn: dict[str, Any]) -> str:

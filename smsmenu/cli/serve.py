@@ -15,18 +15,18 @@ from typing import Any
 
 import click
 
-from smsmenu.cli import LogFormatter, emit, fail, json_option, root
+from smsmenu.cli import (
+    LogFormatter,
+    command_settings,
+    emit,
+    fail,
+    json_option,
+    root,
+    safe_url,
+    startup_errors,
+)
 
 log = logging.getLogger("smsmenu.server")
-
-
-def safe_url(url: str) -> str:
-    """A database/Redis URL without its password."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        credentials, host = rest.rsplit("@", 1)
-        return f"{scheme}://{credentials.split(':', 1)[0]}@{host}"
-    return url
 
 
 class _JsonFormatter(LogFormatter):
@@ -74,15 +74,10 @@ def serve(status_interval: float | None, as_json: bool) -> None:
     it cleanly: no new message is taken, sends in flight finish, then it unbinds. ``--json``
     writes the log as JSON lines."""
     from smsmenu.app import run_server
-    from smsmenu.ledger.db import SchemaMissing
-    from smsmenu.settings import Settings
 
-    try:
-        settings = Settings()  # type: ignore[call-arg]
-        if status_interval is not None:
-            settings = settings.model_copy(update={"status_interval_s": status_interval})
-    except Exception as exc:
-        fail(f"bad settings: {exc}".splitlines()[0])
+    settings = command_settings()
+    if status_interval is not None:
+        settings = settings.model_copy(update={"status_interval_s": status_interval})
     configure_logging(settings.log_level, as_json, settings.zone)
 
     async def main() -> None:
@@ -103,9 +98,8 @@ def serve(status_interval: float | None, as_json: bool) -> None:
             log.info("signal received: stopping")
 
     try:
-        asyncio.run(main())
-    except SchemaMissing as exc:
-        fail(f"database {safe_url(settings.database_url)}: {exc}")
+        with startup_errors(settings):
+            asyncio.run(main())
     except OSError as exc:
         fail(f"cannot start: {exc}")
 
@@ -196,11 +190,11 @@ def demo(
     from smsmenu.app import run_server
     from smsmenu.ledger.db import create_engine, upgrade
     from smsmenu.money import format_yuan
-    from smsmenu.settings import Settings
     from smsmenu.smpp import script as scripts
     from smsmenu.smpp.console import describe, run_console
     from smsmenu.smpp.simulator import Simulator
 
+    base = command_settings()
     steps: list[scripts.Step] = []
     if script is not None:
         try:
@@ -213,7 +207,6 @@ def demo(
     if path.exists():
         fail(f"{path} exists: the demo starts from a fresh database (choose another --db)")
     log_path = path.with_suffix(".log")
-    base = Settings()  # type: ignore[call-arg]
     configure_logging("INFO", False, base.zone, path=log_path)
     out = (lambda line: None) if as_json else click.echo
 
@@ -313,7 +306,8 @@ def demo(
             await sim.stop()
 
     try:
-        outcome = asyncio.run(main())
+        with startup_errors(base):  # a damaged key file beside an existing --db
+            outcome = asyncio.run(main())
     except KeyboardInterrupt:
         return
     if outcome is None:

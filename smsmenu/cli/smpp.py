@@ -8,14 +8,17 @@ from pathlib import Path
 
 import click
 
-from smsmenu.cli import LogFormatter, emit, fail, json_option, root
+from smsmenu.cli import LogFormatter, command_settings, emit, fail, json_option, root
+from smsmenu.cli.passwords import password_option, read
 
 
 @root.command("simulator")
 @click.option("--port", default=2775, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--system-id", default=None, help="Expected system_id (default: settings).")
-@click.option("--password", default=None, help="Expected password (default: settings).")
+@password_option(
+    "--password", help="Expected password (left out: SMSMENU_SMSC_PASSWORD).", asked=False
+)
 @click.option(
     "--script",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -39,12 +42,13 @@ def simulator(
     as_json: bool,
 ) -> None:
     """The SMSC simulator: an SMPP server with a phone console (or a scripted dialogue)."""
-    from smsmenu.settings import Settings
     from smsmenu.smpp import script as scripts
     from smsmenu.smpp.console import run_console
     from smsmenu.smpp.simulator import Simulator
 
-    settings = Settings()  # type: ignore[call-arg]  # values come from config/ and env
+    settings = command_settings()
+    if password == "-":
+        (password,) = read(("--password", "SMSC password", password))
     steps: list[scripts.Step] = []
     if script is not None:
         try:

@@ -75,7 +75,7 @@ class Turn:
         self.parts.append(self.texts.render(key, **params))
 
     def refusal(self, refusal: Refusal) -> None:
-        self.parts.append(render_refusal(self.texts, refusal, self.zone))
+        self.parts.append(refusal_text(self.texts, refusal, self.zone))
 
     @property
     def shortcut_key(self) -> str:
@@ -99,14 +99,6 @@ class Turn:
 
     def local(self, when: datetime) -> datetime:
         return when.astimezone(self.zone)
-
-
-def render_refusal(texts: Catalogue, refusal: Refusal, zone: ZoneInfo) -> str:
-    """The refusal's catalogue text ``refusal_<rule>``, worded as the ledger words it (amounts
-    in yuan, times in local time); a generic line for a rule without a text."""
-    if f"refusal_{refusal.rule.value}" not in texts:
-        return texts.render("refused_generic")
-    return refusal_text(texts, refusal, zone)
 
 
 class MenuModel:

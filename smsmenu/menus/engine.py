@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from smsmenu.clock import Clock
+from smsmenu.digits import masked
 from smsmenu.keys import SecretKeys
 from smsmenu.ledger.api import AgentLedger, Kind, RechargeRequest, Refusal, Rule
 from smsmenu.ledger.deadletters import DeadLetter, DeadLetterSink
@@ -101,12 +101,9 @@ def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
-_DIGITS = re.compile(r"\d")
-
-
 def redact(text: str) -> str:
     """A message text as it may be kept for people: every digit masked (a PIN, a number)."""
-    return _DIGITS.sub("*", text)[:320]
+    return masked(text)[:320]
 
 
 class MenuEngine:

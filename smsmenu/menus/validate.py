@@ -9,6 +9,7 @@ The ledger checks every rule again on its side.
 
 from __future__ import annotations
 
+from smsmenu.digits import to_int
 from smsmenu.ledger import rules
 from smsmenu.ledger.api import Kind, Rule
 from smsmenu.money import parse_whole_yuan
@@ -90,7 +91,7 @@ def new_pin(text: str, old: str | None = None) -> str:
 
 def choice(text: str, count: int) -> int:
     """A 1-based pick from a numbered list of ``count`` lines."""
-    text = text.strip()
-    if text.isdigit() and 1 <= int(text) <= count:
-        return int(text)
+    picked = to_int(text.strip(), len(str(count)))
+    if picked is not None and 1 <= picked <= count:
+        return picked
     raise Invalid("reason_bad_choice")

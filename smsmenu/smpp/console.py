@@ -21,7 +21,7 @@ from collections.abc import Callable
 from smsmenu.smpp.script import _UssdPhones
 from smsmenu.smpp.simulator import Received, Simulator
 
-_LINE = re.compile(r"^\s*(\+?\d{3,20})\s*(ussd)?\s*>\s?(.*)$", re.IGNORECASE)
+_LINE = re.compile(r"^\s*(\+?[0-9]{3,20})\s*(ussd)?\s*>\s?(.*)$", re.IGNORECASE)
 
 HELP = "type  PHONE> text  (SMS)  or  PHONE ussd> text  (USSD); Ctrl-D ends input"
 

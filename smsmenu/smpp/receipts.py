@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from smsmenu.digits import to_int
 from smsmenu.smpp import pdu
 
 # message_state values (SMPP 3.4 section 5.2.28)
@@ -31,11 +32,8 @@ STATE_NAMES = {
 }
 FINAL_STATES = {"DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "REJECTD"}
 
-_FIELD = re.compile(
-    r"(id|sub|dlvrd|submit date|done date|stat|err|text)\s*:\s*(.*?)"
-    r"(?=\s+(?:id|sub|dlvrd|submit date|done date|stat|err|text)\s*:|$)",
-    re.IGNORECASE | re.DOTALL,
-)
+# A field's name, at the start or after white space; its value runs to the next name.
+_NAME = re.compile(r"(?<!\S)(id|sub|dlvrd|submit date|done date|stat|err|text)\s*:", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -58,8 +56,14 @@ def is_receipt(esm_class: int) -> bool:
 
 
 def parse_text(text: str) -> dict[str, str]:
-    """The fields of the text form, keys lower-case (``submit date`` keeps its space)."""
-    return {m.group(1).lower(): m.group(2).strip() for m in _FIELD.finditer(text.strip())}
+    """The fields of the text form, keys lower-case (``submit date`` keeps its space).
+    Linear in the text's length: a receipt may be a 64 kB message_payload of anything."""
+    names = list(_NAME.finditer(text))
+    ends = [name.start() for name in names[1:]] + [len(text)]  # one more when there is none
+    return {
+        name.group(1).lower(): text[name.end() : end].strip()
+        for name, end in zip(names, ends, strict=False)
+    }
 
 
 def parse(sm: pdu.ShortMessage) -> Receipt:
@@ -87,8 +91,9 @@ def id_forms(message_id: str) -> frozenset[str]:
     forms = {bare}
     if re.fullmatch(r"[0-9a-f]+", bare) and len(bare) <= 32:
         forms.add(str(int(bare, 16)))
-    if bare.isdigit() and len(bare) <= 38:
-        forms.add(format(int(bare), "x"))
+    decimal = to_int(bare, 38)
+    if decimal is not None:
+        forms.add(format(decimal, "x"))
     return frozenset(forms)
 
 

@@ -46,20 +46,23 @@ async def test_script_passes_and_a_mismatch_names_its_line() -> None:
         assert outcome.failure.startswith("line 2: 13800000009 got no reply within 0.2s")
 
 
-async def _run_cli(tmp_path: Path, dialogue: str) -> tuple[int, str, str]:
+async def _run_cli(
+    tmp_path: Path, dialogue: str, *args: str, stdin: bytes = b"", password: str = "secret"
+) -> tuple[int, str, str]:
     path = tmp_path / "dialogue.txt"
     path.write_text(dialogue, encoding="utf-8")
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", "from smsmenu.cli.main import main; main()",
         "simulator", "--port", str(port),
-        "--script", str(path), "--bind-timeout", "10", "--reply-timeout", "5",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        "--script", str(path), "--bind-timeout", "10", "--reply-timeout", "5", *args,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    gateway = gateway_for(fast_config(port), Recorder(_menu))
+    gateway = gateway_for(fast_config(port, password=password), Recorder(_menu))
     await gateway.start()
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        out, err = await asyncio.wait_for(proc.communicate(stdin), 30)
     finally:
         await gateway.stop()
     return proc.returncode or 0, out.decode(), err.decode()
@@ -67,6 +70,15 @@ async def _run_cli(tmp_path: Path, dialogue: str) -> tuple[int, str, str]:
 
 async def test_cli_script_mode(tmp_path: Path) -> None:
     code, out, err = await _run_cli(tmp_path, DIALOGUE)
+    assert code == 0, err
+    assert "script passed: 7 steps" in out
+
+
+async def test_cli_expected_password_from_stdin(tmp_path: Path) -> None:
+    """``--password -``: the SMSC password the simulator expects, kept out of ``ps``."""
+    code, out, err = await _run_cli(
+        tmp_path, DIALOGUE, "--password", "-", stdin=b"pw-from-stdin\n", password="pw-from-stdin"
+    )
     assert code == 0, err
     assert "script passed: 7 steps" in out
 

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from smsmenu.app import load_catalogue
 from smsmenu.clock import SystemClock
 from smsmenu.ledger.api import Billing, Kind
@@ -65,9 +67,12 @@ def test_chat_walks_the_menu_and_shows_the_outbox(sqlite_template: Path, tmp_pat
     assert "55.00元" in human.stdout
 
 
-def test_chat_refuses_a_bad_phone_in_one_line() -> None:
-    result = run("chat", "--phone", "abc")
+@pytest.mark.parametrize("phone", ["abc", "１３８００００００01", "138²"])
+def test_chat_refuses_a_bad_phone_in_one_line(phone: str, tmp_path: Path) -> None:
+    env = {"SMSMENU_DATABASE_URL": f"sqlite:///{tmp_path / 'none.db'}"}
+    result = run("chat", "--phone", phone, env=env)
     assert result.returncode != 0 and result.stderr.count("\n") == 1
+    assert "is not a phone number" in result.stderr
     assert "Traceback" not in result.stderr
 
 

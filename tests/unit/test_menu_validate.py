@@ -1,6 +1,10 @@
 """Input checks of the menus (pure)."""
 
+import contextlib
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smsmenu.ledger.api import Kind
 from smsmenu.menus import validate
@@ -84,7 +88,7 @@ def test_new_pin_refused(text: str, reason: str) -> None:
 def test_new_pin_ok_and_choice() -> None:
     assert validate.new_pin("246810", old="135790") == "246810"
     assert validate.choice("2", 3) == 2
-    for bad in ("0", "4", "x", ""):
+    for bad in ("0", "4", "x", "", "²", "①", "１", "٢", "1" * 5000):
         with pytest.raises(Invalid):
             validate.choice(bad, 3)
 
@@ -102,3 +106,26 @@ def test_full_width_digits_are_refused_as_the_ledger_refuses_them(check: object)
     """The menus ask the ledger's own rules, which take ASCII digits only."""
     with pytest.raises(Invalid):
         check()  # type: ignore[operator]
+
+
+ANY = st.one_of(
+    st.text(), st.text(st.characters(categories=["Nd", "No"]) | st.sampled_from("0123456789 "))
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=ANY, count=st.integers(0, 12), kind=st.sampled_from(Kind))
+def test_any_text_is_a_value_or_invalid(text: str, count: int, kind: Kind) -> None:
+    checks = [
+        lambda: validate.kind(text),
+        lambda: validate.number(kind, text),
+        lambda: validate.amount(text),
+        lambda: validate.notify(text),
+        lambda: validate.pin(text),
+        lambda: validate.new_pin(text),
+        lambda: validate.new_pin(text, old="135790"),
+        lambda: validate.choice(text, count),
+    ]
+    for check in checks:
+        with contextlib.suppress(Invalid):
+            check()

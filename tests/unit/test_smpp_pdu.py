@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from smsmenu.smpp import pdu
+from smsmenu.smpp import pdu, receipts
 
 
 def test_short_message_round_trip_keeps_unusual_values() -> None:
@@ -41,6 +43,14 @@ def test_bind_round_trip() -> None:
 @pytest.mark.parametrize(("body", "expected"), [(b"", ""), (b"1A\x00", "1A"), (b"abc", "abc")])
 def test_message_id_body(body: bytes, expected: str) -> None:
     assert pdu.decode_message_id(body) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_submit_sm_resp_body_is_an_id_as_text(body: bytes) -> None:
+    message_id = pdu.decode_message_id(body)
+    assert "\x00" not in message_id and len(message_id) <= len(body)
+    assert receipts.normalize(message_id) in receipts.id_forms(message_id)
 
 
 def test_response_keeps_sequence_and_sets_resp_bit() -> None:

@@ -65,6 +65,8 @@ def test_bad_lines_name_their_number(bad: str) -> None:
         ("  13800000001>CZ 2 139 50 123456\n", ("13800000001", "CZ 2 139 50 123456", False)),
         ("13800000001>", None),
         ("hello", None),
+        ("１３８００> 1", None),  # a phone number is ASCII digits
+        ("١٣٨٠٠> 1", None),
     ],
 )
 def test_console_lines(line: str, parsed: tuple[str, str, bool] | None) -> None:
