@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from smsmenu.ledger import queries, rules
 from smsmenu.ledger.api import AgentStatus, Kind, RechargeRequest, Refusal, Rule, SubscriberStatus
 from smsmenu.ledger.context import LedgerContext
-from smsmenu.ledger.passwords import check_trade_pin, reset_failures
+from smsmenu.ledger.passwords import check_trade_pin, pin_format, reset_failures
 from smsmenu.ledger.unit_of_work import claim_key
 
 
@@ -32,6 +32,13 @@ def request_fields(kind: Kind, number: str, amount_fen: int, notify: str | None)
         rule = rules.notify_rule(notify)
         if rule:
             raise Refusal(rule, number=notify)
+
+
+def check_request(request: RechargeRequest) -> None:
+    """What a recharge request must satisfy before any database is asked (a malformed password
+    is a format error, not a wrong password: it counts nothing)."""
+    request_fields(request.kind, request.number, request.amount_fen, request.notify)
+    pin_format(request.pin)
 
 
 def agent_can_trade(agent: Any) -> None:

@@ -57,7 +57,7 @@ class GroupCommit:
 
     async def recharge(self, request: RechargeRequest, fingerprint: str) -> RechargeView:
         """Queue the recharge and wait for its batch (leading batches if too few run)."""
-        admission.request_fields(request.kind, request.number, request.amount_fen, request.notify)
+        admission.check_request(request)
         future: asyncio.Future[RechargeView] = asyncio.get_running_loop().create_future()
         self._queue.append(_Waiting(request, fingerprint, future))
         if self._running < self.parallel:

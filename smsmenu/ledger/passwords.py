@@ -31,13 +31,21 @@ class WrongPin(Exception):
         self.agent_id = agent_id
 
 
+def pin_format(pin: str) -> None:
+    """BAD_PIN_FORMAT unless ``pin`` is 6 ASCII digits: checked before any password is, so a
+    malformed one counts nothing."""
+    rule = rules.pin_format_rule(pin)
+    if rule:
+        raise Refusal(rule)
+
+
 def check_trade_pin(ctx: LedgerContext, agent: Any, pin: str, now: datetime) -> None:
     """PIN_LOCKED while locked; ``WrongPin`` unless ``pin`` is the agent's trade password.
     ``agent`` is a row with ``id``, ``trade_hash`` and ``pin_locked_until``."""
     locked = agent.pin_locked_until
     if locked is not None and locked > now:
         raise Refusal(Rule.PIN_LOCKED, until=locked)
-    if rules.pin_format_rule(pin) or not ctx.pins.verify(agent.id, agent.trade_hash, pin):
+    if not ctx.pins.verify(agent.id, agent.trade_hash, pin):
         raise WrongPin(agent.id)
 
 
@@ -63,6 +71,7 @@ async def reset_failures(conn: AsyncConnection, agent: Any) -> None:
 
 async def trade_login(ctx: LedgerContext, agent_id: int, pin: str) -> Any:
     """Check the trade password (counted) of an agent that is not closed; its context row."""
+    pin_format(pin)
     now = ctx.clock.now()
     try:
         async with unit_of_work(ctx.engine) as conn:
@@ -80,6 +89,7 @@ async def trade_login(ctx: LedgerContext, agent_id: int, pin: str) -> Any:
 async def change_pin(ctx: LedgerContext, agent_id: int, old: str, new: str, trade: bool) -> None:
     """A new trade (``trade``) or management password: 6 digits, not the old one, not six
     equal digits, not a run. A wrong old trade password is counted; a management one is not."""
+    pin_format(old)
     bad_new = rules.new_pin_rule(old, new)
     if bad_new in (Rule.BAD_PIN_FORMAT, Rule.WEAK_PIN):
         raise Refusal(bad_new)
@@ -93,7 +103,7 @@ async def change_pin(ctx: LedgerContext, agent_id: int, old: str, new: str, trad
                 raise Refusal(Rule.AGENT_CLOSED)
             if trade:
                 check_trade_pin(ctx, row, old, now)
-            elif rules.pin_format_rule(old) or not ctx.pins.verify(-agent_id, row.mgmt_hash, old):
+            elif not ctx.pins.verify(-agent_id, row.mgmt_hash, old):
                 raise Refusal(Rule.WRONG_PIN)
             if bad_new:
                 raise Refusal(bad_new)
@@ -108,6 +118,8 @@ async def change_pin(ctx: LedgerContext, agent_id: int, old: str, new: str, trad
 
 async def verify_mgmt_pin(ctx: LedgerContext, agent_id: int, pin: str) -> bool:
     """Whether ``pin`` is the management password of ``agent_id`` (not closed)."""
+    if rules.pin_format_rule(pin):
+        return False
     async with ctx.engine.connect() as conn:
         row = (
             await conn.execute(

@@ -42,7 +42,7 @@ async def run(
 ) -> RechargeView:
     """One recharge on the path its billing backend calls for; a repeat of its key gets the
     first result (or KEY_REUSED), a wrong trade password is counted."""
-    admission.request_fields(request.kind, request.number, request.amount_fen, request.notify)
+    admission.check_request(request)
     try:
         if not ctx.billing.internal:
             return await two_phase.recharge(ctx, request, fingerprint, retry_of)

@@ -10,7 +10,13 @@ from smsmenu.ledger import statements as sql
 from smsmenu.ledger.api import Refusal, Rule, TransferView
 from smsmenu.ledger.context import LedgerContext
 from smsmenu.ledger.models import txns
-from smsmenu.ledger.passwords import WrongPin, check_trade_pin, record_wrong_pin, reset_failures
+from smsmenu.ledger.passwords import (
+    WrongPin,
+    check_trade_pin,
+    pin_format,
+    record_wrong_pin,
+    reset_failures,
+)
 from smsmenu.ledger.unit_of_work import KeyTaken, claim_key, first_result, unit_of_work
 from smsmenu.messages import Route
 
@@ -27,6 +33,7 @@ async def transfer_to_phone(
     rule = rules.recharge_amount_rule(amount_fen)
     if rule:
         raise Refusal(rule)
+    pin_format(pin)
     fingerprint = f"{agent_id}|{amount_fen}"
     now = ctx.clock.now()
     try:

@@ -532,3 +532,14 @@ def test_subscriber_status_and_a_broken_ledger(cli: Cli) -> None:
     assert broken.stderr.strip().count("\n") == 0
     asyncio.run(tamper(-1))
     assert cli.json("ledger", "check")["ok"] is True  # type: ignore[index]
+
+
+def test_a_malformed_password_is_a_format_error(cli: Cli) -> None:
+    """``--pin abc`` is no wrong trade password: it counts nothing and locks nothing."""
+    agent = str(seed(cli))
+    make = ["recharge", "make", "--agent", agent, "--kind", "mobile", "--number", "13900000002"]
+    for n in range(4):
+        cli.refused("bad_pin_format", *make, "--amount", "10", "--pin", "abc", "--key", f"f{n}")
+    line = cli.refused("wrong_pin", *make, "--amount", "10", "--pin", "000000")
+    assert "还可尝试2次" in line  # the malformed ones counted nothing
+    assert cli.json("recharge", "list", "--agent", agent) == []

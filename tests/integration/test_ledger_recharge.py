@@ -400,3 +400,25 @@ async def test_recent_duplicate_within_sixty_seconds(
     assert await ledger.recent_duplicate(agent.agent_id, FIXED, 10000) is None
     clock.advance(1)
     assert await ledger.recent_duplicate(agent.agent_id, MOBILE, 10000) is None
+
+
+async def test_a_malformed_password_counts_nothing(ledger: LedgerService) -> None:
+    """A PIN that is not 6 ASCII digits is a format error on every path: nothing is counted or
+    locked, however often it comes (the menus refuse it earlier; the CLI and the API do not)."""
+    agent = await setup(ledger)
+    for n, pin in enumerate(["abc", "12345", "1234567", "１２３４５６", "12345a", ""]):
+        await refused(ledger, req(agent, pin=pin, key=f"m{n}"), Rule.BAD_PIN_FORMAT)
+        operations = (
+            ledger.balance(agent.agent_id, pin),
+            ledger.recent(agent.agent_id, pin),
+            ledger.transfer_to_phone(agent.agent_id, 1000, pin, f"t{n}"),
+            ledger.change_trade_pin(agent.agent_id, pin, "975310"),
+            ledger.change_mgmt_pin(agent.agent_id, pin, "975310"),
+        )
+        for operation in operations:
+            with pytest.raises(Refusal) as caught:
+                await operation
+            assert caught.value.rule is Rule.BAD_PIN_FORMAT
+        assert not await ledger.verify_mgmt_pin(agent.agent_id, pin)
+    first = await refused(ledger, req(agent, pin="000001", key="w"), Rule.WRONG_PIN)
+    assert first.params["remaining"] == 2
