@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsmenu.ledger import queries, rules
-from smsmenu.ledger.api import AgentStatus, Kind, RechargeRequest, Refusal, Rule, SubscriberStatus
+from smsmenu.ledger.api import Kind, RechargeRequest, Refusal, Rule, SubscriberStatus
 from smsmenu.ledger.context import LedgerContext
 from smsmenu.ledger.passwords import check_trade_pin, pin_format, reset_failures
 from smsmenu.ledger.unit_of_work import claim_key
@@ -43,12 +43,9 @@ def check_request(request: RechargeRequest) -> None:
 
 def agent_can_trade(agent: Any) -> None:
     """The agent is open, not suspended, and its bound phone is active."""
-    if agent.status == AgentStatus.CLOSED:
-        raise Refusal(Rule.AGENT_CLOSED)
-    if agent.status == AgentStatus.SUSPENDED:
-        raise Refusal(Rule.AGENT_SUSPENDED)
-    if agent.phone_status != SubscriberStatus.ACTIVE:
-        raise Refusal(Rule.PHONE_SUSPENDED)
+    rule = rules.agent_rule(agent.status, agent.phone_status)
+    if rule:
+        raise Refusal(rule)
 
 
 def target(found_kind: str | None, found_status: str | None, kind: Kind, number: str) -> None:

@@ -1,4 +1,4 @@
-"""Trade and management passwords in use: checking, counting wrong ones, lock-out, changing.
+"""Trade passwords in use: checking, counting wrong ones, lock-out.
 
 SPEC §10: three wrong trade passwords in a row lock trade operations for 30 minutes, per agent,
 surviving restarts (the counter and the lock are columns of ``agents``). A wrong password is
@@ -13,14 +13,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsmenu.ledger import queries, rules
+from smsmenu.ledger import rules
 from smsmenu.ledger import statements as sql
-from smsmenu.ledger.api import AgentStatus, Refusal, Rule
+from smsmenu.ledger.api import Refusal, Rule
 from smsmenu.ledger.context import LedgerContext
-from smsmenu.ledger.models import agents
 from smsmenu.ledger.unit_of_work import unit_of_work
 
 
@@ -67,65 +65,3 @@ async def reset_failures(conn: AsyncConnection, agent: Any) -> None:
     """A right trade password clears the count of wrong ones (written only if there is one)."""
     if agent.pin_failures or agent.pin_locked_until is not None:
         await conn.execute(sql.RESET_PIN_FAILURES, {"agent_id": agent.id})
-
-
-async def trade_login(ctx: LedgerContext, agent_id: int, pin: str) -> Any:
-    """Check the trade password (counted) of an agent that is not closed; its context row."""
-    pin_format(pin)
-    now = ctx.clock.now()
-    try:
-        async with unit_of_work(ctx.engine) as conn:
-            agent = await queries.agent_context(conn, agent_id)
-            if agent.status == AgentStatus.CLOSED:
-                raise Refusal(Rule.AGENT_CLOSED)
-            check_trade_pin(ctx, agent, pin, now)
-            await reset_failures(conn, agent)
-            await conn.commit()
-            return agent
-    except WrongPin as wrong:
-        raise await record_wrong_pin(ctx, wrong.agent_id) from None
-
-
-async def change_pin(ctx: LedgerContext, agent_id: int, old: str, new: str, trade: bool) -> None:
-    """A new trade (``trade``) or management password: 6 digits, not the old one, not six
-    equal digits, not a run. A wrong old trade password is counted; a management one is not."""
-    pin_format(old)
-    bad_new = rules.new_pin_rule(old, new)
-    if bad_new in (Rule.BAD_PIN_FORMAT, Rule.WEAK_PIN):
-        raise Refusal(bad_new)
-    now = ctx.clock.now()
-    try:
-        async with unit_of_work(ctx.engine) as conn:
-            row = (await conn.execute(select(agents).where(agents.c.id == agent_id))).first()
-            if row is None:
-                raise Refusal(Rule.AGENT_UNKNOWN, agent_id=agent_id)
-            if row.status == AgentStatus.CLOSED:
-                raise Refusal(Rule.AGENT_CLOSED)
-            if trade:
-                check_trade_pin(ctx, row, old, now)
-            elif not ctx.pins.verify(-agent_id, row.mgmt_hash, old):
-                raise Refusal(Rule.WRONG_PIN)
-            if bad_new:
-                raise Refusal(bad_new)
-            values: dict[str, Any] = {"trade_hash" if trade else "mgmt_hash": ctx.pins.hash(new)}
-            if trade:
-                values.update(pin_failures=0, pin_locked_until=None)
-            await conn.execute(update(agents).where(agents.c.id == agent_id).values(**values))
-            await conn.commit()
-    except WrongPin as wrong:
-        raise await record_wrong_pin(ctx, wrong.agent_id) from None
-
-
-async def verify_mgmt_pin(ctx: LedgerContext, agent_id: int, pin: str) -> bool:
-    """Whether ``pin`` is the management password of ``agent_id`` (not closed)."""
-    if rules.pin_format_rule(pin):
-        return False
-    async with ctx.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(agents.c.mgmt_hash, agents.c.status).where(agents.c.id == agent_id)
-            )
-        ).first()
-    if row is None or row.status == AgentStatus.CLOSED:
-        return False
-    return ctx.pins.verify(-agent_id, row.mgmt_hash, pin)

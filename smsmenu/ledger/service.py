@@ -20,7 +20,8 @@ The modules beside this one do the work, one job each:
 * ``operator_functions`` subscribers and an agent's life (open, deposit, suspend, phone, close)
 * ``transfer``      float to the bound phone
 * ``reversal``      返销 and invoices
-* ``passwords``     trade/management passwords in use: wrong-PIN counting and lock-out
+* ``passwords``     trade passwords in use: wrong-PIN counting and lock-out
+* ``account``       balance and records behind the password, password changes, web login
 * ``queries``, ``reports``, ``views``, ``notices``, ``entries``, ``statements``: reads,
   reports, row → view mapping, outbox texts, journal rows, SQL built once.
 """
@@ -35,9 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from smsmenu.clock import Clock
 from smsmenu.keys import SecretKeys
 from smsmenu.ledger import (
+    account,
     admission,
     operator_functions,
-    passwords,
     queries,
     recharge,
     reports,
@@ -311,12 +312,12 @@ class LedgerService:
 
     async def balance(self, agent_id: int, pin: str) -> int:
         """The float's available balance in fen."""
-        agent = await passwords.trade_login(self.ctx, agent_id, pin)
+        agent = await account.trade_login(self.ctx, agent_id, pin)
         return int(agent.balance - agent.pending)
 
     async def recent(self, agent_id: int, pin: str, limit: int = 5) -> list[RecordView]:
         """交易记录: the last recharges, deposits, transfers and reversals, newest first."""
-        await passwords.trade_login(self.ctx, agent_id, pin)
+        await account.trade_login(self.ctx, agent_id, pin)
         return await reports.records(self.engine, agent_id, limit=limit)
 
     async def transfer_to_phone(
@@ -329,15 +330,15 @@ class LedgerService:
 
     async def change_trade_pin(self, agent_id: int, old: str, new: str) -> None:
         """New trade password: 6 digits, not the old one, not 6 equal digits, not a run."""
-        await passwords.change_pin(self.ctx, agent_id, old, new, trade=True)
+        await account.change_pin(self.ctx, agent_id, old, new, trade=True)
 
     async def change_mgmt_pin(self, agent_id: int, old: str, new: str) -> None:
         """New management password, same rules (a wrong old one is not counted)."""
-        await passwords.change_pin(self.ctx, agent_id, old, new, trade=False)
+        await account.change_pin(self.ctx, agent_id, old, new, trade=False)
 
     async def verify_mgmt_pin(self, agent_id: int, pin: str) -> bool:
         """For the web login: whether ``pin`` is the agent's management password."""
-        return await passwords.verify_mgmt_pin(self.ctx, agent_id, pin)
+        return await account.verify_mgmt_pin(self.ctx, agent_id, pin)
 
     # ---- reversal, invoices --------------------------------------------------------------------
 

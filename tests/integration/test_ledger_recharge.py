@@ -148,6 +148,37 @@ async def test_agent_and_phone_status_refusals(ledger: LedgerService) -> None:
     assert caught.value.rule is Rule.TARGET_UNKNOWN
 
 
+async def test_a_suspended_phone_or_agent_refuses_every_trade_operation(
+    ledger: LedgerService,
+) -> None:
+    """SPEC §3: 停机后不可以进行空中充值业务操作 — balance and records too, before the password
+    (a wrong one is not even counted)."""
+    agent = await setup(ledger)
+
+    async def all_refused(rule: Rule) -> None:
+        for pin in (TRADE_PIN, "000001"):
+            for operation in (
+                ledger.balance(agent.agent_id, pin),
+                ledger.recent(agent.agent_id, pin),
+                ledger.transfer_to_phone(agent.agent_id, 1000, pin, f"t{pin}"),
+                ledger.change_trade_pin(agent.agent_id, pin, "975310"),
+            ):
+                with pytest.raises(Refusal) as caught:
+                    await operation
+                assert caught.value.rule is rule
+            await refused(ledger, req(agent, pin=pin, key=f"r{pin}"), rule)
+
+    await ledger.set_subscriber_status(agent.phone, SubscriberStatus.SUSPENDED)
+    await all_refused(Rule.PHONE_SUSPENDED)
+    await ledger.set_subscriber_status(agent.phone, SubscriberStatus.ACTIVE)
+    await ledger.suspend_agent(agent.agent_id)
+    await all_refused(Rule.AGENT_SUSPENDED)
+    await ledger.resume_agent(agent.agent_id)
+    wrong = await refused(ledger, req(agent, pin="000001", key="w"), Rule.WRONG_PIN)
+    assert wrong.params["remaining"] == 2  # nothing was counted while refused
+    assert await ledger.balance(agent.agent_id, TRADE_PIN) == 100000
+
+
 async def test_target_refusals(ledger: LedgerService) -> None:
     agent = await setup(ledger)
     await refused(ledger, req(agent, number="13900000009"), Rule.TARGET_UNKNOWN)
