@@ -88,6 +88,9 @@ class Rule(StrEnum):
     # Added by the ledger (issue 2):
     PHONE_UNKNOWN = "phone_unknown"  # the bound phone to be is no subscriber at all
     RESERVATION_PENDING = "reservation_pending"  # close refused while a recharge is in flight
+    # Added by "the message path, hardened":
+    WRONG_MGMT_PIN = "wrong_mgmt_pin"  # a wrong management password (counted)
+    MGMT_PIN_LOCKED = "mgmt_pin_locked"  # management operations locked after 3 wrong ones
 
 
 class Refusal(Exception):
@@ -245,7 +248,7 @@ class AgentLedger(Protocol):
     """The part of the ledger service that the agent and subscriber menus use.
 
     Every method raises ``Refusal`` when a rule says no; nothing moves then, except that a
-    wrong trade password is counted (and may lock trade operations, SPEC §10).
+    wrong password is counted (and may lock that password's operations, SPEC §10).
     """
 
     async def agent_for_phone(self, phone: str) -> AgentView | None:

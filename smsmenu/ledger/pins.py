@@ -37,19 +37,23 @@ class PinVault:
     def _mac(self, pin: str) -> bytes:
         return hmac.new(self._key, pin.encode(), hashlib.sha256).digest()
 
+    def known(self, owner: int, stored: str, pin: str) -> bool | None:
+        """What the cache knows of ``pin`` against ``stored``: right, wrong (another PIN
+        verified), or nothing (None)."""
+        cached = self._cache.get((owner, stored))
+        return None if cached is None else hmac.compare_digest(cached, self._mac(pin))
+
     def verify(self, owner: int, stored: str, pin: str) -> bool:
         """Whether ``pin`` matches ``stored`` (the hash kept for ``owner``)."""
-        mac = self._mac(pin)
-        cached = self._cache.get((owner, stored))
-        if cached is not None:
-            return hmac.compare_digest(cached, mac)
+        known = self.known(owner, stored, pin)
+        if known is not None:
+            return known
         self.slow_verifies += 1
         try:
-            ok = self._hasher.verify(stored, pin)
+            self._hasher.verify(stored, pin)
         except (VerificationError, InvalidHashError):
             return False
-        if ok:
-            if len(self._cache) >= self._cache_size:
-                self._cache.clear()
-            self._cache[(owner, stored)] = mac
-        return bool(ok)
+        if len(self._cache) >= self._cache_size:
+            self._cache.clear()
+        self._cache[(owner, stored)] = self._mac(pin)
+        return True

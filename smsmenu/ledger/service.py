@@ -6,9 +6,9 @@ Every operation is one unit of work (``unit_of_work``: one transaction that roll
 committed) that stores its idempotency key before anything moves; a repeat gets the first
 result. Balances of floats and subscriber accounts live in their rows and change only by
 guarded ``UPDATE``s in the same transaction as their journal lines and outbox rows. A refusal
-inside a unit of work rolls everything back, except the wrong-PIN counter, which a separate
-short transaction records. Recharges are two-phase (TigerBeetle's pending → post | void); with
-the internal billing backend the three phases are one transaction.
+inside a unit of work rolls everything back; a password attempt is counted before it is
+checked, by a guarded write of its own (``passwords``). Recharges are two-phase (TigerBeetle's
+pending → post | void); with the internal billing backend the three phases are one transaction.
 
 The modules beside this one do the work, one job each:
 
@@ -20,7 +20,7 @@ The modules beside this one do the work, one job each:
 * ``operator_functions`` subscribers and an agent's life (open, deposit, suspend, phone, close)
 * ``transfer``      float to the bound phone
 * ``reversal``      返销 and invoices
-* ``passwords``     trade passwords in use: wrong-PIN counting and lock-out
+* ``passwords``     trade and management passwords in use: attempts counted, lock-out
 * ``account``       balance and records behind the password, password changes, web login
 * ``queries``, ``reports``, ``views``, ``notices``, ``entries``, ``statements``: reads,
   reports, row → view mapping, outbox texts, journal rows, SQL built once.
@@ -333,11 +333,13 @@ class LedgerService:
         await account.change_pin(self.ctx, agent_id, old, new, trade=True)
 
     async def change_mgmt_pin(self, agent_id: int, old: str, new: str) -> None:
-        """New management password, same rules (a wrong old one is not counted)."""
+        """New management password, same rules; a wrong old one counts towards the management
+        lock (WRONG_MGMT_PIN, MGMT_PIN_LOCKED)."""
         await account.change_pin(self.ctx, agent_id, old, new, trade=False)
 
     async def verify_mgmt_pin(self, agent_id: int, pin: str) -> bool:
-        """For the web login: whether ``pin`` is the agent's management password."""
+        """For the web login: whether ``pin`` is the agent's management password. A wrong one
+        is counted; while locked it raises ``Refusal(MGMT_PIN_LOCKED, until=...)``."""
         return await account.verify_mgmt_pin(self.ctx, agent_id, pin)
 
     # ---- reversal, invoices --------------------------------------------------------------------

@@ -410,7 +410,7 @@ async def test_change_mgmt_pin(ledger: LedgerService) -> None:
     assert caught.value.rule is Rule.WEAK_PIN
     with pytest.raises(Refusal) as caught:
         await ledger.change_mgmt_pin(agent.agent_id, TRADE_PIN, "975310")
-    assert caught.value.rule is Rule.WRONG_PIN
+    assert caught.value.rule is Rule.WRONG_MGMT_PIN and caught.value.params == {"remaining": 2}
     assert await ledger.verify_mgmt_pin(agent.agent_id, MGMT_PIN)
     await ledger.change_mgmt_pin(agent.agent_id, MGMT_PIN, "975310")
     assert not await ledger.verify_mgmt_pin(agent.agent_id, MGMT_PIN)
