@@ -31,7 +31,9 @@ migration 0003). A right password whose operation is then refused for another re
 count back (``release``).
 
 The hot path — a password the cache knows, nothing counted — costs no extra statement (and no
-write unless a count is to be cleared); a cache miss costs one round trip, the count.
+write unless a count is to be cleared); a cache miss costs one round trip, the count. A right
+password whose stored hash is an older release's (not peppered, ``pins``) has it replaced in
+the operation's transaction too.
 """
 
 from __future__ import annotations
@@ -116,6 +118,12 @@ class Password:
             .returning(agents.c.id)
         )
         self.lock = _Sql(select(failures, locked).where(agent))
+        #: A hash of an older release that verified, replaced (unless changed meanwhile).
+        self.rehash = (
+            update(agents)
+            .where(agent, hash_ == bindparam("old_hash"))
+            .values({hash_: bindparam("new_hash")})
+        )
 
     def owner(self, agent_id: int) -> int:
         """The verify cache's owner of this password of ``agent_id``."""
@@ -150,11 +158,13 @@ MGMT = Password(
 class Proof:
     """A password found right: on the cache's word (``counted`` False), or by an attempt that
     ``check`` counted first (a refusal after it gives the count back); ``own_lock`` is the
-    provisional lock that count set (it was the third): the one lock the proof may lift."""
+    provisional lock that count set (it was the third): the one lock the proof may lift;
+    ``rehash``: the stored hash is an older release's, to be replaced (``pins``)."""
 
     agent_id: int
     counted: bool = False
     own_lock: datetime | None = None
+    rehash: tuple[str, str] | None = None  # (the hash that verified, its peppered successor)
 
 
 class Unchecked(Exception):
@@ -211,7 +221,9 @@ async def check(
             raise Refusal(password.locked_rule, until=until)
         await asyncio.sleep(pause)  # three are being checked: their answer decides
     if ctx.pins.verify(password.owner(agent_id), counted.hash, pin):
-        return Proof(agent_id, counted=True, own_lock=counted.locked_until)
+        stored: str = counted.hash
+        rehash = (stored, ctx.pins.hash(pin)) if ctx.pins.needs_rehash(stored) else None
+        return Proof(agent_id, True, counted.locked_until, rehash)
     if counted.locked_until is None:
         raise Refusal(password.wrong_rule, remaining=rules.PIN_MAX_FAILURES - counted.failures)
     params["own_lock"] = counted.locked_until
@@ -224,7 +236,12 @@ async def settle(
 ) -> None:
     """In the operation's transaction, after its money writes: clear the count (written only if
     there is one) and the proof's own lock; refused (the operation rolls back) if a lock was
-    set since ``agent`` was read. A provisional lock of three others is theirs to settle."""
+    set since ``agent`` was read. A provisional lock of three others is theirs to settle. An
+    older release's hash that verified is replaced by a peppered one."""
+    if proof.rehash is not None:
+        old_hash, new_hash = proof.rehash
+        params = {"agent_id": proof.agent_id, "old_hash": old_hash, "new_hash": new_hash}
+        await conn.execute(password.rehash, params)
     if not getattr(agent, password.failures_key) and getattr(agent, password.locked_key) is None:
         return
     params = {"agent_id": proof.agent_id, "now": now, "own_lock": proof.own_lock}

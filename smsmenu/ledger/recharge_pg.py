@@ -6,8 +6,9 @@ Python (``admission.admit``, the one source of the rules) and the texts rendered
 ``notices.MARK`` where the balances go; (2) the database function ``ledger_post_recharge``
 (migration 0003) does only the guarded writes — the trade password's lock checked again, the
 key (unique), the float's guarded debit, the target's credit, the count of wrong passwords
-cleared, the journal lines, the recharge row and the outbox rows with the balances it computed
-— outside an explicit transaction, so that one round trip is also the commit. A trade password
+cleared (and an older release's password hash replaced), the journal lines, the recharge row
+and the outbox rows with the balances it computed — outside an explicit transaction, so that
+one round trip is also the commit. A trade password
 the verify cache does not know is counted before (``passwords.check``, one more round trip on
 the same connection). ``recharge_many`` does the same for a group-commit batch with
 ``READ_MANY`` and ``ledger_post_recharges``: two round trips and one commit for the whole batch
@@ -83,7 +84,7 @@ READ_MANY = AsyncpgStatement(
     .select_from(_requests.outerjoin(_context, true()))
     .order_by(_requests.c.i)
 )
-_ARGS = 26
+_ARGS = 28
 _PLACEHOLDERS = ", ".join(f"${n}" for n in range(1, _ARGS + 1))
 POST = (
     "SELECT txn, float_after, target_balance, locked_until"
@@ -155,6 +156,7 @@ def _prepare(
         receipt and receipt["destination"],
         receipt and receipt["text"],
         receipt and receipt["dedup_key"],
+        *(proof.rehash or (None, None)),
     )
 
 

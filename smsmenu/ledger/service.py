@@ -95,7 +95,8 @@ class LedgerService:
     """The ledger: implements ``api.AgentLedger`` and the operator's functions (SPEC §7).
 
     Build it with ``LedgerService(engine, clock, catalogue, settings)`` (internal billing, the
-    keys of ``SecretKeys.from_settings``) or pass an external ``billing`` backend;
+    keys of ``SecretKeys.from_settings``, password hashes peppered with their ``pin-pepper``)
+    or pass an external ``billing`` backend;
     ``smsmenu.app.open_ledger`` does it from Settings.
     ``group_commit`` (the default) batches concurrent recharges of this process (internal
     billing only); a recharge that finds nobody to share with runs on its own at once.
@@ -117,14 +118,15 @@ class LedgerService:
         max_batch: int = 64,
         parallel_batches: int = 2,
     ) -> None:
+        keys = keys or SecretKeys.from_settings(settings)
         self.ctx = LedgerContext(
             engine,
             clock,
             catalogue,
             settings,
-            keys or SecretKeys.from_settings(settings),
+            keys,
+            pins or PinVault(keys.derive("pin-pepper")),
             billing or InternalBilling(),
-            pins or PinVault(),
             faults,
             billing_timeout_s,
         )

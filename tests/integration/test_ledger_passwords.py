@@ -11,7 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from argon2 import PasswordHasher
+from argon2.exceptions import VerificationError
+from sqlalchemy import select, update
 
 from smsmenu.clock import FakeClock
 from smsmenu.ledger import recharge_pg
@@ -273,6 +275,35 @@ async def test_a_right_password_refused_for_another_reason_counts_nothing(
             await worker(ledger, OPERATIONS["recharge"]).recharge(request)
         assert caught.value.rule is Rule.INSUFFICIENT_FUNDS
     assert await counters(ledger, agent) == (0, None, 0, None)
+
+
+@pytest.mark.parametrize(
+    "name", ["recharge", "recharge-group-commit", "recharge-two-phase", "balance", "web-login"]
+)
+async def test_a_hash_of_an_older_release_is_redone_with_the_pepper(
+    ledger: LedgerService, name: str
+) -> None:
+    """A plain argon2 hash of the PIN (as stored before the pepper) still verifies, and is
+    replaced by a peppered one in the same transaction as the operation."""
+    operation = OPERATIONS[name]
+    agent = await setup(ledger)
+    right = TRADE_PIN if operation.trade else MGMT_PIN
+    column = agents.c.trade_hash if operation.trade else agents.c.mgmt_hash
+    legacy = PasswordHasher(time_cost=2, memory_cost=4096, parallelism=1).hash(right)
+    async with ledger.engine.begin() as conn:
+        await conn.execute(
+            update(agents).where(agents.c.id == agent.agent_id).values({column: legacy})
+        )
+    first = worker(ledger, operation)
+    assert (await outcome(operation.attempt(first, agent, right, 1))).kind == "ok"
+    async with ledger.engine.connect() as conn:
+        stored = (await conn.execute(select(column).where(agents.c.id == agent.agent_id))).scalar()
+    assert stored != legacy and not first.pins.needs_rehash(stored)
+    with pytest.raises(VerificationError):
+        PasswordHasher().verify(stored[stored.index("$argon2") :], right)
+    again = worker(ledger, operation)  # a cold cache: the new hash itself verifies
+    assert (await outcome(operation.attempt(again, agent, right, 2))).kind == "ok"
+    assert again.pins.slow_verifies == 1
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)

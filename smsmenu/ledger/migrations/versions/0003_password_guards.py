@@ -11,7 +11,9 @@ the attempt's own count set, ``p_pin_lock``; not the provisional one of three at
 checked, which has the count at 3 = ``rules.PIN_MAX_FAILURES``), writes nothing and returns
 ``locked_until``. After the money writes (accounts locked first, as the batch does) it clears
 the count if there is one, under the same guard: a lock set in between raises
-``object_not_in_prerequisite_state`` and nothing of the recharge stays.
+``object_not_in_prerequisite_state`` and nothing of the recharge stays. A trade password hash
+of an older release that verified is replaced by the peppered one the caller passes
+(``p_rehash_from`` → ``p_rehash_to``, ``ledger.pins``), in the same transaction.
 
 Revision ID: 0003
 Revises: 0002
@@ -42,6 +44,7 @@ CREATE FUNCTION ledger_post_recharge(
     p_agent_dest text, p_agent_text text, p_agent_transport text, p_agent_ussd_session integer,
     p_agent_ussd_umr integer, p_agent_final boolean, p_agent_dedup text,
     p_receipt_dest text, p_receipt_text text, p_receipt_dedup text,
+    p_rehash_from text, p_rehash_to text,
     OUT txn integer, OUT float_after bigint, OUT target_balance bigint,
     OUT locked_until timestamptz
 ) LANGUAGE plpgsql AS $$
@@ -84,6 +87,10 @@ BEGIN
                 USING ERRCODE = 'object_not_in_prerequisite_state';
         END IF;
     END IF;
+    IF p_rehash_to IS NOT NULL THEN
+        UPDATE agents SET trade_hash = p_rehash_to
+            WHERE id = p_agent AND trade_hash = p_rehash_from;
+    END IF;
     INSERT INTO lines (txn_id, account_id, amount_fen)
         VALUES (txn, p_target, p_amount), (txn, 2, -p_commission), (txn, p_float, -p_debit);
     INSERT INTO recharges (tx_id, agent_id, number, kind, amount_fen, commission_fen, debit_fen,
@@ -121,7 +128,7 @@ CREATE FUNCTION ledger_post_recharges(
     p_pin_lock timestamptz[], p_source text, p_agent_dest text[], p_agent_text text[],
     p_agent_transport text[], p_agent_ussd_session integer[], p_agent_ussd_umr integer[],
     p_agent_final boolean[], p_agent_dedup text[], p_receipt_dest text[], p_receipt_text text[],
-    p_receipt_dedup text[]
+    p_receipt_dedup text[], p_rehash_from text[], p_rehash_to text[]
 ) RETURNS TABLE (
     i integer, outcome text, txn integer, float_after bigint, target_balance bigint,
     locked_until timestamptz
@@ -138,7 +145,7 @@ BEGIN
                 p_float[n], p_target[n], p_pin_lock[n], p_source, p_agent_dest[n],
                 p_agent_text[n], p_agent_transport[n], p_agent_ussd_session[n],
                 p_agent_ussd_umr[n], p_agent_final[n], p_agent_dedup[n], p_receipt_dest[n],
-                p_receipt_text[n], p_receipt_dedup[n]);
+                p_receipt_text[n], p_receipt_dedup[n], p_rehash_from[n], p_rehash_to[n]);
         outcome := CASE
             WHEN posted.locked_until IS NOT NULL THEN 'locked'
             WHEN posted.txn IS NULL THEN 'funds'
