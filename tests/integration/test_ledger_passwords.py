@@ -27,9 +27,11 @@ from smsmenu.ledger.api import (
     Rule,
 )
 from smsmenu.ledger.billing import InternalBilling, ScriptedBilling
+from smsmenu.ledger.db import create_engine
 from smsmenu.ledger.models import agents
 from smsmenu.ledger.outbox import Outbox
 from smsmenu.ledger.service import LedgerService
+from smsmenu.settings import Settings
 from tests.ledger_fixtures import MGMT_PIN, TRADE_PIN, new_agent
 
 MOBILE = "13900000002"
@@ -327,3 +329,27 @@ async def test_the_pg_function_refuses_a_recharge_locked_after_its_read(
     assert caught.value.rule is Rule.PIN_LOCKED
     assert caught.value.params == {"until": clock.now() + LOCK}
     assert await books(ledger, agent) == before
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_pg_recharge_round_trips(
+    ledger: LedgerService, ledger_settings: Settings, clock: FakeClock
+) -> None:
+    """A recharge whose password the cache knows is one read and one function call; one it
+    does not know adds one round trip, the count (statements seen by the only connection)."""
+    engine = create_engine(ledger_settings.database_url, pool_size=1, max_overflow=0)
+    service = LedgerService(engine, clock, ledger.catalogue, ledger_settings, group_commit=False)
+    try:
+        agent = await setup(service)
+        async with engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+        statements: list[str] = []
+        raw.add_query_logger(lambda record: statements.append(record.query))
+        for key, expected in (("cold", 3), ("warm", 2)):
+            statements.clear()
+            request = RechargeRequest(agent.agent_id, Kind.MOBILE, MOBILE, 1000, TRADE_PIN, key)
+            assert (await service.recharge(request)).status is RechargeStatus.SUCCEEDED
+            assert len(statements) == expected, statements
+            assert "ledger_post_recharge" in statements[-1]
+    finally:
+        await engine.dispose()
