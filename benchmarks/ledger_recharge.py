@@ -58,6 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from smsmenu.app import load_catalogue
 from smsmenu.clock import SystemClock
+from smsmenu.keys import SecretKeys
 from smsmenu.ledger import models, rules
 from smsmenu.ledger.api import Kind, RechargeRequest, RechargeStatus
 from smsmenu.ledger.db import create_engine, upgrade
@@ -284,14 +285,15 @@ async def main() -> None:
     try:
         engine = create_engine(sa_url, pool_size=args.workers, max_overflow=0)
         await upgrade(engine)
-        pins = PinVault()
+        keys = SecretKeys.random()
+        pins = PinVault(keys.derive("pin-pepper"))
         settings = Settings(database_url=sa_url)
         catalogue = load_catalogue(settings)
         ledger = LedgerService(
-            engine, SystemClock(), catalogue, settings, pins=pins, group_commit=False
+            engine, SystemClock(), catalogue, settings, pins=pins, keys=keys, group_commit=False
         )
         grouped = LedgerService(
-            engine, SystemClock(), catalogue, settings, pins=pins, group_commit=True
+            engine, SystemClock(), catalogue, settings, pins=pins, keys=keys, group_commit=True
         )
         agents, targets = await seed(engine, pins)
         sessions = async_sessionmaker(engine, expire_on_commit=False)

@@ -2,22 +2,23 @@
 
 ``rules`` holds the pure rules over plain values; this module applies them to the request and
 to the rows a unit of work read (the agent context, the target) and raises ``Refusal`` (or
-``passwords.WrongPin``). Every recharge path — one transaction, PostgreSQL's one statement,
-two-phase, group commit — admits through here, so the rules have one source and the writes
-that follow only need their database guards (the float's ``balance - pending >= debit``).
+``passwords.Unchecked``: the trade password is to be counted and checked first). Every recharge
+path — one transaction, PostgreSQL's one statement, two-phase, group commit — admits through
+here, so the rules have one source and the writes that follow only need their database guards
+(the float's ``balance - pending >= debit``, the trade password's lock: ``passwords.settle``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsmenu.ledger import queries, rules
-from smsmenu.ledger.api import AgentStatus, Kind, RechargeRequest, Refusal, Rule, SubscriberStatus
+from smsmenu.ledger import passwords, queries, rules
+from smsmenu.ledger.api import Kind, RechargeRequest, Refusal, Rule, SubscriberStatus
 from smsmenu.ledger.context import LedgerContext
-from smsmenu.ledger.passwords import check_trade_pin, reset_failures
 from smsmenu.ledger.unit_of_work import claim_key
 
 
@@ -34,14 +35,18 @@ def request_fields(kind: Kind, number: str, amount_fen: int, notify: str | None)
             raise Refusal(rule, number=notify)
 
 
+def check_request(request: RechargeRequest) -> None:
+    """What a recharge request must satisfy before any database is asked (a malformed password
+    is a format error, not a wrong password: it counts nothing)."""
+    request_fields(request.kind, request.number, request.amount_fen, request.notify)
+    passwords.pin_format(request.pin)
+
+
 def agent_can_trade(agent: Any) -> None:
     """The agent is open, not suspended, and its bound phone is active."""
-    if agent.status == AgentStatus.CLOSED:
-        raise Refusal(Rule.AGENT_CLOSED)
-    if agent.status == AgentStatus.SUSPENDED:
-        raise Refusal(Rule.AGENT_SUSPENDED)
-    if agent.phone_status != SubscriberStatus.ACTIVE:
-        raise Refusal(Rule.PHONE_SUSPENDED)
+    rule = rules.agent_rule(agent.status, agent.phone_status)
+    if rule:
+        raise Refusal(rule)
 
 
 def target(found_kind: str | None, found_status: str | None, kind: Kind, number: str) -> None:
@@ -74,17 +79,35 @@ def fingerprint(request: RechargeRequest) -> str:
     )
 
 
-def admit(ctx: LedgerContext, agent: Any, request: RechargeRequest, now: datetime) -> rules.Price:
+@dataclass(frozen=True)
+class Admitted:
+    """A recharge every rule said yes to: its txn id (key stored), the agent context row it was
+    admitted on, its price and the proof of its trade password (``passwords.settle`` it after
+    the money writes). Nothing has moved yet."""
+
+    txn: int
+    agent: Any
+    price: rules.Price
+    proof: passwords.Proof
+
+
+def admit(
+    ctx: LedgerContext,
+    agent: Any,
+    request: RechargeRequest,
+    now: datetime,
+    proof: passwords.Proof | None,
+) -> tuple[rules.Price, passwords.Proof]:
     """Check an agent context row (``statements.AGENT_CONTEXT`` read with the request's
-    number and notify number) against every rule and the trade password; the price if all
-    say yes."""
+    number and notify number) against every rule and the trade password (``passwords.admit``:
+    may raise ``Unchecked``); the price and the password's proof if all say yes."""
     agent_can_trade(agent)
-    check_trade_pin(ctx, agent, request.pin, now)
+    proof = passwords.admit(ctx, passwords.TRADE, agent, request.pin, now, proof)
     target(agent.t_kind, agent.t_status, request.kind, request.number)
     notify(agent.n_kind, agent.n_status, request.notify)
     price = rules.price(request.amount_fen, agent.commission_bp)
     funds(agent.balance - agent.pending, price.debit_fen)
-    return price
+    return price, proof
 
 
 async def begin(
@@ -93,9 +116,9 @@ async def begin(
     request: RechargeRequest,
     fingerprint: str,
     now: datetime,
-) -> tuple[int, Any, rules.Price]:
-    """Store the key, read the context, admit; the txn id, the context row and the price.
-    Nothing has moved yet."""
+    proof: passwords.Proof | None,
+) -> Admitted:
+    """Store the key, read the context, admit."""
     txn = await claim_key(
         conn,
         request.key,
@@ -107,6 +130,5 @@ async def begin(
         amount_fen=request.amount_fen,
     )
     agent = await queries.agent_context(conn, request.agent_id, request.number, request.notify)
-    price = admit(ctx, agent, request, now)
-    await reset_failures(conn, agent)
-    return txn, agent, price
+    price, proof = admit(ctx, agent, request, now, proof)
+    return Admitted(txn, agent, price, proof)

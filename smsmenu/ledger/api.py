@@ -89,6 +89,9 @@ class Rule(StrEnum):
     PHONE_UNKNOWN = "phone_unknown"  # the bound phone to be is no subscriber at all
     RESERVATION_PENDING = "reservation_pending"  # close refused while a recharge is in flight
     SUBSCRIBER_CLOSED = "subscriber_closed"  # closing a number is final: no status change after
+    # Added by "the message path, hardened":
+    WRONG_MGMT_PIN = "wrong_mgmt_pin"  # a wrong management password (counted)
+    MGMT_PIN_LOCKED = "mgmt_pin_locked"  # management operations locked after 3 wrong ones
 
 
 class Refusal(Exception):
@@ -250,7 +253,7 @@ class AgentLedger(Protocol):
     """The part of the ledger service that the agent and subscriber menus use.
 
     Every method raises ``Refusal`` when a rule says no; nothing moves then, except that a
-    wrong trade password is counted (and may lock trade operations, SPEC §10).
+    wrong password is counted (and may lock that password's operations, SPEC §10).
     """
 
     async def agent_for_phone(self, phone: str) -> AgentView | None:

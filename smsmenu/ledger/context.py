@@ -36,8 +36,8 @@ class LedgerContext:
     catalogue: Catalogue
     settings: Settings
     keys: SecretKeys
+    pins: PinVault  # peppered with ``keys.derive("pin-pepper")``
     billing: BillingBackend = field(default_factory=InternalBilling)
-    pins: PinVault = field(default_factory=PinVault)
     faults: Faults | None = None
     billing_timeout_s: float = 10.0
     zone: ZoneInfo = field(init=False)

@@ -5,13 +5,15 @@ A recharge joins the queue; a caller that finds fewer than ``parallel`` batches 
 it runs batches until the queue is empty (the others just wait for their result). It is
 adaptive: a batch of one — nobody else was waiting — runs on the single path
 (``recharge.run``), so a lone recharge pays nothing for batching. A batch admits each recharge
-with the same rules as the single path (``admission``). On PostgreSQL ``recharge_pg
-.recharge_many`` reads the batch in one statement and writes it with one function call that
-locks the accounts in id order. On SQLite (``_once``) it stores all keys in one statement, reads
-the accounts it touches (the write lock is the database's), checks funds in arrival order, then
-writes balances, journal, recharge rows and outbox rows with one statement each. If the batch
-fails for any reason (a deadlock with another process, a lost connection), every recharge of it
-runs on its own.
+with the same rules as the single path (``admission``); one whose trade password the verify
+cache does not know leaves the batch and runs on the single path, which counts the attempt
+before the slow hash (``passwords``); the others' lock is checked again, per recharge, by the
+batch's guarded writes. On PostgreSQL ``recharge_pg.recharge_many`` reads the batch in one
+statement and writes it with one function call that locks the accounts in id order. On SQLite
+(``_once``) it stores all keys in one statement, reads the accounts it touches (the write lock
+is the database's), checks funds in arrival order, then writes balances, journal, recharge rows
+and outbox rows with one statement each. If the batch fails for any reason (a deadlock with
+another process, a lost connection), every recharge of it runs on its own.
 """
 
 from __future__ import annotations
@@ -23,13 +25,22 @@ from typing import Any
 
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from smsmenu.ledger import admission, notices, outbox, queries, recharge, recharge_pg, rules, views
+from smsmenu.ledger import (
+    admission,
+    notices,
+    outbox,
+    passwords,
+    queries,
+    recharge,
+    recharge_pg,
+    rules,
+    views,
+)
 from smsmenu.ledger import statements as sql
 from smsmenu.ledger.api import RechargeRequest, RechargeView, Refusal, Rule
 from smsmenu.ledger.context import LedgerContext
 from smsmenu.ledger.entries import SUCCEEDED, posting_lines, recharge_row
 from smsmenu.ledger.models import txns
-from smsmenu.ledger.passwords import WrongPin, check_trade_pin, record_wrong_pin
 from smsmenu.ledger.unit_of_work import first_result, stored_key, unit_of_work
 from smsmenu.money import format_yuan
 
@@ -57,7 +68,7 @@ class GroupCommit:
 
     async def recharge(self, request: RechargeRequest, fingerprint: str) -> RechargeView:
         """Queue the recharge and wait for its batch (leading batches if too few run)."""
-        admission.request_fields(request.kind, request.number, request.amount_fen, request.notify)
+        admission.check_request(request)
         future: asyncio.Future[RechargeView] = asyncio.get_running_loop().create_future()
         self._queue.append(_Waiting(request, fingerprint, future))
         if self._running < self.parallel:
@@ -91,15 +102,18 @@ class GroupCommit:
                     await _settle(waiting, recharge.run(ctx, waiting.request, waiting.fingerprint))
                 return
             self.batches += 1
+            unchecked = []  # their passwords are to be counted first: on their own, after
             for waiting, outcome in zip(batch, outcomes, strict=True):
-                if isinstance(outcome, WrongPin):
-                    waiting.future.set_exception(await record_wrong_pin(ctx, outcome.agent_id))
+                if isinstance(outcome, passwords.Unchecked):
+                    unchecked.append(waiting)
                 elif isinstance(outcome, Refusal):
                     waiting.future.set_exception(outcome)
                 elif outcome is None:  # the key was taken: the first result (or KEY_REUSED)
                     await _settle(waiting, self._repeat(waiting))
                 else:
                     waiting.future.set_result(outcome)
+            for waiting in unchecked:
+                await _settle(waiting, recharge.run(ctx, waiting.request, waiting.fingerprint))
         except BaseException as exc:  # cancelled: nobody may wait for ever
             for waiting in batch:
                 if not waiting.future.done():
@@ -127,7 +141,7 @@ class GroupCommit:
 
     async def _once(self, batch: list[_Waiting]) -> list[Any]:
         """Run ``batch`` in one SQLite transaction. Outcome per recharge: its view, a Refusal,
-        a WrongPin, or None (key taken)."""
+        ``passwords.Unchecked``, or None (key taken)."""
         ctx = self.ctx
         now = ctx.clock.now()
         outcomes: list[Any] = [None] * len(batch)
@@ -176,19 +190,19 @@ class GroupCommit:
                     if agent is None:
                         raise Refusal(Rule.AGENT_UNKNOWN, agent_id=req.agent_id)
                     admission.agent_can_trade(agent)
-                    check_trade_pin(ctx, agent, req.pin, now)
+                    proof = passwords.admit(ctx, passwords.TRADE, agent, req.pin, now, None)
                     admission.target(
                         target and target.kind, target and target.status, req.kind, req.number
                     )
                     told = target_rows.get(req.notify) if req.notify else None
                     admission.notify(told and told.kind, told and told.status, req.notify)
-                except (Refusal, WrongPin) as exc:
+                except (Refusal, passwords.Unchecked) as exc:
                     outcomes[i] = exc
                     refused_txns.append(txn)
                     continue
                 assert target is not None  # admission.target said so
                 price = rules.price(req.amount_fen, agent.commission_bp)
-                owners.append((i, txn, agent, target, price))
+                owners.append((i, txn, agent, target, price, proof))
             if not owners:
                 if refused_txns:
                     await conn.execute(sql.DELETE_TXNS, {"ids": refused_txns})
@@ -202,8 +216,8 @@ class GroupCommit:
             line_rows: list[dict[str, Any]] = []
             recharge_rows: list[dict[str, Any]] = []
             notice_rows: list[dict[str, Any]] = []
-            resets: list[dict[str, Any]] = []
-            for i, txn, agent, target, price in owners:
+            settles = {}
+            for i, txn, agent, target, price, proof in owners:
                 req = batch[i].request
                 float_acc, target_acc = locked[agent.account_id], locked[target.account_id]
                 available = float_acc[0] - float_acc[1]
@@ -232,8 +246,7 @@ class GroupCommit:
                     target_balance=format_yuan(target_acc[0]),
                     route=req.reply_route,
                 )
-                if agent.pin_failures or agent.pin_locked_until is not None:
-                    resets.append({"agent_id": agent.id})
+                settles[agent.id] = (agent, proof)
                 outcomes[i] = views.recharge(row)
             if refused_txns:
                 await conn.execute(sql.DELETE_TXNS, {"ids": refused_txns})
@@ -245,8 +258,8 @@ class GroupCommit:
                 await conn.execute(sql.INSERT_LINES, line_rows)
                 await conn.execute(sql.INSERT_RECHARGE, recharge_rows)
                 await outbox.add(conn, *notice_rows)
-                if resets:
-                    await conn.execute(sql.RESET_PIN_FAILURES, resets)
+                for agent, proof in settles.values():  # writes only if a count is to be cleared
+                    await passwords.settle(conn, passwords.TRADE, agent, proof, now)
             ctx.fault("batch")
             await conn.commit()
         return outcomes

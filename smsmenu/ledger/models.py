@@ -122,8 +122,11 @@ class Agent(Base):
     commission_bp: Mapped[int] = mapped_column(Integer)
     trade_hash: Mapped[str] = mapped_column(String(200))
     mgmt_hash: Mapped[str] = mapped_column(String(200))
+    # Wrong attempts in a row and the lock they set, per password (``ledger.passwords``).
     pin_failures: Mapped[int] = mapped_column(Integer, default=0)
     pin_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    mgmt_failures: Mapped[int] = mapped_column(Integer, default=0)
+    mgmt_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -188,6 +188,7 @@ async def open_agent(
                             trade_hash=trade_hash,
                             mgmt_hash=mgmt_hash,
                             pin_failures=0,
+                            mgmt_failures=0,
                             opened_at=now,
                         )
                         .returning(agents.c.id)

@@ -38,6 +38,14 @@ async def agent_context(
     return row
 
 
+async def agent_passwords(conn: AsyncConnection, agent_id: int) -> Any:
+    """``statements.AGENT_PASSWORDS`` for ``agent_id``, or AGENT_UNKNOWN."""
+    row = (await conn.execute(sql.AGENT_PASSWORDS, {"agent_id": agent_id})).first()
+    if row is None:
+        raise Refusal(Rule.AGENT_UNKNOWN, agent_id=agent_id)
+    return row
+
+
 async def locked_agent_context(conn: AsyncConnection, postgres: bool, agent_id: int) -> Any:
     """The agent's context with its row and its float locked (operator operations that count
     things: close, reversal). SQLite's write transaction is the lock there."""

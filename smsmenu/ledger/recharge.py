@@ -3,12 +3,12 @@ retry.
 
 With the internal billing backend the subscriber account is in this database, so reserve,
 credit and post are one transaction (``at_once``): no state in between can survive a crash.
-The float's guarded debit is its last write before the outbox rows, so a hot float's row lock
-is held for as short a time as possible; on PostgreSQL ``recharge_pg`` does the same in two
-statements. With an external backend ``two_phase`` reserves, credits, then posts or voids.
-``run`` picks the path and turns a taken key into the first result and a wrong password into
-its counted refusal. Group commit (``group_commit``) batches concurrent recharges and falls
-back on ``run``.
+The float's guarded debit is its last money write, so a hot float's row lock is held for as
+short a time as possible; on PostgreSQL ``recharge_pg`` does the same in two statements. With
+an external backend ``two_phase`` reserves, credits, then posts or voids. ``run`` picks the
+path, has the trade password counted first where the verify cache does not know it
+(``passwords.checked``) and turns a taken key into the first result. Group commit
+(``group_commit``) batches concurrent recharges and falls back on ``run``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,17 @@ from typing import NoReturn
 from sqlalchemy import bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from smsmenu.ledger import admission, notices, outbox, queries, recharge_pg, rules, two_phase, views
+from smsmenu.ledger import (
+    admission,
+    notices,
+    outbox,
+    passwords,
+    queries,
+    recharge_pg,
+    rules,
+    two_phase,
+    views,
+)
 from smsmenu.ledger import statements as sql
 from smsmenu.ledger.api import Kind, Quote, RechargeRequest, RechargeView, Refusal, Rule
 from smsmenu.ledger.context import LedgerContext
@@ -31,7 +41,6 @@ from smsmenu.ledger.entries import (
     recharge_row,
 )
 from smsmenu.ledger.models import recharges
-from smsmenu.ledger.passwords import WrongPin, record_wrong_pin
 from smsmenu.ledger.unit_of_work import KeyTaken, first_result, stored_key, unit_of_work
 from smsmenu.messages import Route
 from smsmenu.money import format_yuan
@@ -41,28 +50,36 @@ async def run(
     ctx: LedgerContext, request: RechargeRequest, fingerprint: str, retry_of: int | None = None
 ) -> RechargeView:
     """One recharge on the path its billing backend calls for; a repeat of its key gets the
-    first result (or KEY_REUSED), a wrong trade password is counted."""
-    admission.request_fields(request.kind, request.number, request.amount_fen, request.notify)
+    first result (or KEY_REUSED), a trade password the cache does not know is counted first."""
+    admission.check_request(request)
     try:
-        if not ctx.billing.internal:
-            return await two_phase.recharge(ctx, request, fingerprint, retry_of)
-        if ctx.postgres:
+        if ctx.billing.internal and ctx.postgres:
             return await recharge_pg.recharge(ctx, request, fingerprint, retry_of)
-        return await at_once(ctx, request, fingerprint, retry_of)
+        path = at_once if ctx.billing.internal else two_phase.recharge
+        return await passwords.checked(
+            ctx,
+            passwords.TRADE,
+            request.agent_id,
+            request.pin,
+            lambda proof: path(ctx, request, fingerprint, retry_of, proof),
+        )
     except KeyTaken:
         txn = await first_result(ctx.engine, request.key, "recharge", fingerprint)
         return await queries.recharge(ctx.engine, txn)
-    except WrongPin as wrong:
-        raise await record_wrong_pin(ctx, wrong.agent_id) from None
 
 
 async def at_once(
-    ctx: LedgerContext, request: RechargeRequest, fingerprint: str, retry_of: int | None
+    ctx: LedgerContext,
+    request: RechargeRequest,
+    fingerprint: str,
+    retry_of: int | None,
+    proof: passwords.Proof | None,
 ) -> RechargeView:
     """Internal billing: reserve, credit and post in one transaction (debit last)."""
     now = ctx.clock.now()
     async with unit_of_work(ctx.engine) as conn:
-        txn, agent, price = await admission.begin(ctx, conn, request, fingerprint, now)
+        admitted = await admission.begin(ctx, conn, request, fingerprint, now, proof)
+        txn, agent, price = admitted.txn, admitted.agent, admitted.price
         await conn.execute(
             sql.INSERT_LINES, posting_lines(txn, agent.account_id, agent.t_account, price)
         )
@@ -79,6 +96,7 @@ async def at_once(
         ).scalar()
         if float_after is None:  # a concurrent recharge took the money first
             raise Refusal(Rule.INSUFFICIENT_FUNDS, available_fen=agent.balance - agent.pending)
+        await passwords.settle(conn, passwords.TRADE, agent, admitted.proof, now)
         ctx.fault("posting")
         row = recharge_row(txn, request, price, SUCCEEDED, now, float_after, retry_of)
         await conn.execute(sql.INSERT_RECHARGE, row)
@@ -112,8 +130,8 @@ async def quote(
     async with ctx.engine.connect() as conn:
         agent = await queries.agent_context(conn, agent_id, number, notify)
     admission.agent_can_trade(agent)
-    locked = agent.pin_locked_until
-    if locked is not None and locked > ctx.clock.now():
+    locked = passwords.TRADE.lock_of(agent, ctx.clock.now())
+    if locked is not None:
         raise Refusal(Rule.PIN_LOCKED, until=locked)
     admission.target(agent.t_kind, agent.t_status, kind, number)
     admission.notify(agent.n_kind, agent.n_status, notify)

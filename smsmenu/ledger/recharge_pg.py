@@ -4,20 +4,25 @@
 txn id, in one statement (no transaction: a plain snapshot read); the rules are then checked in
 Python (``admission.admit``, the one source of the rules) and the texts rendered with
 ``notices.MARK`` where the balances go; (2) the database function ``ledger_post_recharge``
-(migration 0002) does only the guarded writes — the key (unique), the float's guarded debit,
-the target's credit, the journal lines, the recharge row and the outbox rows with the balances
-it computed — outside an explicit transaction, so that one round trip is also the commit.
-``recharge_many`` does the same for a group-commit batch with ``READ_MANY`` and
-``ledger_post_recharges``: two round trips and one commit for the whole batch.
+(migration 0003) does only the guarded writes — the trade password's lock checked again, the
+key (unique), the float's guarded debit, the target's credit, the count of wrong passwords
+cleared (and an older release's password hash replaced), the journal lines, the recharge row
+and the outbox rows with the balances it computed — outside an explicit transaction, so that
+one round trip is also the commit. A trade password
+the verify cache does not know is counted before (``passwords.check``, one more round trip on
+the same connection). ``recharge_many`` does the same for a group-commit batch with
+``READ_MANY`` and ``ledger_post_recharges``: two round trips and one commit for the whole batch
+(a recharge whose password is to be counted leaves the batch and runs on its own).
 
 What the snapshot read may have missed is caught by the guards: a key stored meanwhile fails the
 unique index (``KeyTaken``: the first result; in a batch the whole batch fails and its recharges
 run one by one), funds spent meanwhile fail the debit's guard (INSUFFICIENT_FUNDS, nothing
-written). With a fault hook set (tests) the function
-runs inside a transaction with the hook called before the commit, so a simulated crash there
-leaves nothing. Statements go through the pooled connection's asyncpg driver, compiled once
-from the Core statements: SQLAlchemy's per-execute work was most of the client's CPU, and each
-round trip costs a context switch to the server on a loaded machine.
+written), a trade password locked meanwhile refuses the recharge (PIN_LOCKED, nothing written).
+With a fault hook set (tests) the function runs inside a transaction with the hook called
+before the commit, so a simulated crash there leaves nothing. Statements go through the pooled
+connection's asyncpg driver, compiled once from the Core statements: SQLAlchemy's per-execute
+work was most of the client's CPU, and each round trip costs a context switch to the server on
+a loaded machine.
 """
 
 from __future__ import annotations
@@ -28,15 +33,19 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import ARRAY, Integer, String, bindparam, func, literal_column, select, true
-from sqlalchemy.dialects import postgresql
 
-from smsmenu.ledger import admission, notices, rules, views
+from smsmenu.ledger import admission, notices, passwords, rules, views
 from smsmenu.ledger.api import RechargeRequest, RechargeView, Refusal, Rule
 from smsmenu.ledger.context import LedgerContext
 from smsmenu.ledger.entries import SUCCEEDED, recharge_row
 from smsmenu.ledger.models import agents, txns
-from smsmenu.ledger.passwords import WrongPin
-from smsmenu.ledger.statements import AGENT_CONTEXT, AGENT_CONTEXT_COLUMNS, with_agent_context
+from smsmenu.ledger.statements import (
+    AGENT_CONTEXT,
+    AGENT_CONTEXT_COLUMNS,
+    AsyncpgRow,
+    AsyncpgStatement,
+    with_agent_context,
+)
 from smsmenu.ledger.unit_of_work import KeyTaken, check_key
 
 _KNOWN = txns.alias("known")
@@ -46,14 +55,7 @@ _EXTRA = (
 )
 
 
-def _compile(statement: Any) -> tuple[str, list[str]]:
-    """The statement as asyncpg SQL ($1, $2 …) and the names of its parameters in order."""
-    dialect = postgresql.asyncpg.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
-    compiled = statement.compile(dialect=dialect)
-    return str(compiled), list(compiled.positiontup or [])
-
-
-READ, _READ_PARAMS = _compile(
+READ = AsyncpgStatement(
     AGENT_CONTEXT.add_columns(*_EXTRA).outerjoin(_KNOWN, _KNOWN.c.key == bindparam("key"))
 )
 _requests = (
@@ -78,31 +80,22 @@ _context = (
     .where(agents.c.id == _requests.c.agent_id)
     .lateral("c")
 )
-READ_MANY, _READ_MANY_PARAMS = _compile(
+READ_MANY = AsyncpgStatement(
     select(_requests.c.i, _context)
     .select_from(_requests.outerjoin(_context, true()))
     .order_by(_requests.c.i)
 )
-_ARGS = 26
+_ARGS = 28
 _PLACEHOLDERS = ", ".join(f"${n}" for n in range(1, _ARGS + 1))
-POST = f"SELECT txn, float_after, target_balance FROM ledger_post_recharge({_PLACEHOLDERS})"
+POST = (
+    "SELECT txn, float_after, target_balance, locked_until"
+    f" FROM ledger_post_recharge({_PLACEHOLDERS})"
+)
 POST_MANY = (
-    "SELECT i, outcome, txn, float_after, target_balance"
+    "SELECT i, outcome, txn, float_after, target_balance, locked_until"
     f" FROM ledger_post_recharges({_PLACEHOLDERS}) ORDER BY i"
 )
 _SCALAR_ARGS = (11, 15)  # p_now and p_source: one for the whole batch
-
-
-class _Row:
-    """Attribute access to an asyncpg record (what ``admission`` reads rows with)."""
-
-    __slots__ = ("_record",)
-
-    def __init__(self, record: asyncpg.Record) -> None:
-        self._record = record
-
-    def __getattr__(self, name: str) -> Any:
-        return self._record[name]
 
 
 def _prepare(
@@ -112,12 +105,13 @@ def _prepare(
     fingerprint: str,
     retry_of: int | None,
     now: datetime,
+    proof: passwords.Proof | None,
 ) -> tuple[rules.Price, tuple[Any, ...]]:
-    """Admit the recharge (``KeyTaken``, ``WrongPin``, ``Refusal``) and build the arguments of
-    ``ledger_post_recharge``."""
+    """Admit the recharge (``KeyTaken``, ``passwords.Unchecked``, ``Refusal``) and build the
+    arguments of ``ledger_post_recharge``."""
     if agent.known is not None:
         raise KeyTaken
-    price = admission.admit(ctx, agent, request, now)
+    price, proof = admission.admit(ctx, agent, request, now, proof)
     txn = agent.next_txn
     agent_notice, *receipts = notices.recharge_result(
         ctx,
@@ -151,7 +145,7 @@ def _prepare(
         now,
         agent.account_id,
         agent.t_account,
-        bool(agent.pin_failures or agent.pin_locked_until is not None),
+        proof.own_lock,
         ctx.service_number,
         agent_notice["destination"],
         agent_notice["text"],
@@ -163,6 +157,7 @@ def _prepare(
         receipt and receipt["destination"],
         receipt and receipt["text"],
         receipt and receipt["dedup_key"],
+        *(proof.rehash or (None, None)),
     )
 
 
@@ -195,37 +190,81 @@ def _view(
 async def recharge(
     ctx: LedgerContext, request: RechargeRequest, fingerprint: str, retry_of: int | None
 ) -> RechargeView:
-    """One recharge; raises ``KeyTaken`` / ``WrongPin`` / ``Refusal`` as the generic path
-    (``recharge.at_once``) does."""
+    """One recharge; raises ``KeyTaken`` / ``Refusal`` as the generic path (``recharge.run``
+    with ``at_once``) does."""
     check_key(request.key)
-    now = ctx.clock.now()
+    async with ctx.engine.connect() as conn:
+        raw: Any = (await conn.get_raw_connection()).driver_connection
+        agent = await read(raw, request)
+        return await post(ctx, raw, agent, request, fingerprint, retry_of)
+
+
+async def read(raw: Any, request: RechargeRequest) -> Any:
+    """The agent context row of ``request`` (round trip 1), with its key's txn id if stored."""
     values = {
         "number": request.number,
         "agent_id": request.agent_id,
         "key": request.key,
         "notify": request.notify,
     }
-    async with ctx.engine.connect() as conn:
-        raw: Any = (await conn.get_raw_connection()).driver_connection
-        record = await raw.fetchrow(READ, *[values[name] for name in _READ_PARAMS])
-        if record is None:
-            if await raw.fetchval("SELECT id FROM txns WHERE key = $1", request.key) is not None:
-                raise KeyTaken
-            raise Refusal(Rule.AGENT_UNKNOWN, agent_id=request.agent_id)
-        agent = _Row(record)
-        price, args = _prepare(ctx, agent, request, fingerprint, retry_of, now)
-        try:
-            (posted,) = await _call(ctx, raw, "credited", POST, *args)
-        except asyncpg.UniqueViolationError:
-            raise KeyTaken from None
+    record = await raw.fetchrow(READ.sql, *READ.args(values))
+    if record is None:
+        if await raw.fetchval("SELECT id FROM txns WHERE key = $1", request.key) is not None:
+            raise KeyTaken
+        raise Refusal(Rule.AGENT_UNKNOWN, agent_id=request.agent_id)
+    return AsyncpgRow(record)
+
+
+async def post(
+    ctx: LedgerContext,
+    raw: Any,
+    agent: Any,
+    request: RechargeRequest,
+    fingerprint: str,
+    retry_of: int | None,
+) -> RechargeView:
+    """Admit the recharge on ``agent`` (what ``read`` found) and post it (round trip 2); a
+    trade password the cache does not know is counted first (one more round trip)."""
+    return await passwords.checked(
+        ctx,
+        passwords.TRADE,
+        request.agent_id,
+        request.pin,
+        lambda proof: _post(ctx, raw, agent, request, fingerprint, retry_of, proof),
+        raw,
+    )
+
+
+async def _post(
+    ctx: LedgerContext,
+    raw: Any,
+    agent: Any,
+    request: RechargeRequest,
+    fingerprint: str,
+    retry_of: int | None,
+    proof: passwords.Proof | None,
+) -> RechargeView:
+    now = ctx.clock.now()
+    price, args = _prepare(ctx, agent, request, fingerprint, retry_of, now, proof)
+    try:
+        (posted,) = await _call(ctx, raw, "credited", POST, *args)
+    except asyncpg.UniqueViolationError:
+        raise KeyTaken from None
+    except asyncpg.ObjectNotInPrerequisiteStateError:  # locked after the function's check
+        lock = passwords.TRADE.lock.pg
+        until = await raw.fetchval(lock.sql, *lock.args({"agent_id": request.agent_id}))
+        raise Refusal(Rule.PIN_LOCKED, until=until) from None
+    if posted["locked_until"] is not None:
+        raise Refusal(Rule.PIN_LOCKED, until=posted["locked_until"])
     if posted["txn"] is None:  # a concurrent recharge took the money first
         raise Refusal(Rule.INSUFFICIENT_FUNDS, available_fen=agent.balance - agent.pending)
     return _view(request, price, now, posted, retry_of)
 
 
-#: What ``recharge_many`` says of each recharge: its view, a refusal, a wrong password, or
-#: None (the key was stored already: the caller fetches the first result).
-Outcome = RechargeView | Refusal | WrongPin | None
+#: What ``recharge_many`` says of each recharge: its view, a refusal, ``Unchecked`` (its trade
+#: password is to be counted and checked first: the caller runs it on its own), or None (the
+#: key was stored already: the caller fetches the first result).
+Outcome = RechargeView | Refusal | passwords.Unchecked | None
 
 
 async def recharge_many(
@@ -244,22 +283,22 @@ async def recharge_many(
         check_key(key)
     async with ctx.engine.connect() as conn:
         raw: Any = (await conn.get_raw_connection()).driver_connection
-        records = await raw.fetch(READ_MANY, *[values[name] for name in _READ_MANY_PARAMS])
+        records = await raw.fetch(READ_MANY.sql, *READ_MANY.args(values))
         prepared: list[tuple[int, rules.Price]] = []
         keys: set[str] = set()
         columns: list[list[Any]] = [[] for _ in range(_ARGS)]
         for i, ((request, fingerprint), record) in enumerate(zip(batch, records, strict=True)):
-            agent = _Row(record)
+            agent = AsyncpgRow(record)
             if agent.id is None or request.key in keys:
                 # no such agent, or the key twice in the batch: None, and the single path
                 # (via the first result) sorts it out
                 continue
             keys.add(request.key)
             try:
-                price, args = _prepare(ctx, agent, request, fingerprint, None, now)
+                price, args = _prepare(ctx, agent, request, fingerprint, None, now, None)
             except KeyTaken:
                 continue
-            except (Refusal, WrongPin) as exc:
+            except (Refusal, passwords.Unchecked) as exc:
                 outcomes[i] = exc
                 continue
             prepared.append((i, price))
@@ -273,6 +312,8 @@ async def recharge_many(
         request = batch[i][0]
         if posted["outcome"] == "ok":
             outcomes[i] = _view(request, price, now, posted, None)
+        elif posted["outcome"] == "locked":
+            outcomes[i] = Refusal(Rule.PIN_LOCKED, until=posted["locked_until"])
         elif posted["outcome"] == "funds":
             record = records[i]
             available = record["balance"] - record["pending"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from smsmenu.ledger.api import Billing, Kind, Rule, SubscriberStatus
+from smsmenu.ledger.api import AgentStatus, Billing, Kind, Rule, SubscriberStatus
 
 FEN = 100
 RECHARGE_MIN_FEN = 10 * FEN
@@ -34,6 +34,18 @@ BP_DENOMINATOR = 10_000
 _MOBILE = re.compile(r"1[0-9]{10}")
 _AREA_CODED = re.compile(r"0[0-9]{9,11}")
 _PIN = re.compile(r"[0-9]{6}")
+
+
+def agent_rule(status: str, phone_status: str | None) -> Rule | None:
+    """SPEC §3: an agent operates only while open, not suspended, and with its bound phone
+    active (停机后不可以进行空中充值业务操作)."""
+    if status == AgentStatus.CLOSED:
+        return Rule.AGENT_CLOSED
+    if status == AgentStatus.SUSPENDED:
+        return Rule.AGENT_SUSPENDED
+    if phone_status != SubscriberStatus.ACTIVE:
+        return Rule.PHONE_SUSPENDED
+    return None
 
 
 def number_rule(kind: Kind, number: str) -> Rule | None:

@@ -6,9 +6,9 @@ Every operation is one unit of work (``unit_of_work``: one transaction that roll
 committed) that stores its idempotency key before anything moves; a repeat gets the first
 result. Balances of floats and subscriber accounts live in their rows and change only by
 guarded ``UPDATE``s in the same transaction as their journal lines and outbox rows. A refusal
-inside a unit of work rolls everything back, except the wrong-PIN counter, which a separate
-short transaction records. Recharges are two-phase (TigerBeetle's pending → post | void); with
-the internal billing backend the three phases are one transaction.
+inside a unit of work rolls everything back; a password attempt is counted before it is
+checked, by a guarded write of its own (``passwords``). Recharges are two-phase (TigerBeetle's
+pending → post | void); with the internal billing backend the three phases are one transaction.
 
 The modules beside this one do the work, one job each:
 
@@ -20,7 +20,8 @@ The modules beside this one do the work, one job each:
 * ``operator_functions`` subscribers and an agent's life (open, deposit, suspend, phone, close)
 * ``transfer``      float to the bound phone
 * ``reversal``      返销 and invoices
-* ``passwords``     trade/management passwords in use: wrong-PIN counting and lock-out
+* ``passwords``     trade and management passwords in use: attempts counted, lock-out
+* ``account``       balance and records behind the password, password changes, web login
 * ``queries``, ``reports``, ``views``, ``notices``, ``entries``, ``statements``: reads,
   reports, row → view mapping, outbox texts, journal rows, SQL built once.
 """
@@ -35,9 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from smsmenu.clock import Clock
 from smsmenu.keys import SecretKeys
 from smsmenu.ledger import (
+    account,
     admission,
     operator_functions,
-    passwords,
     queries,
     recharge,
     reports,
@@ -97,7 +98,8 @@ class LedgerService:
     """The ledger: implements ``api.AgentLedger`` and the operator's functions (SPEC §7).
 
     Build it with ``LedgerService(engine, clock, catalogue, settings)`` (internal billing, the
-    keys of ``SecretKeys.from_settings``) or pass an external ``billing`` backend;
+    keys of ``SecretKeys.from_settings``, password hashes peppered with their ``pin-pepper``)
+    or pass an external ``billing`` backend;
     ``smsmenu.app.open_ledger`` does it from Settings.
     ``group_commit`` (the default) batches concurrent recharges of this process (internal
     billing only); a recharge that finds nobody to share with runs on its own at once.
@@ -119,14 +121,15 @@ class LedgerService:
         max_batch: int = 64,
         parallel_batches: int = 2,
     ) -> None:
+        keys = keys or SecretKeys.from_settings(settings)
         self.ctx = LedgerContext(
             engine,
             clock,
             catalogue,
             settings,
-            keys or SecretKeys.from_settings(settings),
+            keys,
+            pins or PinVault(keys.derive("pin-pepper")),
             billing or InternalBilling(),
-            pins or PinVault(),
             faults,
             billing_timeout_s,
         )
@@ -320,12 +323,12 @@ class LedgerService:
 
     async def balance(self, agent_id: int, pin: str) -> int:
         """The float's available balance in fen."""
-        agent = await passwords.trade_login(self.ctx, agent_id, pin)
+        agent = await account.trade_login(self.ctx, agent_id, pin)
         return int(agent.balance - agent.pending)
 
     async def recent(self, agent_id: int, pin: str, limit: int = 5) -> list[RecordView]:
         """交易记录: the last recharges, deposits, transfers and reversals, newest first."""
-        await passwords.trade_login(self.ctx, agent_id, pin)
+        await account.trade_login(self.ctx, agent_id, pin)
         return await reports.records(self.engine, agent_id, limit=limit)
 
     async def transfer_to_phone(
@@ -338,15 +341,17 @@ class LedgerService:
 
     async def change_trade_pin(self, agent_id: int, old: str, new: str) -> None:
         """New trade password: 6 digits, not the old one, not 6 equal digits, not a run."""
-        await passwords.change_pin(self.ctx, agent_id, old, new, trade=True)
+        await account.change_pin(self.ctx, agent_id, old, new, trade=True)
 
     async def change_mgmt_pin(self, agent_id: int, old: str, new: str) -> None:
-        """New management password, same rules (a wrong old one is not counted)."""
-        await passwords.change_pin(self.ctx, agent_id, old, new, trade=False)
+        """New management password, same rules; a wrong old one counts towards the management
+        lock (WRONG_MGMT_PIN, MGMT_PIN_LOCKED)."""
+        await account.change_pin(self.ctx, agent_id, old, new, trade=False)
 
     async def verify_mgmt_pin(self, agent_id: int, pin: str) -> bool:
-        """For the web login: whether ``pin`` is the agent's management password."""
-        return await passwords.verify_mgmt_pin(self.ctx, agent_id, pin)
+        """For the web login: whether ``pin`` is the agent's management password. A wrong one
+        is counted; while locked it raises ``Refusal(MGMT_PIN_LOCKED, until=...)``."""
+        return await account.verify_mgmt_pin(self.ctx, agent_id, pin)
 
     # ---- reversal, invoices --------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql
 
 from smsmenu.ledger.models import accounts, agents, lines, recharges, subscribers, txns
 
@@ -163,21 +164,53 @@ BATCH_ACCOUNTS = (
     .order_by(accounts.c.id)
 )
 
-# ---- passwords -------------------------------------------------------------------------------
+# ---- passwords (the guarded writes of each password are built in ``passwords``) ------------
 
-RESET_PIN_FAILURES = (
-    update(agents)
+#: What the operations behind a password look at: the agent, its bound phone's status, and the
+#: hash, count of wrong attempts and lock of both passwords. No row: no such agent.
+AGENT_PASSWORDS = (
+    select(
+        agents.c.id,
+        agents.c.status,
+        _PHONE.c.status.label("phone_status"),
+        agents.c.trade_hash,
+        agents.c.pin_failures,
+        agents.c.pin_locked_until,
+        agents.c.mgmt_hash,
+        agents.c.mgmt_failures,
+        agents.c.mgmt_locked_until,
+    )
+    .select_from(agents.outerjoin(_PHONE, _PHONE.c.number == agents.c.phone))
     .where(agents.c.id == bindparam("agent_id"))
-    .values(pin_failures=0, pin_locked_until=None)
 )
-COUNT_PIN_FAILURE = (
-    update(agents)
-    .where(agents.c.id == bindparam("agent_id"))
-    .values(pin_failures=agents.c.pin_failures + 1)
-    .returning(agents.c.pin_failures)
-)
-LOCK_PIN = (
-    update(agents)
-    .where(agents.c.id == bindparam("agent_id"))
-    .values(pin_failures=0, pin_locked_until=bindparam("until"))
-)
+
+
+class AsyncpgStatement:
+    """A Core statement compiled once for asyncpg ($1, $2 …), for the paths that talk to asyncpg
+    directly (one round trip, no SQLAlchemy transaction): ``sql`` and its arguments in order."""
+
+    _DIALECT = postgresql.asyncpg.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
+
+    def __init__(self, statement: Any) -> None:
+        compiled = statement.compile(dialect=self._DIALECT)
+        self.sql = str(compiled)
+        self._names = list(compiled.positiontup or [])
+        # the values the statement carries itself (literals such as ``+ 1``)
+        self._constants = {
+            name: bind.value for name, bind in compiled.binds.items() if not bind.required
+        }
+
+    def args(self, params: dict[str, Any]) -> list[Any]:
+        return [params[n] if n in params else self._constants[n] for n in self._names]
+
+
+class AsyncpgRow:
+    """Attribute access to an asyncpg record (what rules and checks read rows with)."""
+
+    __slots__ = ("_record",)
+
+    def __init__(self, record: Any) -> None:
+        self._record = record
+
+    def __getattr__(self, name: str) -> Any:
+        return self._record[name]

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from smsmenu.ledger import admission, notices, outbox, queries, rules
+from smsmenu.ledger import admission, notices, outbox, passwords, queries, rules
 from smsmenu.ledger import statements as sql
 from smsmenu.ledger.api import Refusal, Rule, TransferView
 from smsmenu.ledger.context import LedgerContext
 from smsmenu.ledger.models import txns
-from smsmenu.ledger.passwords import WrongPin, check_trade_pin, record_wrong_pin, reset_failures
 from smsmenu.ledger.unit_of_work import KeyTaken, claim_key, first_result, unit_of_work
 from smsmenu.messages import Route
 
@@ -27,18 +26,19 @@ async def transfer_to_phone(
     rule = rules.recharge_amount_rule(amount_fen)
     if rule:
         raise Refusal(rule)
+    passwords.pin_format(pin)
     fingerprint = f"{agent_id}|{amount_fen}"
-    now = ctx.clock.now()
-    try:
+
+    async def move(proof: passwords.Proof | None) -> int:
+        now = ctx.clock.now()
         async with unit_of_work(ctx.engine) as conn:
             txn = await claim_key(
                 conn, key, "transfer", fingerprint, now, agent_id=agent_id, amount_fen=amount_fen
             )
             agent = await queries.agent_context(conn, agent_id)
             admission.agent_can_trade(agent)
-            check_trade_pin(ctx, agent, pin, now)
+            proof = passwords.admit(ctx, passwords.TRADE, agent, pin, now, proof)
             admission.funds(agent.balance - agent.pending, amount_fen)
-            await reset_failures(conn, agent)
             await conn.execute(
                 sql.INSERT_LINES,
                 [
@@ -54,6 +54,7 @@ async def transfer_to_phone(
             ).scalar()
             if after is None:  # a concurrent recharge took the money first
                 raise Refusal(Rule.INSUFFICIENT_FUNDS, available_fen=agent.balance - agent.pending)
+            await passwords.settle(conn, passwords.TRADE, agent, proof, now)
             await conn.execute(
                 update(txns).where(txns.c.id == txn).values(number=agent.phone, balance_after=after)
             )
@@ -71,10 +72,12 @@ async def transfer_to_phone(
                 ),
             )
             await conn.commit()
+        return txn
+
+    try:
+        txn = await passwords.checked(ctx, passwords.TRADE, agent_id, pin, move)
     except KeyTaken:
         txn = await first_result(ctx.engine, key, "transfer", fingerprint)
-    except WrongPin as wrong:
-        raise await record_wrong_pin(ctx, wrong.agent_id) from None
     row = await queries.txn(ctx.engine, txn)
     return TransferView(
         row.id, row.agent_id, row.number, row.amount_fen, row.balance_after, row.created_at

@@ -19,7 +19,7 @@ from datetime import timedelta
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from smsmenu.ledger import admission, notices, outbox, queries, rules
+from smsmenu.ledger import admission, notices, outbox, passwords, queries, rules
 from smsmenu.ledger import statements as sql
 from smsmenu.ledger.api import Kind, RechargeRequest, RechargeView, Refusal, Rule
 from smsmenu.ledger.billing import BillingError, Credit
@@ -47,12 +47,17 @@ _RESOLUTION_FACTS = (
 
 
 async def recharge(
-    ctx: LedgerContext, request: RechargeRequest, fingerprint: str, retry_of: int | None
+    ctx: LedgerContext,
+    request: RechargeRequest,
+    fingerprint: str,
+    retry_of: int | None,
+    proof: passwords.Proof | None,
 ) -> RechargeView:
-    """Reserve and commit, credit, then post or void."""
+    """Reserve and commit, credit, then post or void (``proof``: ``passwords.checked``)."""
     now = ctx.clock.now()
     async with unit_of_work(ctx.engine) as conn:
-        txn, agent, price = await admission.begin(ctx, conn, request, fingerprint, now)
+        admitted = await admission.begin(ctx, conn, request, fingerprint, now, proof)
+        txn, agent, price = admitted.txn, admitted.agent, admitted.price
         await conn.execute(
             sql.INSERT_RECHARGE, recharge_row(txn, request, price, PENDING, now, None, retry_of)
         )
@@ -61,6 +66,7 @@ async def recharge(
         ).scalar()
         if reserved is None:
             raise Refusal(Rule.INSUFFICIENT_FUNDS, available_fen=agent.balance - agent.pending)
+        await passwords.settle(conn, passwords.TRADE, agent, admitted.proof, now)
         ctx.fault("reserved")
         await conn.commit()
     ctx.fault("committed")

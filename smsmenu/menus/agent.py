@@ -456,7 +456,7 @@ async def _change_pin(turn: Turn, again: str, trade: bool) -> str:
         await change(_agent(turn), old, new)
     except Refusal as refusal:
         turn.refusal(refusal)
-        if refusal.rule is Rule.WRONG_PIN:
+        if refusal.rule in {Rule.WRONG_PIN, Rule.WRONG_MGMT_PIN}:
             return "wrong_pin"
         if refusal.rule in {Rule.WEAK_PIN, Rule.SAME_PIN, Rule.BAD_PIN_FORMAT}:
             return "wrong_new_pin"

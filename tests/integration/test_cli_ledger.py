@@ -616,3 +616,14 @@ def test_times_are_shown_in_the_timezone_setting(cli: Cli) -> None:
     assert there["created_at"][-6:] in ("-05:00", "-04:00")
     human = cli.runner.invoke(root, ["report", "records", "--agent", agent], env=env).stdout
     assert created.astimezone(ZoneInfo("America/New_York")).strftime("%H:%M:%S") in human
+
+
+def test_a_malformed_password_is_a_format_error(cli: Cli) -> None:
+    """``--pin abc`` is no wrong trade password: it counts nothing and locks nothing."""
+    agent = str(seed(cli))
+    make = ["recharge", "make", "--agent", agent, "--kind", "mobile", "--number", "13900000002"]
+    for n in range(4):
+        cli.refused("bad_pin_format", *make, "--amount", "10", "--pin", "abc", "--key", f"f{n}")
+    line = cli.refused("wrong_pin", *make, "--amount", "10", "--pin", "000000")
+    assert "还可尝试2次" in line  # the malformed ones counted nothing
+    assert cli.json("recharge", "list", "--agent", agent) == []

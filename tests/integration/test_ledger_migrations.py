@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 from smsmenu.ledger.db import (
     HEAD,
     SchemaMissing,
+    alembic_config,
     check_schema,
     create_engine,
     head_revision,
@@ -52,11 +53,34 @@ def test_head_constant_is_the_newest_migration() -> None:
 
 
 def test_pg_recharge_function_uses_the_notices_marker() -> None:
-    """ledger_post_recharge (0002) puts balances where ``notices.MARK`` stands in the texts."""
+    """ledger_post_recharge (0002, replaced by 0003) puts balances where ``notices.MARK`` stands
+    in the texts."""
     import importlib
 
     from smsmenu.ledger import notices
 
-    migration = importlib.import_module("smsmenu.ledger.migrations.versions.0002_pg_post_recharge")
-    assert migration.MARK == notices.MARK
-    assert migration.POST_RECHARGE.count(notices.MARK) == 2
+    for name in ("0002_pg_post_recharge", "0003_password_guards"):
+        migration = importlib.import_module(f"smsmenu.ledger.migrations.versions.{name}")
+        assert migration.MARK == notices.MARK
+        assert migration.POST_RECHARGE.count(notices.MARK) == 2
+
+
+async def test_the_newest_migration_goes_down_and_up_again(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_downgrade, "0002")
+        await upgrade(engine)
+        await check_schema(engine)
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await engine.dispose()
+
+
+def _downgrade(connection: Connection, revision: str) -> None:
+    from alembic import command
+
+    cfg = alembic_config()
+    cfg.attributes["connection"] = connection
+    command.downgrade(cfg, revision)

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from smsmenu.clock import FakeClock
+from smsmenu.keys import SecretKeys
 from smsmenu.ledger import rules
 from smsmenu.ledger.api import Billing, Kind, RechargeRequest, RechargeStatus, Refusal, Rule
 from smsmenu.ledger.billing import ScriptedBilling
@@ -39,7 +40,7 @@ TARGETS = {
     "02787654321": (Kind.FIXED, Billing.POSTPAID),
 }
 AMOUNTS = [0, 500, 1000, 2000, 10000, 50000, 100000, 101000]
-PINS = PinVault()
+PINS = PinVault(SecretKeys.random().derive("pin-pepper"))
 
 
 @dataclass

@@ -149,6 +149,37 @@ async def test_agent_and_phone_status_refusals(ledger: LedgerService) -> None:
     assert caught.value.rule is Rule.TARGET_UNKNOWN
 
 
+async def test_a_suspended_phone_or_agent_refuses_every_trade_operation(
+    ledger: LedgerService,
+) -> None:
+    """SPEC §3: 停机后不可以进行空中充值业务操作 — balance and records too, before the password
+    (a wrong one is not even counted)."""
+    agent = await setup(ledger)
+
+    async def all_refused(rule: Rule) -> None:
+        for pin in (TRADE_PIN, "000001"):
+            for operation in (
+                ledger.balance(agent.agent_id, pin),
+                ledger.recent(agent.agent_id, pin),
+                ledger.transfer_to_phone(agent.agent_id, 1000, pin, f"t{pin}"),
+                ledger.change_trade_pin(agent.agent_id, pin, "975310"),
+            ):
+                with pytest.raises(Refusal) as caught:
+                    await operation
+                assert caught.value.rule is rule
+            await refused(ledger, req(agent, pin=pin, key=f"r{pin}"), rule)
+
+    await ledger.set_subscriber_status(agent.phone, SubscriberStatus.SUSPENDED)
+    await all_refused(Rule.PHONE_SUSPENDED)
+    await ledger.set_subscriber_status(agent.phone, SubscriberStatus.ACTIVE)
+    await ledger.suspend_agent(agent.agent_id)
+    await all_refused(Rule.AGENT_SUSPENDED)
+    await ledger.resume_agent(agent.agent_id)
+    wrong = await refused(ledger, req(agent, pin="000001", key="w"), Rule.WRONG_PIN)
+    assert wrong.params["remaining"] == 2  # nothing was counted while refused
+    assert await ledger.balance(agent.agent_id, TRADE_PIN) == 100000
+
+
 async def test_target_refusals(ledger: LedgerService) -> None:
     agent = await setup(ledger)
     await refused(ledger, req(agent, number="13900000009"), Rule.TARGET_UNKNOWN)
@@ -380,7 +411,7 @@ async def test_change_mgmt_pin(ledger: LedgerService) -> None:
     assert caught.value.rule is Rule.WEAK_PIN
     with pytest.raises(Refusal) as caught:
         await ledger.change_mgmt_pin(agent.agent_id, TRADE_PIN, "975310")
-    assert caught.value.rule is Rule.WRONG_PIN
+    assert caught.value.rule is Rule.WRONG_MGMT_PIN and caught.value.params == {"remaining": 2}
     assert await ledger.verify_mgmt_pin(agent.agent_id, MGMT_PIN)
     await ledger.change_mgmt_pin(agent.agent_id, MGMT_PIN, "975310")
     assert not await ledger.verify_mgmt_pin(agent.agent_id, MGMT_PIN)
@@ -458,3 +489,25 @@ async def test_a_batch_refuses_a_fixed_line_notify_number(ledger: LedgerService)
     )
     receipts = [m.destination for m in await messages(ledger) if m.kind == "target_receipt"]
     assert receipts == [MOBILE] * 5
+
+
+async def test_a_malformed_password_counts_nothing(ledger: LedgerService) -> None:
+    """A PIN that is not 6 ASCII digits is a format error on every path: nothing is counted or
+    locked, however often it comes (the menus refuse it earlier; the CLI and the API do not)."""
+    agent = await setup(ledger)
+    for n, pin in enumerate(["abc", "12345", "1234567", "１２３４５６", "12345a", ""]):
+        await refused(ledger, req(agent, pin=pin, key=f"m{n}"), Rule.BAD_PIN_FORMAT)
+        operations = (
+            ledger.balance(agent.agent_id, pin),
+            ledger.recent(agent.agent_id, pin),
+            ledger.transfer_to_phone(agent.agent_id, 1000, pin, f"t{n}"),
+            ledger.change_trade_pin(agent.agent_id, pin, "975310"),
+            ledger.change_mgmt_pin(agent.agent_id, pin, "975310"),
+        )
+        for operation in operations:
+            with pytest.raises(Refusal) as caught:
+                await operation
+            assert caught.value.rule is Rule.BAD_PIN_FORMAT
+        assert not await ledger.verify_mgmt_pin(agent.agent_id, pin)
+    first = await refused(ledger, req(agent, pin="000001", key="w"), Rule.WRONG_PIN)
+    assert first.params["remaining"] == 2

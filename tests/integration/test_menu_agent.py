@@ -335,6 +335,30 @@ async def test_change_management_password(world: World) -> None:
     )
 
 
+async def test_wrong_old_management_passwords_reprompt_then_lock_out(world: World) -> None:
+    """修改管理密码 with a wrong old password: the ledger's refusal (how many tries remain), the
+    old password asked again; the third locks management operations, not trade ones."""
+    old_screen = world.t("agent_mp_old")
+    for text in ("x", "1", "1", "4", "1"):
+        await world.say(text)
+    for remaining in (2, 1):
+        for text in ("999000", "369258"):
+            await world.say(text)
+        wrong = await world.say("369258")
+        assert wrong == world.t("refusal_wrong_mgmt_pin", remaining=remaining) + "\n" + old_screen
+    for text in ("999000", "369258"):
+        await world.say(text)
+    locked = [world.t("refusal_mgmt_pin_locked", until="2026-11-10 10:30")]
+    assert await world.send("369258") == locked
+    assert world.last[0].route.final
+    for text in ("x", "1", "1", "4", "1", MGMT_PIN, "975310"):
+        await world.say(text)
+    assert await world.send("975310") == locked
+    assert await world.say(f"YE {TRADE_PIN}") == world.t(
+        "agent_balance_result", balance="1000.00元"
+    )
+
+
 async def test_suspended_agent_or_phone_is_refused_before_the_password(world: World) -> None:
     await world.ledger.suspend_agent(world.agent.agent_id)
     await walk_to_recharge(world)

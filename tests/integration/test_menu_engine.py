@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from smsmenu.app import build_menu_engine, remember_unanswered_shortcuts
-from smsmenu.ledger.api import RechargeStatus
+from smsmenu.ledger.api import RechargeStatus, SubscriberStatus
 from smsmenu.ledger.billing import ScriptedBilling
 from smsmenu.ledger.deadletters import DeadLetters
 from smsmenu.ledger.shortcut_acks import ShortcutAcks
@@ -157,6 +157,15 @@ async def test_shortcut_errors_and_refusals(world: World) -> None:
         "agent_balance_result", balance="1000.00元"
     )
     assert await world.ledger.recharges(world.agent.agent_id) == []
+
+
+async def test_balance_shortcut_refused_while_the_bound_phone_is_suspended(world: World) -> None:
+    await world.ledger.set_subscriber_status(AGENT_PHONE, SubscriberStatus.SUSPENDED)
+    assert await world.say(f"YE {TRADE_PIN}") == world.t("refusal_phone_suspended")
+    await world.ledger.set_subscriber_status(AGENT_PHONE, SubscriberStatus.ACTIVE)
+    assert await world.say(f"YE {TRADE_PIN}") == world.t(
+        "agent_balance_result", balance="1000.00元"
+    )
 
 
 @pytest.mark.parametrize(

@@ -33,11 +33,6 @@ SAMPLES: dict[str, Any] = {
     "agent_id": 1,
     "key": "cli-recharge-1",
 }
-# Sites whose parameters do not fill their text yet, fixed on another branch: a wrong old
-# management password is refused without ``remaining`` (its text then reads "交易密码错误。").
-KNOWN_UNFILLED = {("ledger/passwords.py", Rule.WRONG_PIN, ())}
-
-
 def sample(name: str) -> Any:
     return 12345 if name.endswith("_fen") else SAMPLES.get(name, "x")
 
@@ -71,7 +66,7 @@ SITES = call_sites()
 
 def test_the_sites_are_found() -> None:
     assert len(SITES) > 40
-    assert ("ledger/passwords.py", Rule.WRONG_PIN, ("remaining",)) in {
+    assert ("ledger/admission.py", Rule.INSUFFICIENT_FUNDS, ("available_fen",)) in {
         (module, rule, names) for module, _, rule, names in SITES
     }
     assert not [site for site in SITES if "**" in site[3]], "parameters the test cannot see"
@@ -95,7 +90,7 @@ def test_a_site_renders_every_rule_it_may_raise(
         refusal = Refusal(each, **{name: sample(name) for name in names})
         text = refusal_text(TEXTS, refusal, ZONE)
         assert text and len(text) <= SMS_CHARS and "{" not in text and "}" not in text, text
-    if rule is not None and (module, rule, names) not in KNOWN_UNFILLED:
+    if rule is not None:
         cut = [r.getMessage() for r in caplog.records if r.name == "smsmenu.texts"]
         assert cut == [], "the parameters this site passes do not fill its text"
 
