@@ -56,6 +56,26 @@ async def test_a_copy_resent_while_the_first_is_still_handled_runs_once(sqlite_u
         assert len(views) == 1
 
 
+async def test_the_link_dropped_while_in_the_handler_the_copy_runs_once(
+    backend: tuple[str, str], redis_prefix: str
+) -> None:
+    """The link drops while billing works on a CZ: its response cannot be written. After the
+    rebind the SMSC resends it; the copy waits for the first and gets its answer: money once,
+    one result."""
+    url, redis_url = backend
+    billing = SlowBilling(0.8)
+    async with running_stack(url, redis_url, billing=billing, store_prefix=redis_prefix) as stack:
+        (delivery,) = stack.sim.send(AGENT, f"CZ 2 {MOBILE} 50 {TRADE_PIN}")
+        await asyncio.sleep(0.3)  # in the handler (billing takes 0.8 s)
+        assert stack.sim.drop_link() == 1
+        await expect_recharge_notices(stack, MOBILE, 50, MOBILE)
+        await asyncio.wait_for(delivery.acked, 10)
+        assert delivery.attempts >= 2
+        await asyncio.sleep(1.0)
+        assert not stack.unread(AGENT) and not stack.unread(MOBILE)
+        assert len(billing.credits) == 1
+
+
 async def test_a_cz_resent_after_a_crash_between_commit_and_response_runs_once(
     backend: tuple[str, str], redis_prefix: str
 ) -> None:

@@ -410,6 +410,28 @@ async def test_two_engines_on_one_redis_keep_one_phone_consistent(world: World) 
     assert (await world.engine.answer(world.inbound("1")))[0].text == world.t("agent_tianyi")
 
 
+@pytest.mark.parametrize("backend", ["redis+postgres"], indirect=True)
+async def test_a_copy_resent_minutes_later_to_another_worker_changes_nothing(
+    world: World,
+) -> None:
+    """A worker answered the PIN but its link was gone; the SMSC resends it minutes later
+    (after a long outage) to another worker's bind: recognised, nothing moves again."""
+    assert isinstance(world.store, RedisStore)
+    twin_store = RedisStore(world.store.client, prefix=world.store.prefix, lock_ttl_s=2.0)
+    twin = build_menu_engine(world.settings, world.ledger, twin_store, world.clock, world.texts)
+    for text in ("x", "1", "1", "1", "2", MOBILE, "50"):
+        await world.say(text)
+    pin = world.inbound(TRADE_PIN)
+    first = await world.engine.handle(pin)
+    await first.finish(False)
+    world.clock.advance(7 * 60)
+    copy = await twin.handle(pin)
+    await copy.finish(True)
+    assert copy.message_id == first.message_id and copy.replies == []
+    assert len(await world.ledger.recharges(world.agent.agent_id)) == 1
+    assert len(await world.notices()) == 1
+
+
 async def test_a_dead_workers_lock_expires(world: World) -> None:
     """A worker that died holding a phone's lock delays that phone until the lock expires
     (2 s in these tests), and never blocks other phones."""

@@ -33,6 +33,8 @@ SAMPLES: dict[str, Any] = {
     "agent_id": 1,
     "key": "cli-recharge-1",
 }
+
+
 def sample(name: str) -> Any:
     return 12345 if name.endswith("_fen") else SAMPLES.get(name, "x")
 
