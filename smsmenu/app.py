@@ -54,6 +54,7 @@ def ledger_outbox(ledger: LedgerService) -> Outbox:
 
 
 async def close_ledger(ledger: LedgerService) -> None:
+    await ledger.aclose()
     await ledger.engine.dispose()
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from smsmenu.app import load_catalogue
 from smsmenu.clock import FakeClock
+from smsmenu.ledger.agent_cache import AgentCache
 from smsmenu.ledger.api import AgentView, Billing, Kind
 from smsmenu.ledger.db import create_engine, upgrade
 from smsmenu.ledger.service import LedgerService
@@ -96,25 +97,29 @@ def ledger_settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-def ledger_group_commit() -> bool:
-    """Whether the ``ledger`` fixture batches concurrent recharges (override to test both)."""
+def ledger_agent_cache() -> bool:
+    """Whether the ``ledger`` fixture keeps a worker's ``AgentCache`` (PostgreSQL; listening
+    for the database's notices). Override to test both."""
     return False
 
 
 @pytest.fixture
 async def ledger(
-    ledger_settings: Settings, clock: FakeClock, catalogue: Catalogue, ledger_group_commit: bool
+    ledger_settings: Settings, clock: FakeClock, catalogue: Catalogue, ledger_agent_cache: bool
 ) -> AsyncIterator[LedgerService]:
     """A ledger (internal billing) on a fresh database; checks the books at teardown."""
     engine = create_engine(ledger_settings.database_url)
-    service = LedgerService(
-        engine, clock, catalogue, ledger_settings, group_commit=ledger_group_commit
-    )
+    postgres = engine.dialect.name == "postgresql"
+    cache = AgentCache() if ledger_agent_cache and postgres else None
+    service = LedgerService(engine, clock, catalogue, ledger_settings, agent_cache=cache)
     try:
+        if cache is not None:
+            await cache.listen(engine)
         yield service
         balance = await service.trial_balance()
         assert balance.ok, balance
     finally:
+        await service.aclose()
         await engine.dispose()
 
 

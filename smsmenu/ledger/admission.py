@@ -1,25 +1,21 @@
 """Admitting a recharge: everything checked before any money moves.
 
 ``rules`` holds the pure rules over plain values; this module applies them to the request and
-to the rows a unit of work read (the agent context, the target) and raises ``Refusal`` (or
-``passwords.Unchecked``: the trade password is to be counted and checked first). Every recharge
-path — one transaction, PostgreSQL's one statement, two-phase, group commit — admits through
-here, so the rules have one source and the writes that follow only need their database guards
-(the float's ``balance - pending >= debit``, the trade password's lock: ``passwords.settle``).
+to what was read (the agent's row, the facts around it) and raises ``Refusal`` (or
+``KeyTaken``). ``recharge_plan.plan`` admits every recharge through here, whatever its writer,
+so the rules have one source and the writes that follow only need their database guards.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from smsmenu.ledger import passwords, queries, rules
+from smsmenu.ledger import passwords, rules
 from smsmenu.ledger.api import Kind, RechargeRequest, Refusal, Rule, SubscriberStatus
-from smsmenu.ledger.context import LedgerContext
-from smsmenu.ledger.unit_of_work import claim_key
+from smsmenu.ledger.unit_of_work import KeyTaken
+
+if TYPE_CHECKING:
+    from smsmenu.ledger.recharge_plan import Facts
 
 
 def request_fields(kind: Kind, number: str, amount_fen: int, notify: str | None) -> None:
@@ -79,56 +75,13 @@ def fingerprint(request: RechargeRequest) -> str:
     )
 
 
-@dataclass(frozen=True)
-class Admitted:
-    """A recharge every rule said yes to: its txn id (key stored), the agent context row it was
-    admitted on, its price and the proof of its trade password (``passwords.settle`` it after
-    the money writes). Nothing has moved yet."""
-
-    txn: int
-    agent: Any
-    price: rules.Price
-    proof: passwords.Proof
-
-
-def admit(
-    ctx: LedgerContext,
-    agent: Any,
-    request: RechargeRequest,
-    now: datetime,
-    proof: passwords.Proof | None,
-) -> tuple[rules.Price, passwords.Proof]:
-    """Check an agent context row (``statements.AGENT_CONTEXT`` read with the request's
-    number and notify number) against every rule and the trade password (``passwords.admit``:
-    may raise ``Unchecked``); the price and the password's proof if all say yes."""
-    agent_can_trade(agent)
-    proof = passwords.admit(ctx, passwords.TRADE, agent, request.pin, now, proof)
-    target(agent.t_kind, agent.t_status, request.kind, request.number)
-    notify(agent.n_kind, agent.n_status, request.notify)
-    price = rules.price(request.amount_fen, agent.commission_bp)
-    funds(agent.balance - agent.pending, price.debit_fen)
-    return price, proof
-
-
-async def begin(
-    ctx: LedgerContext,
-    conn: AsyncConnection,
-    request: RechargeRequest,
-    fingerprint: str,
-    now: datetime,
-    proof: passwords.Proof | None,
-) -> Admitted:
-    """Store the key, read the context, admit."""
-    txn = await claim_key(
-        conn,
-        request.key,
-        "recharge",
-        fingerprint,
-        now,
-        agent_id=request.agent_id,
-        number=request.number,
-        amount_fen=request.amount_fen,
-    )
-    agent = await queries.agent_context(conn, request.agent_id, request.number, request.notify)
-    price, proof = admit(ctx, agent, request, now, proof)
-    return Admitted(txn, agent, price, proof)
+def facts_allow(facts: Facts, request: RechargeRequest) -> None:
+    """What the writer read in its transaction allows the recharge: its key is not stored
+    (``KeyTaken``: the first result), it is no duplicate within its window, its target and
+    notify number qualify."""
+    if facts.key_taken:
+        raise KeyTaken
+    if facts.duplicate:
+        raise Refusal(Rule.DUPLICATE_RECHARGE, number=request.number)
+    target(facts.t_kind, facts.t_status, request.kind, request.number)
+    notify(facts.n_kind, facts.n_status, request.notify)

@@ -90,6 +90,9 @@ class Rule(StrEnum):
     RESERVATION_PENDING = "reservation_pending"  # close refused while a recharge is in flight
     SUBSCRIBER_CLOSED = "subscriber_closed"  # closing a number is final: no status change after
     # Added by "the message path, hardened":
+    # Added by "one recharge write path": an identical shortcut recharge within its window
+    # asks for a confirmation instead of running (SPEC §3; the menus ask, not refuse).
+    DUPLICATE_RECHARGE = "duplicate_recharge"
     WRONG_MGMT_PIN = "wrong_mgmt_pin"  # a wrong management password (counted)
     MGMT_PIN_LOCKED = "mgmt_pin_locked"  # management operations locked after 3 wrong ones
 
@@ -241,6 +244,10 @@ class RechargeRequest:
     notify: str | None = None
     # How the agent's result notice reaches the agent (e.g. inside its USSD dialogue).
     reply_route: Route | None = None
+    # A one-message shortcut: refused DUPLICATE_RECHARGE if the agent recharged the same
+    # amount to the same number, not failed, within this many seconds (SPEC §3).
+    duplicate_window_s: float | None = None
+    retry_of: int | None = None  # the failed recharge this one runs again (重复充值)
 
     def __repr__(self) -> str:  # never show the PIN
         return (
@@ -268,20 +275,14 @@ class AgentLedger(Protocol):
 
     async def recharge(self, request: RechargeRequest) -> RechargeView:
         """Reserve, credit through billing, post (or void: status ``failed``). Writes the
-        agent's result notice and the target's receipt to the outbox in the same transaction."""
+        agent's result notice and the target's receipt to the outbox in the same transaction.
+        With ``request.duplicate_window_s``, refused DUPLICATE_RECHARGE if the agent recharged
+        the same amount to the same number within it (the asking message's own recharge, a
+        copy of it, gets its first result instead)."""
         ...
 
-    async def recent_duplicate(
-        self,
-        agent_id: int,
-        number: str,
-        amount_fen: int,
-        within_s: float = 60.0,
-        unless_key: str | None = None,
-    ) -> RechargeView | None:
-        """The newest recharge of ``amount_fen`` to ``number`` by this agent within the last
-        ``within_s`` seconds that did not fail (the 60 s duplicate guard, SPEC §3); None if
-        one of them was made under ``unless_key`` (the asking message's own)."""
+    async def agent_id_for_phone(self, phone: str) -> int | None:
+        """The id of the agent bound to ``phone`` (not closed), if any."""
         ...
 
     async def retry_list(self, agent_id: int) -> list[RechargeView]:

@@ -1,15 +1,18 @@
 """What every part of the ledger needs: the database, the clock, the texts, the settings.
 
 ``LedgerContext`` is built once by ``LedgerService`` and handed to the modules that do the
-work (operator, recharge, two_phase, group_commit, reversal, passwords, reports). It is
-mutable on purpose: tests swap the billing backend or the fault hook on a running service.
+work (operator, recharge, two_phase, reversal, passwords, reports), with the recharge writer of
+its database (``writer``). A worker that sends the outbox itself sets ``claim_for`` (the claim
+under which a recharge's notices are stored for its sender) and ``on_committed`` (they are
+handed to the sender once committed). It is mutable on purpose: tests swap the billing backend
+or the fault hook on a running service.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,11 +24,15 @@ from smsmenu.ledger.pins import PinVault
 from smsmenu.settings import Settings
 from smsmenu.texts import Catalogue
 
+if TYPE_CHECKING:
+    from smsmenu.ledger.outbox import OutboxMessage
+    from smsmenu.ledger.recharge_plan import Claim
+    from smsmenu.ledger.writer import RechargeWriter
+
 #: Fault-injection hook, called with the name of the step just done; raising from it simulates
 #: a crash there. Two-phase: "reserved" (before the reservation commits), "committed" (after),
 #: "credited" (billing said yes or no), "resolving" (before the post/void commits).
 #: One transaction (internal billing): "credited" and "posting" (both before the commit).
-#: Group commit: "batch" (before the batch commits).
 Faults = Callable[[str], None]
 
 
@@ -40,6 +47,9 @@ class LedgerContext:
     billing: BillingBackend = field(default_factory=InternalBilling)
     faults: Faults | None = None
     billing_timeout_s: float = 10.0
+    claim_for: Callable[[], Claim | None] | None = None
+    on_committed: Callable[[tuple[OutboxMessage, ...]], None] | None = None
+    writer: RechargeWriter = field(init=False)
     zone: ZoneInfo = field(init=False)
     service_number: str = field(init=False)
     postgres: bool = field(init=False)
@@ -48,6 +58,15 @@ class LedgerContext:
         self.zone = self.settings.zone
         self.service_number = self.settings.service_number
         self.postgres = self.engine.dialect.name == "postgresql"
+
+    def claim(self) -> Claim | None:
+        """The claim a recharge's notices are stored under (None: queued for any worker)."""
+        return self.claim_for() if self.claim_for is not None else None
+
+    def committed(self, rows: tuple[OutboxMessage, ...]) -> None:
+        """Notices just committed: to this worker's sender if they were claimed for it."""
+        if rows and self.on_committed is not None:
+            self.on_committed(rows)
 
     def fault(self, step: str) -> None:
         if self.faults is not None:

@@ -14,6 +14,24 @@ FAILED = RechargeStatus.FAILED.value
 PENDING = RechargeStatus.PENDING.value
 REVERSED = RechargeStatus.REVERSED.value
 
+RECHARGE_COLUMNS = (
+    "tx_id",
+    "agent_id",
+    "number",
+    "kind",
+    "amount_fen",
+    "commission_fen",
+    "debit_fen",
+    "notify",
+    "status",
+    "float_after_fen",
+    "invoice_printed",
+    "retry_of",
+    "error",
+    "created_at",
+    "resolved_at",
+)
+
 
 def posting_lines(
     txn: int, float_account: int, target_account: int, price: rules.Price
@@ -33,7 +51,6 @@ def recharge_row(
     status: str,
     now: datetime,
     float_after: int | None,
-    retry_of: int | None,
 ) -> dict[str, Any]:
     return {
         "tx_id": txn,
@@ -47,7 +64,7 @@ def recharge_row(
         "status": status,
         "float_after_fen": float_after,
         "invoice_printed": False,
-        "retry_of": retry_of,
+        "retry_of": request.retry_of,
         "error": None,
         "created_at": now,
         "resolved_at": now if status != PENDING else None,

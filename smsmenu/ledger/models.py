@@ -129,6 +129,9 @@ class Agent(Base):
     mgmt_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Counts the changes of this row (PostgreSQL triggers; see migration 0005): a worker's
+    # cached copy of the row is current while its version is.
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Txn(Base):

@@ -4,8 +4,9 @@ Each function returns outbox rows (``outbox.row``) for the caller to ``outbox.ad
 its unit of work, so a notice exists exactly when its money moved. The ``dedup_key`` is the
 operation's idempotency key plus the notice's kind: a repeated operation never queues twice.
 
-Balances are passed as text (``format_yuan``) so that PostgreSQL's one-statement recharge can
-pass ``MARK`` instead and have the database put the balance it just computed there.
+Balances and the txn id are passed as text so that a recharge can pass ``MARK`` and
+``TXN_MARK`` instead and have the write put the balance it computed and the id it took there
+(``fill``; PostgreSQL's recharge functions do the same in SQL).
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ from smsmenu.messages import SMS, Route
 from smsmenu.money import format_yuan
 
 MARK = "\u2063#\u2063"  # invisible separators around '#': never in a catalogue text
+TXN_MARK = "\u2063%\u2063"  # where the txn id goes when only the write knows it
+
+
+def fill(text: str, txn: int, balance: int | None) -> str:
+    """``text`` with the txn id and a balance put where the markers are (what PostgreSQL's
+    recharge functions do to the texts they store)."""
+    text = text.replace(TXN_MARK, str(txn))
+    return text if balance is None else text.replace(MARK, format_yuan(balance))
 
 
 def recharge_result(
@@ -27,7 +36,7 @@ def recharge_result(
     *,
     now: datetime,
     key: str,
-    txn: int,
+    txn: int | str,
     agent_id: int,
     agent_phone: str,
     kind: Kind,
@@ -58,7 +67,7 @@ def recharge_result(
             text=text,
             kind="agent_result",
             dedup_key=f"{key}:agent_result",
-            ref=txn,
+            ref=txn if isinstance(txn, int) else None,
             route=route or SMS,
         )
     ]
@@ -79,7 +88,7 @@ def recharge_result(
                 ),
                 kind="target_receipt",
                 dedup_key=f"{key}:target_receipt",
-                ref=txn,
+                ref=txn if isinstance(txn, int) else None,
             )
         )
     return rows

@@ -103,6 +103,35 @@ def _message(row: Row[Any]) -> OutboxMessage:
     return OutboxMessage(**row._asdict())
 
 
+def stored(
+    values: dict[str, Any],
+    id: int,
+    text: str,
+    ref: int,
+    claimed_by: str | None,
+    claimed_until: datetime | None,
+) -> OutboxMessage:
+    """A row as a writer stored it: ``values`` (from ``row``) with its id, final text and ref,
+    claimed for ``claimed_by`` (status sending, first attempt) or queued."""
+    claimed = claimed_by is not None
+    return OutboxMessage(
+        **{
+            **values,
+            "id": id,
+            "text": text,
+            "ref": ref,
+            "status": SENDING if claimed else QUEUED,
+            "attempts": 1 if claimed else 0,
+            "claimed_by": claimed_by,
+            "claimed_until": claimed_until,
+            "smsc_message_id": None,
+            "submitted_at": None,
+            "delivered_at": None,
+            "error": None,
+        }
+    )
+
+
 def _held(leases: Sequence[Lease]) -> ColumnElement[bool]:
     """The rows still being sent under one of ``leases`` (the fence of every lease write)."""
     claims = [(lease.id, lease.worker, lease.attempt) for lease in leases]

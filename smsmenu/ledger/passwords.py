@@ -169,7 +169,12 @@ class Proof:
 
 class Unchecked(Exception):
     """The verify cache does not know the password to be right: roll back, ``check`` it (count,
-    then verify), and run again with the proof."""
+    then verify), and run again with the proof. ``key_free``: the operation read in its own
+    transaction that its idempotency key is not stored (no need to look it up first)."""
+
+    def __init__(self, key_free: bool = False) -> None:
+        super().__init__()
+        self.key_free = key_free
 
 
 def pin_format(pin: str) -> None:
@@ -267,14 +272,19 @@ async def checked(
     pin: str,
     operation: Callable[[Proof | None], Awaitable[T]],
     raw: Any = None,
+    before_check: Callable[[], Awaitable[None]] | None = None,
 ) -> T:
     """Run ``operation`` (it ``admit``s on the row it reads, then ``settle``s): on the cache's
-    word first; if it raises ``Unchecked``, ``check`` the password and run it again with the
-    proof, giving the count back if it is refused for another reason (or its key was taken)."""
+    word first; if it raises ``Unchecked``, ``check`` the password (after ``before_check``,
+    which may raise: a repeated operation's key is looked up before anything is counted) and
+    run it again with the proof, giving the count back if it is refused for another reason (or
+    its key was taken)."""
     try:
         return await operation(None)
-    except Unchecked:
-        pass
+    except Unchecked as unchecked:
+        key_free = unchecked.key_free
+    if before_check is not None and not key_free:
+        await before_check()
     proof = await check(ctx, password, agent_id, pin, raw)
     try:
         return await operation(proof)

@@ -3,7 +3,7 @@ operation's rules look at (inside a unit of work, optionally with the agent lock
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from smsmenu.ledger import statements as sql
 from smsmenu.ledger import views
 from smsmenu.ledger.api import AgentView, RechargeView, RecordView, Refusal, Rule, SubscriberView
-from smsmenu.ledger.entries import FAILED, SUCCEEDED
-from smsmenu.ledger.models import accounts, agents, recharges, txns
+from smsmenu.ledger.entries import SUCCEEDED
+from smsmenu.ledger.models import accounts, agents, recharges
 
 _LOCK_AGENT = select(agents.c.id).where(agents.c.id == bindparam("agent_id")).with_for_update()
 _LOCK_FLOAT = (
@@ -121,34 +121,3 @@ async def subscriber_topups(engine: AsyncEngine, number: str, limit: int = 5) ->
     async with engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
     return [RecordView(r.tx_id, "recharge", r.number, r.amount_fen, r.created_at) for r in rows]
-
-
-async def recent_duplicate(
-    engine: AsyncEngine,
-    now: datetime,
-    agent_id: int,
-    number: str,
-    amount_fen: int,
-    within_s: float = 60.0,
-    unless_key: str | None = None,
-) -> RechargeView | None:
-    """The newest recharge by ``agent_id`` of ``amount_fen`` to ``number`` in the last
-    ``within_s`` seconds that did not fail, or None; None as well when one of them was made
-    under ``unless_key`` (asked again by the message that made it)."""
-    stmt = (
-        select(recharges, txns.c.key)
-        .join(txns, txns.c.id == recharges.c.tx_id)
-        .where(
-            recharges.c.agent_id == agent_id,
-            recharges.c.number == number,
-            recharges.c.amount_fen == amount_fen,
-            recharges.c.created_at >= now - timedelta(seconds=within_s),
-            recharges.c.status != FAILED,
-        )
-        .order_by(recharges.c.tx_id.desc())
-    )
-    async with engine.connect() as conn:
-        rows = (await conn.execute(stmt)).all()
-    if not rows or any(row.key == unless_key for row in rows):
-        return None
-    return views.recharge(rows[0]._mapping)

@@ -1,14 +1,11 @@
-"""A recharge (SPEC §3), one at a time: the path every recharge can take, its quote and its
-retry.
+"""A recharge (SPEC §3): the one path every recharge takes, its quote and its retry.
 
-With the internal billing backend the subscriber account is in this database, so reserve,
-credit and post are one transaction (``at_once``): no state in between can survive a crash.
-The float's guarded debit is its last money write, so a hot float's row lock is held for as
-short a time as possible; on PostgreSQL ``recharge_pg`` does the same in two statements. With
-an external backend ``two_phase`` reserves, credits, then posts or voids. ``run`` picks the
-path, has the trade password counted first where the verify cache does not know it
-(``passwords.checked``) and turns a taken key into the first result. Group commit
-(``group_commit``) batches concurrent recharges and falls back on ``run``.
+``run`` takes a recharge from anywhere — the menus, a shortcut, the command line, a retry —
+checks its fields, has it written by its database's writer (``writer``: planned once, written
+in one transaction) with the trade password counted first where the verify cache does not know
+it (``passwords.checked``), turns a taken key into the first result, and hands the notices its
+writer claimed for this worker to its sender (``LedgerContext.committed``). Through an external
+billing system the recharge is reserved, credited, then posted or voided (``two_phase``).
 """
 
 from __future__ import annotations
@@ -18,108 +15,51 @@ from typing import NoReturn
 from sqlalchemy import bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from smsmenu.ledger import (
-    admission,
-    notices,
-    outbox,
-    passwords,
-    queries,
-    recharge_pg,
-    rules,
-    two_phase,
-    views,
-)
-from smsmenu.ledger import statements as sql
+from smsmenu.ledger import admission, passwords, queries, rules, two_phase, views
 from smsmenu.ledger.api import Kind, Quote, RechargeRequest, RechargeView, Refusal, Rule
 from smsmenu.ledger.context import LedgerContext
-from smsmenu.ledger.entries import (
-    FAILED,
-    PENDING,
-    REVERSED,
-    SUCCEEDED,
-    posting_lines,
-    recharge_row,
-)
+from smsmenu.ledger.entries import FAILED, PENDING, REVERSED, SUCCEEDED
 from smsmenu.ledger.models import recharges
-from smsmenu.ledger.unit_of_work import KeyTaken, first_result, stored_key, unit_of_work
+from smsmenu.ledger.unit_of_work import KeyTaken, first_result, stored_key
+from smsmenu.ledger.writer import RechargeOp
 from smsmenu.messages import Route
-from smsmenu.money import format_yuan
 
 
-async def run(
-    ctx: LedgerContext, request: RechargeRequest, fingerprint: str, retry_of: int | None = None
-) -> RechargeView:
+async def run(ctx: LedgerContext, request: RechargeRequest, fingerprint: str) -> RechargeView:
     """One recharge on the path its billing backend calls for; a repeat of its key gets the
-    first result (or KEY_REUSED), a trade password the cache does not know is counted first."""
+    first result (or KEY_REUSED)."""
     admission.check_request(request)
+
+    async def key_first() -> None:
+        """A repeat of the key gets the first result, whatever would refuse it now (a wrong
+        password, a suspended agent): looked up before a password is counted or a refusal
+        given, which a cached plan may reach without the database."""
+        if await stored_key(ctx.engine, request.key) is not None:
+            raise KeyTaken
+
     try:
-        if ctx.billing.internal and ctx.postgres:
-            return await recharge_pg.recharge(ctx, request, fingerprint, retry_of)
-        path = at_once if ctx.billing.internal else two_phase.recharge
-        return await passwords.checked(
-            ctx,
-            passwords.TRADE,
-            request.agent_id,
-            request.pin,
-            lambda proof: path(ctx, request, fingerprint, retry_of, proof),
-        )
+        try:
+            if not ctx.billing.internal:
+                return await two_phase.recharge(ctx, request, fingerprint, key_first)
+            written = await passwords.checked(
+                ctx,
+                passwords.TRADE,
+                request.agent_id,
+                request.pin,
+                lambda proof: ctx.writer.recharge(
+                    RechargeOp(request, fingerprint, proof, ctx.claim())
+                ),
+                before_check=key_first,
+            )
+        except Refusal:
+            await key_first()
+            raise
     except KeyTaken:
         txn = await first_result(ctx.engine, request.key, "recharge", fingerprint)
         return await queries.recharge(ctx.engine, txn)
-
-
-async def at_once(
-    ctx: LedgerContext,
-    request: RechargeRequest,
-    fingerprint: str,
-    retry_of: int | None,
-    proof: passwords.Proof | None,
-) -> RechargeView:
-    """Internal billing: reserve, credit and post in one transaction (debit last)."""
-    now = ctx.clock.now()
-    async with unit_of_work(ctx.engine) as conn:
-        admitted = await admission.begin(ctx, conn, request, fingerprint, now, proof)
-        txn, agent, price = admitted.txn, admitted.agent, admitted.price
-        await conn.execute(
-            sql.INSERT_LINES, posting_lines(txn, agent.account_id, agent.t_account, price)
-        )
-        target_balance = (
-            (await conn.execute(sql.CREDIT, {"acc": agent.t_account, "amount": price.amount_fen}))
-            .one()
-            .balance
-        )
-        ctx.fault("credited")
-        float_after = (
-            await conn.execute(
-                sql.DEBIT_GUARDED, {"acc": agent.account_id, "amount": price.debit_fen}
-            )
-        ).scalar()
-        if float_after is None:  # a concurrent recharge took the money first
-            raise Refusal(Rule.INSUFFICIENT_FUNDS, available_fen=agent.balance - agent.pending)
-        await passwords.settle(conn, passwords.TRADE, agent, admitted.proof, now)
-        ctx.fault("posting")
-        row = recharge_row(txn, request, price, SUCCEEDED, now, float_after, retry_of)
-        await conn.execute(sql.INSERT_RECHARGE, row)
-        await outbox.add(
-            conn,
-            *notices.recharge_result(
-                ctx,
-                now=now,
-                key=request.key,
-                txn=txn,
-                agent_id=request.agent_id,
-                agent_phone=agent.phone,
-                kind=request.kind,
-                number=request.number,
-                notify=request.notify,
-                price=price,
-                float_after=format_yuan(float_after),
-                target_balance=format_yuan(target_balance),
-                route=request.reply_route,
-            ),
-        )
-        await conn.commit()
-    return views.recharge(row)
+    ctx.committed(written.notices)
+    assert written.view is not None
+    return written.view
 
 
 async def quote(
@@ -202,8 +142,9 @@ async def retry(
         key=key,
         notify=failed.notify,
         reply_route=reply_route,
+        retry_of=tx_id,
     )
-    return await run(ctx, request, fingerprint, tx_id)
+    return await run(ctx, request, fingerprint)
 
 
 async def _not_retryable(engine: AsyncEngine, agent_id: int, tx_id: int) -> NoReturn:

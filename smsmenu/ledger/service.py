@@ -13,10 +13,11 @@ pending → post | void); with the internal billing backend the three phases are
 The modules beside this one do the work, one job each:
 
 * ``admission``     everything a recharge checks before money moves (the one source of rules)
-* ``recharge``      one recharge at a time (one transaction), its quote and its retry
-* ``recharge_pg``   the same on PostgreSQL in two statements
+* ``recharge``      the one path of every recharge, its quote and its retry
+* ``recharge_plan`` what one recharge writes, computed once (pure)
+* ``writer``, ``writer_sqlite``, ``writer_pg``: the recharge writer of each database
+* ``agent_cache``   a worker's copy of agents' rows, kept current by the database's notices
 * ``two_phase``     external billing: reserve, credit, post or void; recovery after a crash
-* ``group_commit``  concurrent recharges of one process sharing a transaction
 * ``operator_functions`` subscribers and an agent's life (open, deposit, suspend, phone, close)
 * ``transfer``      float to the bound phone
 * ``reversal``      返销 and invoices
@@ -46,6 +47,7 @@ from smsmenu.ledger import (
     transfer,
     two_phase,
 )
+from smsmenu.ledger.agent_cache import AgentCache
 from smsmenu.ledger.api import (
     AgentStatus,
     AgentView,
@@ -67,8 +69,9 @@ from smsmenu.ledger.api import (
 )
 from smsmenu.ledger.billing import BillingBackend, InternalBilling
 from smsmenu.ledger.context import Faults, LedgerContext
-from smsmenu.ledger.group_commit import GroupCommit
 from smsmenu.ledger.pins import PinVault
+from smsmenu.ledger.writer_pg import PostgresWriter
+from smsmenu.ledger.writer_sqlite import SqliteWriter, database_path
 from smsmenu.messages import Route
 from smsmenu.money import format_yuan
 from smsmenu.settings import Settings
@@ -99,10 +102,9 @@ class LedgerService:
 
     Build it with ``LedgerService(engine, clock, catalogue, settings)`` (internal billing, the
     keys of ``SecretKeys.from_settings``, password hashes peppered with their ``pin-pepper``)
-    or pass an external ``billing`` backend;
-    ``smsmenu.app.open_ledger`` does it from Settings.
-    ``group_commit`` (the default) batches concurrent recharges of this process (internal
-    billing only); a recharge that finds nobody to share with runs on its own at once.
+    or pass an external ``billing`` backend; ``smsmenu.app.open_ledger`` does it from
+    Settings. A long-running worker on PostgreSQL passes an ``agent_cache`` (and has it listen
+    for changes, ``AgentCache.listen``). Close it with ``aclose`` (then dispose the engine).
     """
 
     def __init__(
@@ -117,9 +119,7 @@ class LedgerService:
         keys: SecretKeys | None = None,
         faults: Faults | None = None,
         billing_timeout_s: float = 10.0,
-        group_commit: bool = True,
-        max_batch: int = 64,
-        parallel_batches: int = 2,
+        agent_cache: AgentCache | None = None,
     ) -> None:
         keys = keys or SecretKeys.from_settings(settings)
         self.ctx = LedgerContext(
@@ -133,8 +133,15 @@ class LedgerService:
             faults,
             billing_timeout_s,
         )
-        self.group_commit = group_commit
-        self.batcher = GroupCommit(self.ctx, max_batch, parallel_batches)
+        self.ctx.writer = (
+            PostgresWriter(self.ctx, agent_cache)
+            if self.ctx.postgres
+            else SqliteWriter(self.ctx, database_path(str(engine.url)))
+        )
+
+    async def aclose(self) -> None:
+        """Close the writer (its connection, its thread); the engine is the caller's."""
+        await self.ctx.writer.aclose()
 
     # ---- what the parts share (tests swap billing and faults on a running service) ------------
 
@@ -182,11 +189,6 @@ class LedgerService:
     def billing_timeout_s(self) -> float:
         return self.ctx.billing_timeout_s
 
-    @property
-    def batches(self) -> int:
-        """How many group-commit batch transactions committed."""
-        return self.batcher.batches
-
     def explain(self, refusal: Refusal) -> str:
         """The refusal as the text a person reads (SMS, CLI)."""
         return refusal_text(self.ctx.catalogue, refusal, self.ctx.zone)
@@ -220,20 +222,10 @@ class LedgerService:
         """The last recharges into ``number`` that took effect, newest first."""
         return await queries.subscriber_topups(self.engine, number, limit)
 
-    async def recent_duplicate(
-        self,
-        agent_id: int,
-        number: str,
-        amount_fen: int,
-        within_s: float = 60.0,
-        unless_key: str | None = None,
-    ) -> RechargeView | None:
-        """The newest recharge by ``agent_id`` of ``amount_fen`` to ``number`` in the last
-        ``within_s`` seconds that did not fail (SPEC §3: an identical shortcut recharge within
-        60 seconds asks for confirmation instead of running again), or None."""
-        return await queries.recent_duplicate(
-            self.engine, self.clock.now(), agent_id, number, amount_fen, within_s, unless_key
-        )
+    async def agent_id_for_phone(self, phone: str) -> int | None:
+        """The id of the agent bound to ``phone`` (not closed), if any: what every message
+        asks, so a worker on PostgreSQL answers it from its ``AgentCache``."""
+        return await self.ctx.writer.agent_id_for_phone(phone)
 
     # ---- operator ------------------------------------------------------------------------------
 
@@ -298,10 +290,7 @@ class LedgerService:
     async def recharge(self, request: RechargeRequest) -> RechargeView:
         """Reserve, credit through billing, post (or void: status ``failed``). Writes the
         agent's result notice and the target's receipt to the outbox in the same transaction."""
-        fingerprint = admission.fingerprint(request)
-        if self.group_commit and self.ctx.billing.internal:
-            return await self.batcher.recharge(request, fingerprint)
-        return await recharge.run(self.ctx, request, fingerprint)
+        return await recharge.run(self.ctx, request, admission.fingerprint(request))
 
     async def recover_pending(self, older_than_s: float = 60.0) -> list[RechargeView]:
         """Resolve reservations left pending (by a crash) for at least ``older_than_s``:

@@ -7,12 +7,13 @@ statements of PostgreSQL's one-statement recharge live beside it, in ``recharge_
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import bindparam, case, exists, false, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from smsmenu.ledger.models import accounts, agents, lines, recharges, subscribers, txns
+from smsmenu.ledger.models import UTCDateTime, accounts, agents, lines, recharges, subscribers, txns
 
 _FLOAT = accounts.alias("fa")  # the agent's float
 _PHONE = subscribers.alias("ph")  # the agent's bound phone as a subscriber
@@ -34,6 +35,7 @@ AGENT_CONTEXT_COLUMNS = (
     agents.c.pin_failures,
     agents.c.pin_locked_until,
     agents.c.account_id,
+    agents.c.version,
     _FLOAT.c.balance,
     _FLOAT.c.pending,
     _PHONE.c.status.label("phone_status"),
@@ -63,6 +65,41 @@ def with_agent_context(agents_from: Any, number: Any, notify: Any) -> Any:
 AGENT_CONTEXT = (
     select(*AGENT_CONTEXT_COLUMNS)
     .select_from(with_agent_context(agents, bindparam("number"), bindparam("notify")))
+    .where(agents.c.id == bindparam("agent_id"))
+)
+
+_KNOWN = txns.alias("known")
+#: A recharge's context in one row: the agent's, whether its key is stored (``known``) and,
+#: when ``since`` is given, whether the agent recharged the same amount to the same number
+#: since then without failing (``duplicate``, SPEC §3).
+RECHARGE_CONTEXT = AGENT_CONTEXT.add_columns(
+    _KNOWN.c.id.label("known"),
+    case(
+        (bindparam("since", type_=UTCDateTime()).is_(None), false()),
+        else_=exists().where(
+            recharges.c.agent_id == agents.c.id,
+            recharges.c.number == bindparam("number"),
+            recharges.c.amount_fen == bindparam("amount"),
+            recharges.c.created_at >= bindparam("since", type_=UTCDateTime()),
+            recharges.c.status != "failed",
+        ),
+    ).label("duplicate"),
+).outerjoin(_KNOWN, _KNOWN.c.key == bindparam("key"))
+#: The agent's row alone (what a worker caches), by id.
+AGENT_ROW = (
+    select(
+        agents.c.id,
+        agents.c.version,
+        agents.c.status,
+        agents.c.phone,
+        agents.c.commission_bp,
+        agents.c.trade_hash,
+        agents.c.pin_failures,
+        agents.c.pin_locked_until,
+        agents.c.account_id,
+        _PHONE.c.status.label("phone_status"),
+    )
+    .select_from(agents.outerjoin(_PHONE, _PHONE.c.number == agents.c.phone))
     .where(agents.c.id == bindparam("agent_id"))
 )
 
@@ -214,3 +251,35 @@ class AsyncpgRow:
 
     def __getattr__(self, name: str) -> Any:
         return self._record[name]
+
+
+def inserting(table: Any, columns: Any, *returning: Any) -> Any:
+    """An INSERT of ``columns`` of ``table``, one bound parameter each (for the writers, which
+    execute statements compiled once, not through SQLAlchemy)."""
+    statement = insert(table).values({name: bindparam(name) for name in columns})
+    return statement.returning(*returning) if returning else statement
+
+
+class SqliteStatement:
+    """A Core statement compiled once for the standard ``sqlite3`` module (``:name``
+    parameters), for the embedded writer's own connection. Values go in as SQLite stores them
+    (``sqlite_value``: aware datetimes as naive UTC text, as ``models.UTCDateTime`` does)."""
+
+    _DIALECT = sqlite.dialect(paramstyle="named")
+
+    def __init__(self, statement: Any) -> None:
+        compiled = statement.compile(dialect=self._DIALECT)
+        self.sql = str(compiled)
+        self._constants = {
+            name: bind.value for name, bind in compiled.binds.items() if not bind.required
+        }
+
+    def params(self, values: dict[str, Any]) -> dict[str, Any]:
+        return {**self._constants, **{k: sqlite_value(v) for k, v in values.items()}}
+
+
+def sqlite_value(value: Any) -> Any:
+    """A value as SQLite stores it through ``models.UTCDateTime``."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value

@@ -14,35 +14,25 @@ follows by SMS) until the recovery pass gets an answer.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, select
 
-from smsmenu.ledger import admission, notices, outbox, passwords, queries, rules
-from smsmenu.ledger import statements as sql
-from smsmenu.ledger.api import Kind, RechargeRequest, RechargeView, Refusal, Rule
+from smsmenu.ledger import notices, passwords, queries, rules
+from smsmenu.ledger.api import Kind, RechargeRequest, RechargeView
 from smsmenu.ledger.billing import BillingError, Credit
 from smsmenu.ledger.context import LedgerContext
-from smsmenu.ledger.entries import FAILED, PENDING, SUCCEEDED, posting_lines, recharge_row
-from smsmenu.ledger.models import agents, recharges, resolutions, subscribers, txns
-from smsmenu.ledger.unit_of_work import unit_of_work
+from smsmenu.ledger.entries import PENDING
+from smsmenu.ledger.models import agents, recharges, txns
+from smsmenu.ledger.writer import RechargeOp, Resolution
 from smsmenu.messages import Route
-from smsmenu.money import format_yuan
 
 _RESOLUTION_FACTS = (
-    select(
-        txns.c.key,
-        agents.c.phone,
-        agents.c.account_id.label("float_account"),
-        subscribers.c.account_id.label("target_account"),
-    )
-    .select_from(
-        txns.join(recharges, recharges.c.tx_id == txns.c.id)
-        .join(agents, agents.c.id == recharges.c.agent_id)
-        .join(subscribers, subscribers.c.number == recharges.c.number)
-    )
-    .where(txns.c.id == bindparam("tx_id"))
+    select(recharges, txns.c.key, agents.c.phone)
+    .join(txns, txns.c.id == recharges.c.tx_id)
+    .join(agents, agents.c.id == recharges.c.agent_id)
+    .where(recharges.c.tx_id == bindparam("tx_id"))
 )
 
 
@@ -50,29 +40,24 @@ async def recharge(
     ctx: LedgerContext,
     request: RechargeRequest,
     fingerprint: str,
-    retry_of: int | None,
-    proof: passwords.Proof | None,
+    before_check: Callable[[], Awaitable[None]] | None = None,
 ) -> RechargeView:
-    """Reserve and commit, credit, then post or void (``proof``: ``passwords.checked``)."""
-    now = ctx.clock.now()
-    async with unit_of_work(ctx.engine) as conn:
-        admitted = await admission.begin(ctx, conn, request, fingerprint, now, proof)
-        txn, agent, price = admitted.txn, admitted.agent, admitted.price
-        await conn.execute(
-            sql.INSERT_RECHARGE, recharge_row(txn, request, price, PENDING, now, None, retry_of)
-        )
-        reserved = (
-            await conn.execute(sql.RESERVE, {"acc": agent.account_id, "amount": price.debit_fen})
-        ).scalar()
-        if reserved is None:
-            raise Refusal(Rule.INSUFFICIENT_FUNDS, available_fen=agent.balance - agent.pending)
-        await passwords.settle(conn, passwords.TRADE, agent, admitted.proof, now)
-        ctx.fault("reserved")
-        await conn.commit()
+    """Reserve (the writer, its password counted first if the cache does not know it, after
+    ``before_check``), credit, then post or void."""
+    written = await passwords.checked(
+        ctx,
+        passwords.TRADE,
+        request.agent_id,
+        request.pin,
+        lambda proof: ctx.writer.reserve(RechargeOp(request, fingerprint, proof, None)),
+        before_check=before_check,
+    )
+    assert written.view is not None
+    txn, price = written.txn, rules.Price(written.view.amount_fen, written.view.commission_fen)
     ctx.fault("committed")
     outcome, error = await credit(ctx, request.key, request.number, request.kind, price)
     if outcome is None:  # billing answered neither: pending, for ``recover_pending``
-        return await queries.recharge(ctx.engine, txn)
+        return written.view
     ctx.fault("credited")
     return await resolve(ctx, txn, outcome, error, request.reply_route)
 
@@ -105,68 +90,29 @@ async def resolve(
     ctx: LedgerContext, txn: int, outcome: Credit, error: str | None, route: Route | None
 ) -> RechargeView:
     """Post (credited) or void (anything else) the reservation of recharge ``txn``, once."""
-    now = ctx.clock.now()
     posted = outcome is Credit.CREDITED
-    async with unit_of_work(ctx.engine) as conn:
-        rec = (await conn.execute(sql.RECHARGE_BY_ID, {"tx_id": txn})).one()
-        try:
-            await conn.execute(
-                insert(resolutions).values(
-                    tx_id=txn, outcome="posted" if posted else "voided", created_at=now
-                )
-            )
-        except IntegrityError:  # resolved already (by recovery or a concurrent call)
-            await conn.rollback()
-            return await queries.recharge(ctx.engine, txn)
-        facts = (await conn.execute(_RESOLUTION_FACTS, {"tx_id": txn})).one()
-        price = rules.Price(rec.amount_fen, rec.commission_fen)
-        target_balance: str | None = None
-        if posted:
-            await conn.execute(
-                sql.INSERT_LINES,
-                posting_lines(txn, facts.float_account, facts.target_account, price),
-            )
-            credited = (
-                await conn.execute(
-                    sql.CREDIT, {"acc": facts.target_account, "amount": price.amount_fen}
-                )
-            ).one()
-            target_balance = format_yuan(credited.balance)
-        statement = sql.POST_RESERVED if posted else sql.VOID_RESERVED
-        float_after = (
-            await conn.execute(statement, {"acc": facts.float_account, "amount": price.debit_fen})
-        ).scalar_one()
-        await conn.execute(
-            update(recharges)
-            .where(recharges.c.tx_id == txn)
-            .values(
-                status=SUCCEEDED if posted else FAILED,
-                float_after_fen=float_after,
-                resolved_at=now,
-                error=error,
-            )
-        )
-        await outbox.add(
-            conn,
-            *notices.recharge_result(
-                ctx,
-                now=now,
-                key=facts.key,
-                txn=txn,
-                agent_id=rec.agent_id,
-                agent_phone=facts.phone,
-                kind=Kind(rec.kind),
-                number=rec.number,
-                notify=rec.notify,
-                price=price,
-                float_after=format_yuan(float_after),
-                target_balance=target_balance,
-                route=route,
-                error=None if posted else (error or "failed"),
-            ),
-        )
-        ctx.fault("resolving")
-        await conn.commit()
+    async with ctx.engine.connect() as conn:
+        rec = (await conn.execute(_RESOLUTION_FACTS, {"tx_id": txn})).one()
+    rows = notices.recharge_result(
+        ctx,
+        now=ctx.clock.now(),
+        key=rec.key,
+        txn=txn,
+        agent_id=rec.agent_id,
+        agent_phone=rec.phone,
+        kind=Kind(rec.kind),
+        number=rec.number,
+        notify=rec.notify,
+        price=rules.Price(rec.amount_fen, rec.commission_fen),
+        float_after=notices.MARK,
+        target_balance=notices.MARK if posted else None,
+        route=route,
+        error=None if posted else (error or "failed"),
+    )
+    resolution = Resolution(txn, posted, error, tuple(rows), ctx.claim())
+    written = await ctx.writer.resolve(resolution)
+    if written is not None:
+        ctx.committed(written.notices)
     return await queries.recharge(ctx.engine, txn)
 
 

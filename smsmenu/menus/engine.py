@@ -306,8 +306,7 @@ class MenuEngine:
         ussd_opening = inbound.route.ussd is not None and inbound.route.ussd.opening
         live = session is not None and session.live(ts, cfg.session_timeout_s) and not ussd_opening
         if session is None or not live:
-            agent = await self.ledger.agent_for_phone(phone)
-            agent_id = agent.agent_id if agent is not None else None
+            agent_id = await self.ledger.agent_id_for_phone(phone)
             if session is None or session.agent_id != agent_id:
                 session = Session(menu="agent" if agent_id is not None else "subscriber")
                 session.agent_id = agent_id
@@ -359,12 +358,13 @@ class MenuEngine:
         window = self.config.duplicate_window_s
         if isinstance(command, RechargeCommand):
             number, amount = command.number, command.amount_fen
-            # Asked of the ledger, not remembered in the session: a session lost with its
-            # process (the in-process store) must not let a resent CZ run twice. This
-            # message's own recharge (a copy of it) is no duplicate: it gets its first result.
+            # The guard is the ledger's, in the recharge's own transaction: a session lost
+            # with its process (the in-process store) cannot let a resent CZ run twice, and a
+            # copy of this very message gets its first result, not the question.
             key = turn.shortcut_key
-            found = await self.ledger.recent_duplicate(agent_id, number, amount, window, key)
-            if found is not None:
+            moved.append(key)
+            refused = await self._recharge(session, turn, command, key, window)
+            if refused is not None and refused.rule is Rule.DUPLICATE_RECHARGE:
                 session.pending = {
                     "op": "recharge",
                     "kind": command.kind.value,
@@ -375,9 +375,6 @@ class MenuEngine:
                     "key": turn.new_op_key(),
                 }
                 turn.say("shortcut_duplicate", number=number, amount=format_yuan(amount))
-                return
-            moved.append(key)
-            await self._recharge(session, turn, command, key)
         elif isinstance(command, BalanceCommand):
             try:
                 balance = await self.ledger.balance(agent_id, command.pin)
@@ -444,8 +441,14 @@ class MenuEngine:
             session.pending = pending  # the agent may send Y again with the right password
 
     async def _recharge(
-        self, session: Session, turn: Turn, command: RechargeCommand, key: str
+        self,
+        session: Session,
+        turn: Turn,
+        command: RechargeCommand,
+        key: str,
+        duplicate_window_s: float | None = None,
     ) -> Refusal | None:
+        """Run the recharge; its refusal (said, unless it is the duplicate guard's question)."""
         request = RechargeRequest(
             agent_id=session.agent_id or 0,
             kind=command.kind,
@@ -455,11 +458,13 @@ class MenuEngine:
             key=key,
             notify=command.notify,
             reply_route=turn.route.ending(final=True),
+            duplicate_window_s=duplicate_window_s,
         )
         try:
             view = await self.ledger.recharge(request)
         except Refusal as refusal:
-            turn.refusal(refusal)
+            if refusal.rule is not Rule.DUPLICATE_RECHARGE:
+                turn.refusal(refusal)
             return refusal
         say_if_pending(turn, view)
         return None

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from smsmenu.clock import FakeClock
+from smsmenu.ledger.agent_cache import AgentCache
 from smsmenu.ledger.api import Billing, Kind, RechargeRequest, RechargeStatus, Refusal, Rule
 from smsmenu.ledger.billing import ScriptedBilling
 from smsmenu.ledger.db import create_engine
@@ -28,18 +29,25 @@ async def pg_ledgers(
     await truncate(ledger_pg_url)
     settings = Settings(database_url=ledger_pg_url)
     engines = [create_engine(ledger_pg_url, pool_size=2) for _ in range(8)]
-    services = [LedgerService(e, clock, catalogue, settings, group_commit=False) for e in engines]
+    caches = [AgentCache() for _ in engines]
+    services = [
+        LedgerService(e, clock, catalogue, settings, agent_cache=cache if n % 2 else None)
+        for n, (e, cache) in enumerate(zip(engines, caches, strict=True))
+    ]  # half of them workers with a cached copy of the agent, listening for its changes
     try:
+        for engine, cache in zip(engines[1::2], caches[1::2], strict=True):
+            await cache.listen(engine)
         yield services
         balance = await services[0].trial_balance()
         assert balance.ok, balance
     finally:
-        for engine in engines:
+        for service, engine in zip(services, engines, strict=True):
+            await service.aclose()
             await engine.dispose()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["single", "group-commit", "external"])
+@pytest.mark.parametrize("mode", ["internal", "external"])
 async def test_eight_workers_on_one_float(pg_ledgers: list[LedgerService], mode: str) -> None:
     first = pg_ledgers[0]
     if mode == "external":  # the two-phase path: reservations race instead of debits
@@ -47,10 +55,6 @@ async def test_eight_workers_on_one_float(pg_ledgers: list[LedgerService], mode:
         for service in pg_ledgers:
             service.billing = billing
     workers = pg_ledgers
-    if mode == "group-commit":  # four "processes", each batching its two workers' recharges
-        for service in pg_ledgers:
-            service.group_commit = True
-        workers = [pg_ledgers[n // 2] for n in range(8)]
     agent = await new_agent(first, deposit_yuan=5000, commission_bp=150)
     for number in TARGETS:
         await first.add_subscriber(number, Kind.MOBILE, Billing.PREPAID)

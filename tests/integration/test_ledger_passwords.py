@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +16,7 @@ from argon2.exceptions import VerificationError
 from sqlalchemy import select, update
 
 from smsmenu.clock import FakeClock
-from smsmenu.ledger import recharge_pg
+from smsmenu.ledger.agent_cache import AgentCache
 from smsmenu.ledger.api import (
     AgentView,
     Billing,
@@ -68,7 +68,6 @@ class Operation:
     attempt: Callable[[LedgerService, AgentView, str, int], Awaitable[object]]
     trade: bool = True
     billing: Callable[[], Any] = InternalBilling
-    group_commit: bool = False
 
 
 def _recharge(ledger: LedgerService, agent: AgentView, pin: str, n: int) -> Awaitable[object]:
@@ -78,7 +77,6 @@ def _recharge(ledger: LedgerService, agent: AgentView, pin: str, n: int) -> Awai
 
 OPERATIONS = {
     "recharge": Operation(_recharge),
-    "recharge-group-commit": Operation(_recharge, group_commit=True),
     "recharge-two-phase": Operation(_recharge, billing=ScriptedBilling),
     "balance": Operation(lambda ledger, agent, pin, n: ledger.balance(agent.agent_id, pin)),
     "records": Operation(lambda ledger, agent, pin, n: ledger.recent(agent.agent_id, pin)),
@@ -106,7 +104,6 @@ def worker(ledger: LedgerService, operation: Operation) -> LedgerService:
         ledger.catalogue,
         ledger.settings,
         operation.billing(),
-        group_commit=operation.group_commit,
     )
 
 
@@ -198,9 +195,7 @@ async def test_thirty_concurrent_wrong_passwords_get_three_answers(
 
 
 @pytest.mark.parametrize("cache", ["cold", "warm"])
-@pytest.mark.parametrize(
-    "name", ["recharge", "recharge-group-commit", "recharge-two-phase", "balance", "web-login"]
-)
+@pytest.mark.parametrize("name", ["recharge", "recharge-two-phase", "balance", "web-login"])
 async def test_a_right_password_among_thirty_wrong_ones(
     ledger: LedgerService, name: str, cache: str
 ) -> None:
@@ -279,9 +274,7 @@ async def test_a_right_password_refused_for_another_reason_counts_nothing(
     assert await counters(ledger, agent) == (0, None, 0, None)
 
 
-@pytest.mark.parametrize(
-    "name", ["recharge", "recharge-group-commit", "recharge-two-phase", "balance", "web-login"]
-)
+@pytest.mark.parametrize("name", ["recharge", "recharge-two-phase", "balance", "web-login"])
 async def test_a_hash_of_an_older_release_is_redone_with_the_pepper(
     ledger: LedgerService, name: str
 ) -> None:
@@ -309,47 +302,62 @@ async def test_a_hash_of_an_older_release_is_redone_with_the_pepper(
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-async def test_the_pg_function_refuses_a_recharge_locked_after_its_read(
-    ledger: LedgerService, clock: FakeClock
+async def test_a_recharge_planned_on_a_stale_copy_of_its_agent_is_refused(
+    ledger: LedgerService, ledger_settings: Settings, clock: FakeClock
 ) -> None:
-    """The cached right password's recharge is one read and one call: the lock is checked
-    again by the call itself, so a lock set in between refuses it and nothing moves."""
+    """A worker plans a recharge on its cached copy of the agent's row; a lock set since (by
+    another worker) makes the database answer ``stale``: the row is read again and the rules
+    refuse it, and nothing moves. (The copy is kept from the notices here, to see the
+    database's own check.)"""
     agent = await setup(ledger)
-    await warm(ledger, agent, trade=True)
-    request = RechargeRequest(agent.agent_id, Kind.MOBILE, MOBILE, 1000, TRADE_PIN, "late")
-    async with ledger.engine.connect() as conn:
-        raw = (await conn.get_raw_connection()).driver_connection
-        stale = await recharge_pg.read(raw, request)
+    cache = AgentCache()  # not listening: its copy goes stale
+    worker_ledger = LedgerService(
+        ledger.engine, clock, ledger.catalogue, ledger_settings, agent_cache=cache
+    )
+    try:
+        request = RechargeRequest(agent.agent_id, Kind.MOBILE, MOBILE, 1000, TRADE_PIN, "warm")
+        await worker_ledger.recharge(request)  # the copy, and the password in its cache
+        copy = cache.row(agent.agent_id)
+        assert copy is not None
         for n in range(3):
             with pytest.raises(Refusal):
                 await ledger.balance(agent.agent_id, WRONG[n])
         before = await books(ledger, agent)
+        assert cache.row(agent.agent_id) == copy  # still the stale copy
         with pytest.raises(Refusal) as caught:
-            await recharge_pg.post(ledger.ctx, raw, stale, request, "fp", None)
-    assert caught.value.rule is Rule.PIN_LOCKED
-    assert caught.value.params == {"until": clock.now() + LOCK}
-    assert await books(ledger, agent) == before
+            await worker_ledger.recharge(replace(request, key="late"))
+        assert caught.value.rule is Rule.PIN_LOCKED
+        assert caught.value.params == {"until": clock.now() + LOCK}
+        assert await books(ledger, agent) == before
+        fresh = cache.row(agent.agent_id)
+        assert fresh is not None and fresh.version > copy.version
+    finally:
+        await worker_ledger.aclose()
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_pg_recharge_round_trips(
     ledger: LedgerService, ledger_settings: Settings, clock: FakeClock
 ) -> None:
-    """A recharge whose password the cache knows is one read and one function call; one it
-    does not know adds one round trip, the count (statements seen by the only connection)."""
+    """A worker's recharge whose agent it has cached and whose password the cache knows is one
+    function call; with nothing cached, a read comes first; a password the cache does not know
+    adds its count (statements seen by the only connection)."""
     engine = create_engine(ledger_settings.database_url, pool_size=1, max_overflow=0)
-    service = LedgerService(engine, clock, ledger.catalogue, ledger_settings, group_commit=False)
+    cache = AgentCache()
+    service = LedgerService(engine, clock, ledger.catalogue, ledger_settings, agent_cache=cache)
     try:
         agent = await setup(service)
         async with engine.connect() as conn:
             raw = (await conn.get_raw_connection()).driver_connection
         statements: list[str] = []
         raw.add_query_logger(lambda record: statements.append(record.query))
-        for key, expected in (("cold", 3), ("warm", 2)):
+        # cold: read, count, read again (the count changed the row), call; then warm: call
+        for key, expected in (("cold", 4), ("warm", 1)):
             statements.clear()
             request = RechargeRequest(agent.agent_id, Kind.MOBILE, MOBILE, 1000, TRADE_PIN, key)
             assert (await service.recharge(request)).status is RechargeStatus.SUCCEEDED
-            assert len(statements) == expected, statements
-            assert "ledger_post_recharge" in statements[-1]
+            assert len(statements) == expected, "\n".join(q[:70] for q in statements)
+            assert "ledger_recharge" in statements[-1]
     finally:
+        await service.aclose()
         await engine.dispose()
