@@ -24,9 +24,9 @@ Python could not know or assumed (``ledger_admit``):
 commit) debits, stores the txn (its id from the sequence), clears the count of wrong passwords
 when Python says so (and replaces an older release's password hash), writes the recharge row and
 books it; it returns the agent row's version after its own writes, so that a worker's copy of
-the row stays current. ``ledger_reserve`` and ``ledger_resolve`` are the two steps of a recharge through an
-external billing system: reserve the funds, then (once per recharge: the ``resolutions`` row)
-post and book, or void. ``ledger_book`` is the booking both share: the target credited, the
+the row stays current. ``ledger_reserve`` and ``ledger_resolve`` are the two steps of a
+recharge through an external billing system: reserve the funds, then (once per recharge: the
+``resolutions`` row) post and book, or void. ``ledger_book`` is the booking both share: the target credited, the
 journal lines, the notices, into whose texts it puts the balances and the txn id (markers
 ``ledger.notices.MARK`` and ``TXN_MARK``), claimed at once for the worker ``p_claimed_by``
 (its sender sends them without looking for them) or queued for any worker.
