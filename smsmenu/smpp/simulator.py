@@ -321,7 +321,7 @@ class Simulator:
 
     def _submit(self, session: _Session, packet: pdu.Pdu) -> None:
         if session.bound_as not in (pdu.BIND_TRANSCEIVER, pdu.BIND_TRANSMITTER):
-            self._answer(session, pdu.response(packet, 0x04))  # ESME_RINVBNDSTS
+            self._answer(session, pdu.response(packet, pdu.ESME_RINVBNDSTS))
             return
         try:
             sm = pdu.ShortMessage.decode(packet.body)
