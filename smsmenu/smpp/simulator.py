@@ -16,7 +16,7 @@ answers submit_sm with ESME_RTHROTTLED (or ESME_RMSGQFUL, or any status, e.g. a 
 specific 0x400) for some seconds or some PDUs; ``delay_responses`` answers late.
 
 It uses the pure codec in ``smsmenu.smpp.pdu``; the tests also check it against independent
-ESMEs (smpp34's Client, aiosmpplib's ESME), so it is not only tested against our gateway.
+ESMEs (smpp34's Client, aiosmpplib's ESME), so it is not only tested against our SMPP link.
 """
 
 from __future__ import annotations
