@@ -5,7 +5,7 @@
 What it measures, over loopback on this machine, with PostgreSQL (127.0.0.1:5432, a fresh
 database of its own) and Redis (127.0.0.1:6379, a key prefix of its own):
 
-1. The transport ceiling: the SMSC simulator (in this process) and an echo ESME (our gateway
+1. The transport ceiling: the SMSC simulator (in this process) and an echo ESME (our SMPP link
    with a handler that answers at once, in a subprocess) — deliver_sm in, one submit_sm out,
    per phone in a closed loop — as round trips per second. Nothing can go faster than that.
 2. The product: ``smsmenu serve`` worker(s) (subprocesses) bound to the same simulator; each of
@@ -56,15 +56,19 @@ def target(agent: int, index: int) -> str:
 
 
 async def echo_esme(port: int) -> None:
+    from smsmenu.links import Ack
     from smsmenu.messages import Inbound, Outbound
-    from smsmenu.smpp.gateway import Ack, Gateway, GatewayConfig
+    from smsmenu.smpp.link import SmppConfig, SmppLink
 
     async def handler(inbound: Inbound, ack: Ack) -> None:
         ack()
-        await gateway.send(Outbound(inbound.source, "ok", inbound.destination, inbound.route))
+        await link.send(Outbound(inbound.source, "ok", inbound.destination, inbound.route))
 
-    gateway = Gateway(GatewayConfig(port=port, window=64, registered_delivery=0), handler)
-    await gateway.start()
+    async def no_receipts(message_id: str, delivered: bool) -> None:
+        return None  # none are asked for
+
+    link = SmppLink(SmppConfig(port=port, window=64, registered_delivery=0))
+    await link.start(handler, no_receipts)
     await asyncio.Event().wait()
 
 

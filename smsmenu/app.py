@@ -62,7 +62,7 @@ async def recovery_loop(
     ledger: LedgerService, interval_s: float = 30.0, older_than_s: float = 60.0
 ) -> None:
     """Resolve reservations left pending by a crash, now and then every ``interval_s`` (run it
-    as a task beside the gateway; cancel it on shutdown). Needed only with an external billing
+    as a task beside the link; cancel it on shutdown). Needed only with an external billing
     backend: the internal one never leaves anything pending."""
     import asyncio
     import logging
@@ -173,8 +173,9 @@ from datetime import timedelta  # noqa: E402
 from typing import Any, cast  # noqa: E402
 
 from smsmenu.ledger.api import RechargeRequest, RechargeView, Refusal, TransferView  # noqa: E402
+from smsmenu.links import Ack, Link, LinkStopped, SendFailed  # noqa: E402
 from smsmenu.messages import Inbound, Outbound, Route  # noqa: E402
-from smsmenu.smpp.gateway import Ack, Gateway, GatewayStopped, SendFailed  # noqa: E402
+from smsmenu.smpp.link import SmppLink  # noqa: E402
 from smsmenu.smpp.outbox import OutboxSender, SenderConfig  # noqa: E402
 
 server_log = logging.getLogger("smsmenu.server")
@@ -276,20 +277,20 @@ class PhoneTurns:
 
 @dataclass
 class Server:
-    """The running product: ledger, session store, menu engine, gateway and outbox sender."""
+    """The running product: ledger, session store, menu engine, SMSC link and outbox sender."""
 
     settings: Settings
     ledger: LedgerService
     store: SessionStore
     engine: MenuEngine
     outbox: Outbox
-    gateway: Gateway = field(init=False)
+    link: Link = field(init=False)
     sender: OutboxSender = field(init=False)
     accepting: bool = True
     turns: PhoneTurns = field(default_factory=PhoneTurns)
 
     async def handle(self, inbound: Inbound, ack: Ack) -> None:
-        """The gateway's handler: take the message in, acknowledge it, finish it, send its
+        """The link's inbound handler: take the message in, acknowledge it, finish it, send its
         direct replies (one phone's in order); the outbox sender is woken, since a money
         operation writes its result and receipts to the outbox."""
         if not self.accepting:
@@ -313,8 +314,8 @@ class Server:
             )  # the text may hold a password: only its length is logged
             for reply in handled.replies:
                 try:
-                    await self.gateway.send(reply)
-                except (SendFailed, GatewayStopped) as exc:
+                    await self.link.send(reply)
+                except (SendFailed, LinkStopped) as exc:
                     server_log.error(
                         "reply to %s for id=%s not sent: %s",
                         reply.destination,
@@ -324,13 +325,13 @@ class Server:
 
     async def status_line(self) -> str:
         """bound, window in use, queue (outbox rows due), sent, failed, and more counters."""
-        gw, out = self.gateway.status(), self.sender.status()
+        gw, out = self.link.status(), self.sender.status()
         try:
             due: int | str = await self.outbox.due_count()
         except Exception:
             due = "?"
         return (
-            f"status bound={gw.bound} window={gw.window_in_use}/{self.gateway.config.window}"
+            f"status bound={gw.bound} window={gw.window_in_use}/{gw.window}"
             f" queue={due} sent={out.sent} failed={out.failed} retried={out.retried}"
             f" in_flight={out.in_flight} received={gw.received} receipts={out.receipts}"
             f" replies_sent={gw.sent} binds={gw.binds} link_losses={gw.link_losses}"
@@ -345,15 +346,15 @@ async def run_server(
     billing: BillingBackend | None = None,
     catalogue: Catalogue | None = None,
     store_prefix: str | None = None,
-    gateway_overrides: dict[str, Any] | None = None,
+    link_overrides: dict[str, Any] | None = None,
     sender_overrides: dict[str, Any] | None = None,
     recover: bool = True,
 ) -> AsyncIterator[Server]:
     """Builds and runs the server of ``settings``; tears it down in reverse order on exit.
 
     Order: ledger (schema checked) → recovery pass → session store → menu engine → outbox
-    sender → gateway (binds in the background; ``await server.gateway.wait_bound()``).
-    On exit: no new messages are taken, the sender finishes its sends in flight, the gateway
+    sender → SMPP link (binds in the background; ``await server.link.wait_bound()``).
+    On exit: no new messages are taken, the sender finishes its sends in flight, the link
     unbinds, then the store and the ledger close.
     """
     clock = clock or SystemClock()
@@ -390,28 +391,26 @@ async def run_server(
             server = Server(settings, ledger, store, engine, ledger_outbox(ledger))
 
             async def send(outbound: Outbound) -> list[str]:
-                return await server.gateway.send(outbound)
+                return await server.link.send(outbound)
 
             server.sender = OutboxSender(
                 server.outbox,
                 send,
                 SenderConfig.from_settings(settings, **(sender_overrides or {})),
-                ready=lambda: server.gateway.bound,
-                sent_here=lambda message_id: server.gateway.sent_here(message_id),
+                ready=lambda: server.link.bound,
+                sent_here=lambda message_id: server.link.sent_here(message_id),
                 clock=clock,
             )
-            gateway_values: dict[str, Any] = {
+            link_values: dict[str, Any] = {
                 "response_timeout_s": settings.smpp_response_timeout_s,
                 "reconnect_max_s": settings.smpp_reconnect_max_s,
                 "throttle_max_s": settings.smpp_throttle_max_s,
                 "status_interval_s": 1e9,  # the server writes the status line itself
-                **(gateway_overrides or {}),
+                **(link_overrides or {}),
             }
-            server.gateway = Gateway.from_settings(
-                settings, server.handle, server.sender.on_receipt, parts, **gateway_values
-            )
+            server.link = SmppLink.from_settings(settings, parts, **link_values)
             await server.sender.start()
-            await server.gateway.start()
+            await server.link.start(server.handle, server.sender.on_receipt)
             background.append(asyncio.create_task(_status_lines(server), name="status"))
             if recover:
                 background.append(
@@ -435,7 +434,7 @@ async def run_server(
                     task.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
                 await server.sender.stop()
-                await server.gateway.stop()
+                await server.link.stop()
                 server_log.info("stopped: %s", await server.status_line())
         finally:
             if acks is not None:

@@ -1,4 +1,4 @@
-"""``smsmenu serve`` (the gateway, from config/ and SMSMENU_*) and ``smsmenu demo`` (everything
+"""``smsmenu serve`` (the server, from config/ and SMSMENU_*) and ``smsmenu demo`` (everything
 in one process on a fresh SQLite file, with the simulator's phone console or a script)."""
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def configure_logging(
 @click.option("--status-interval", type=float, default=None, help="Seconds between status lines.")
 @json_option
 def serve(status_interval: float | None, as_json: bool) -> None:
-    """Run the gateway: bind to the SMSC, answer the menus, send the outbox.
+    """Run the server: bind to the SMSC, answer the menus, send the outbox.
 
     Settings come from config/settings.toml and SMSMENU_* variables. SIGTERM or SIGINT stops
     it cleanly: no new message is taken, sends in flight finish, then it unbinds. ``--json``
@@ -185,7 +185,7 @@ def demo(
     db_path: Path | None, port: int, script: Path | None, reply_timeout: float, as_json: bool
 ) -> None:
     """Everything in one process: a fresh SQLite ledger (schema upgraded, seeded), in-process
-    sessions, the SMSC simulator with the gateway, menus and outbox sender bound to it, and
+    sessions, the SMSC simulator with the SMPP link, menus and outbox sender bound to it, and
     the phone console (or ``--script``)."""
     from smsmenu.app import run_server
     from smsmenu.ledger.db import create_engine, upgrade
@@ -240,13 +240,13 @@ def demo(
             async with run_server(settings) as server:
                 agent = await seed_demo(server.ledger)
                 server.sender.nudge()
-                await server.gateway.wait_bound(10)
+                await server.link.wait_bound(10)
                 out("smsmenu demo: everything runs in this process.")
                 out(f"  ledger    SQLite {path} (schema upgraded, seeded)")
                 out(f"  log       {log_path}")
                 out("  sessions  in-process")
                 out(
-                    f"  SMSC      simulator on 127.0.0.1:{bound_port}; the gateway is bound as "
+                    f"  SMSC      simulator on 127.0.0.1:{bound_port}; the SMPP link is bound as "
                     f"{settings.smsc_system_id}; service number {settings.service_number}"
                 )
                 out(

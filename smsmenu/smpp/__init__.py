@@ -1,1 +1,2 @@
-"""The SMPP layer: pure PDU-level modules, the gateway (ESME) and the SMSC simulator."""
+"""The SMPP layer: pure PDU-level modules and session, the SMPP link (our ESME) and the SMSC
+simulator."""

@@ -151,8 +151,8 @@ class Expired(Generic[T]):
 class Reassembler(Generic[T]):
     """Joins parts. ``add`` returns the whole message once its last part arrives.
 
-    ``token`` is whatever the caller needs to answer the part later (the gateway keeps the
-    deliver_sm to acknowledge it only after the whole message was handled).
+    ``token`` is whatever the caller wants back with the whole message (the simulator keeps
+    each submit_sm part and the message id it gave it).
     """
 
     def __init__(self, timeout_s: float = 300.0, max_pending: int = 10_000) -> None:

@@ -4,7 +4,7 @@ Theory of operation. The ledger writes a notice in the same transaction as the m
 reports (``ledger/outbox.py``); this module is the only reader. A loop claims due rows with a
 lease (``Outbox.claim``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so that several workers on
 one database never claim the same row), as many as free places in its window, and sends each
-through ``Gateway.send`` in its own task: up to ``window`` rows are in flight at once, rows of
+through ``Link.send`` in its own task: up to ``window`` rows are in flight at once, rows of
 one phone one after the other (in id order). A row counts as sent only once every part's
 submit_sm_resp came back; the ids are then recorded (``Outbox.record``, batched: one
 transaction for everything that completed meanwhile). The loop wakes on ``nudge()`` (the
@@ -14,9 +14,9 @@ and else polls every ``poll_s``.
 A USSD notice (a result that ends its dialogue) older than ``ussd_stale_s`` is sent as an
 SMS: its dialogue is long over (the worker was down, the SMSC unreachable).
 
-Failures. ``SendFailed`` with a transient cause (no response, system error, queue full) or any
-other exception queues the row again with a growing back-off; a permanent refusal (any other
-SMPP status) marks it failed for good.
+Failures. ``SendFailed`` that the link calls ``transient`` (no response, system error, queue
+full …) or any other exception queues the row again with a growing back-off; a permanent
+refusal marks it failed for good. ``LinkStopped`` gives the row back at once.
 
 Leases. A claimed row is this worker's only while its lease runs. Every write about it —
 renewal, ``mark_failed``, recording the submit — names the claim (``Lease``: row, worker and the
@@ -36,7 +36,7 @@ the only resend, and only of a row the first worker had handed to the link but n
 accepted (it cannot know whether the SMSC took it). The late worker can neither requeue nor
 re-record a row another claim holds, so no third send follows.
 
-Delivery receipts. ``on_receipt`` (the gateway's callback) matches a receipt to its row in
+Delivery receipts. ``on_receipt`` (the link's receipt handler) matches a receipt to its row in
 memory first: every id form (hex/decimal, case) of every part of each row this worker sent
 maps to the row, so a receipt for any part of a long message matches; a long message counts
 as delivered when every part is, undeliverable as soon as one part is. A receipt for an id
@@ -64,24 +64,14 @@ from typing import Any
 
 from smsmenu.clock import Clock, SystemClock
 from smsmenu.ledger.outbox import Lease, Outbox, OutboxMessage
+from smsmenu.links import LinkStopped, SendFailed
 from smsmenu.messages import SMS, Outbound, Transport
 from smsmenu.settings import Settings
-from smsmenu.smpp import pdu, receipts
-from smsmenu.smpp.gateway import GatewayStopped, SendFailed
+from smsmenu.smpp import receipts
 
 log = logging.getLogger("smsmenu.outbox")
 
 SendFn = Callable[[Outbound], Awaitable[list[str]]]
-
-# SMPP statuses worth trying again later (the others refuse the message for good).
-TRANSIENT_STATUSES = frozenset(
-    {
-        0x08,  # ESME_RSYSERR
-        pdu.ESME_RMSGQFUL,
-        pdu.ESME_RTHROTTLED,
-        pdu.ESME_RX_T_APPN,
-    }
-)
 
 
 def default_worker_id() -> str:
@@ -166,7 +156,7 @@ class _Orphan:
 
 
 class OutboxSender:
-    """Sends outbox rows through ``send`` (``Gateway.send``); see the module notes."""
+    """Sends outbox rows through ``send`` (``Link.send``); see the module notes."""
 
     def __init__(
         self,
@@ -310,12 +300,11 @@ class OutboxSender:
         try:
             ids = await self._send(outbound)
         except SendFailed as exc:
-            transient = exc.status is None or exc.status in TRANSIENT_STATUSES
-            await self._failed(message, str(exc), transient)
+            await self._failed(message, str(exc), exc.transient)
             return
-        except GatewayStopped:
+        except LinkStopped:
             # Not handed over (or not known to be): give it back at once, for whoever runs.
-            await self._mark_failed(message, "gateway stopped", self._clock.now())
+            await self._mark_failed(message, "link stopped", self._clock.now())
             return
         except Exception as exc:
             await self._failed(message, f"{type(exc).__name__}: {exc}", True)
@@ -465,7 +454,7 @@ class OutboxSender:
         self._record_wake.set()
 
     async def on_receipt(self, message_id: str, delivered: bool) -> None:
-        """The gateway's receipt callback. Never raises: what it cannot match yet it keeps."""
+        """The link's receipt handler. Never raises: what it cannot match yet it keeps."""
         bare = receipts.normalize(message_id)
         sent = self._by_id.get(bare)
         if sent is not None:

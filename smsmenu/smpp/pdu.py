@@ -30,10 +30,34 @@ ALERT_NOTIFICATION = 0x00000102
 DATA_SM = 0x00000103
 RESP = 0x80000000  # the response to command X is X | RESP
 
+_NAMES = {
+    GENERIC_NACK: "generic_nack",
+    BIND_RECEIVER: "bind_receiver",
+    BIND_TRANSMITTER: "bind_transmitter",
+    SUBMIT_SM: "submit_sm",
+    DELIVER_SM: "deliver_sm",
+    UNBIND: "unbind",
+    BIND_TRANSCEIVER: "bind_transceiver",
+    ENQUIRE_LINK: "enquire_link",
+    ALERT_NOTIFICATION: "alert_notification",
+    DATA_SM: "data_sm",
+}
+
+
+def command_name(command_id: int) -> str:
+    """``submit_sm``, ``submit_sm_resp`` …, or the id in hex when it is none of ours."""
+    if command_id in _NAMES:
+        return _NAMES[command_id]
+    if command_id & RESP and command_id & ~RESP in _NAMES:
+        return _NAMES[command_id & ~RESP] + "_resp"
+    return f"command {command_id:#010x}"
+
+
 # command_status values we act on (anything else is carried as an int)
 ESME_ROK = 0x00
 ESME_RINVMSGLEN = 0x01
 ESME_RINVCMDID = 0x03
+ESME_RINVBNDSTS = 0x04
 ESME_RALYBND = 0x05
 ESME_RSYSERR = 0x08
 ESME_RINVSRCADR = 0x0A
@@ -97,24 +121,32 @@ def response(request: Pdu, status: int = ESME_ROK, body: bytes | None = None) ->
 
 
 class Framer:
-    """Cuts a byte stream into PDUs. ``feed`` bytes, get back the complete PDUs so far."""
+    """Cuts a byte stream into PDUs: ``receive`` bytes, take the complete PDUs one by one with
+    ``next_pdu`` (or ``feed`` bytes and get every complete PDU so far)."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[Pdu]:
+    def receive(self, data: bytes) -> None:
         self._buffer += data
-        out: list[Pdu] = []
-        while len(self._buffer) >= 16:
-            length, command_id, status, sequence = HEADER.unpack_from(self._buffer)
-            if length < 16 or length > MAX_PDU:
-                raise PduError(f"PDU length {length} is out of range")
-            if len(self._buffer) < length:
-                break
-            body = bytes(self._buffer[16:length])
-            del self._buffer[:length]
-            out.append(Pdu(command_id, status, sequence, body))
-        return out
+
+    def next_pdu(self) -> Pdu | None:
+        """The next complete PDU, or None until more bytes came; ``PduError`` on a bad length
+        (the PDUs before it were handed out already)."""
+        if len(self._buffer) < 16:
+            return None
+        length, command_id, status, sequence = HEADER.unpack_from(self._buffer)
+        if length < 16 or length > MAX_PDU:
+            raise PduError(f"PDU length {length} is out of range")
+        if len(self._buffer) < length:
+            return None
+        body = bytes(self._buffer[16:length])
+        del self._buffer[:length]
+        return Pdu(command_id, status, sequence, body)
+
+    def feed(self, data: bytes) -> list[Pdu]:
+        self.receive(data)
+        return list(iter(self.next_pdu, None))
 
 
 class _Reader:

@@ -16,7 +16,7 @@ answers submit_sm with ESME_RTHROTTLED (or ESME_RMSGQFUL, or any status, e.g. a 
 specific 0x400) for some seconds or some PDUs; ``delay_responses`` answers late.
 
 It uses the pure codec in ``smsmenu.smpp.pdu``; the tests also check it against independent
-ESMEs (smpp34's Client, aiosmpplib's ESME), so it is not only tested against our gateway.
+ESMEs (smpp34's Client, aiosmpplib's ESME), so it is not only tested against our SMPP link.
 """
 
 from __future__ import annotations
@@ -321,7 +321,7 @@ class Simulator:
 
     def _submit(self, session: _Session, packet: pdu.Pdu) -> None:
         if session.bound_as not in (pdu.BIND_TRANSCEIVER, pdu.BIND_TRANSMITTER):
-            self._answer(session, pdu.response(packet, 0x04))  # ESME_RINVBNDSTS
+            self._answer(session, pdu.response(packet, pdu.ESME_RINVBNDSTS))
             return
         try:
             sm = pdu.ShortMessage.decode(packet.body)

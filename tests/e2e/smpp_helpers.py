@@ -1,14 +1,15 @@
-"""Helpers for the SMPP tests: a simulator and a gateway bound to it over TCP, short timers."""
+"""Helpers for the SMPP tests: a simulator and an SMPP link bound to it over TCP, short timers."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from smsmenu.links import Ack, InboundHandler, ReceiptHandler
 from smsmenu.messages import Inbound, Outbound
-from smsmenu.smpp.gateway import Ack, Gateway, GatewayConfig, Handler
+from smsmenu.smpp.link import SmppConfig, SmppLink
 from smsmenu.smpp.parts import PartStore
 from smsmenu.smpp.simulator import Simulator
 
@@ -17,14 +18,14 @@ SERVICE = "10001"
 
 class Recorder:
     """A handler that records what it gets, acks it and answers with ``reply(inbound)``
-    through the gateway it is bound with (``bound_pair`` sets ``gateway``)."""
+    through the link it is started with (``start_link`` sets ``link``)."""
 
     def __init__(self, reply: Callable[[Inbound], list[Outbound]] | None = None) -> None:
         self.inbound: list[Inbound] = []
         self.reply = reply or (lambda m: [Outbound(m.source, f"echo:{m.text}", SERVICE, m.route)])
         self.fail_next = 0
         self.changed = asyncio.Event()
-        self.gateway: Gateway | None = None
+        self.link: SmppLink | None = None
 
     async def __call__(self, inbound: Inbound, ack: Ack) -> None:
         self.inbound.append(inbound)
@@ -34,9 +35,9 @@ class Recorder:
             raise RuntimeError("handler failure (test)")
         replies = self.reply(inbound)
         ack()
-        assert self.gateway is not None
+        assert self.link is not None
         for reply in replies:
-            await self.gateway.send(reply)
+            await self.link.send(reply)
 
     async def wait(self, count: int, within_s: float = 10.0) -> list[Inbound]:
         async with asyncio.timeout(within_s):
@@ -54,7 +55,7 @@ class Receipts:
         self.got.append((message_id, delivered))
 
 
-def fast_config(port: int, **overrides: Any) -> GatewayConfig:
+def fast_config(port: int, **overrides: Any) -> SmppConfig:
     values: dict[str, Any] = {
         "port": port,
         "response_timeout_s": 2.0,
@@ -67,38 +68,36 @@ def fast_config(port: int, **overrides: Any) -> GatewayConfig:
         "max_attempts": 5,
     }
     values.update(overrides)
-    return GatewayConfig(**values)
+    return SmppConfig(**values)
 
 
-def gateway_for(
-    config: GatewayConfig,
-    handler: Handler,
-    on_receipt: Callable[[str, bool], Awaitable[None]] | None = None,
-    parts: PartStore | None = None,
-) -> Gateway:
-    """A gateway with ``handler`` (a ``Recorder`` answers through it)."""
-    gateway = Gateway(config, handler, on_receipt, parts)
+async def start_link(
+    link: SmppLink, handler: InboundHandler, on_receipt: ReceiptHandler | None = None
+) -> SmppLink:
+    """Starts ``link`` with ``handler`` (a ``Recorder`` answers through it) and
+    ``on_receipt`` (receipts are recorded and dropped if none)."""
     if isinstance(handler, Recorder):
-        handler.gateway = gateway
-    return gateway
+        handler.link = link
+    await link.start(handler, on_receipt or Receipts())
+    return link
 
 
 @contextlib.asynccontextmanager
 async def bound_pair(
-    handler: Handler | None = None,
-    on_receipt: Callable[[str, bool], Awaitable[None]] | None = None,
+    handler: InboundHandler | None = None,
+    on_receipt: ReceiptHandler | None = None,
     simulator: dict[str, Any] | None = None,
     parts: PartStore | None = None,
     **config: Any,
-) -> AsyncIterator[tuple[Simulator, Gateway]]:
+) -> AsyncIterator[tuple[Simulator, SmppLink]]:
     sim = Simulator(**{"redeliver_after_s": 0.5, **(simulator or {})})
     port = await sim.start()
-    gateway = gateway_for(fast_config(port, **config), handler or Recorder(), on_receipt, parts)
+    link = SmppLink(fast_config(port, **config), parts)
     try:
-        await gateway.start()
-        await gateway.wait_bound(5)
+        await start_link(link, handler or Recorder(), on_receipt)
+        await link.wait_bound(5)
         await sim.wait_bound(5)
-        yield sim, gateway
+        yield sim, link
     finally:
-        await gateway.stop()
+        await link.stop()
         await sim.stop()

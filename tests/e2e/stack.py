@@ -1,5 +1,5 @@
 """The whole product in-process, bound over TCP (127.0.0.1) to the simulator: ledger, session
-store, menu engine, gateway and outbox sender built by ``app.run_server``, short timers."""
+store, menu engine, SMPP link and outbox sender built by ``app.run_server``, short timers."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ FIXED = "02787654321"
 PHS = "02787650000"
 BROADBAND = "02787659999"
 
-FAST_GATEWAY: dict[str, Any] = {
+FAST_LINK: dict[str, Any] = {
     "response_timeout_s": 2.0,
     "enquire_link_s": 5.0,
     "reconnect_min_s": 0.05,
@@ -105,7 +105,7 @@ async def running_stack(
     billing: BillingBackend | None = None,
     store_prefix: str = "smsmenu:",
     simulator: dict[str, Any] | None = None,
-    gateway: dict[str, Any] | None = None,
+    link: dict[str, Any] | None = None,
     seeded: bool = False,
     sim: Simulator | None = None,
     **settings: Any,
@@ -123,9 +123,9 @@ async def running_stack(
             test_settings(database_url, redis_url, port, **settings),
             billing=billing,
             store_prefix=store_prefix,
-            gateway_overrides={**FAST_GATEWAY, **(gateway or {})},
+            link_overrides={**FAST_LINK, **(link or {})},
         ) as server:
-            await server.gateway.wait_bound(5)
+            await server.link.wait_bound(5)
             await sim.wait_bound(5)
             if seeded:
                 existing = await server.ledger.agent_for_phone(AGENT)

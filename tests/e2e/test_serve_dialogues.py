@@ -1,4 +1,4 @@
-"""Agent dialogues over real TCP: the simulator's phones, the gateway, the real menu engine,
+"""Agent dialogues over real TCP: the simulator's phones, the SMPP link, the real menu engine,
 the ledger and the outbox sender (``app.run_server``), as ``smsmenu serve`` runs them."""
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from tests.e2e.test_serve_dialogues import expect_recharge_notices, wait_deliver
 from tests.ledger_fixtures import TRADE_PIN
 
 
-async def test_link_dropped_mid_dialogue_the_gateway_rebinds_and_it_goes_on(
+async def test_link_dropped_mid_dialogue_the_link_rebinds_and_it_goes_on(
     stack: Stack,
 ) -> None:
     await walk_to_kind(stack)

@@ -27,7 +27,7 @@ from smsmenu.ledger.outbox import DELIVERED
 from smsmenu.smpp import concat, pdu
 from smsmenu.smpp.text import Alphabet, choose_coding, decode, encode
 from smsmenu.smpp.ussd import SessionInfo
-from tests.e2e.stack import AGENT, FAST_GATEWAY, MOBILE, seed, test_settings
+from tests.e2e.stack import AGENT, FAST_LINK, MOBILE, seed, test_settings
 from tests.ledger_fixtures import TRADE_PIN
 from tests.servers import free_port
 
@@ -115,7 +115,7 @@ class Smsc34:
             self.receipts += 1
 
     async def phone(self, phone: str, text: str, tlvs: list[smpp34.Tlv] | None = None) -> None:
-        """The phone sends ``text``; returns once our gateway acked it (after the menus)."""
+        """The phone sends ``text``; returns once our link acked it (after the menus)."""
         assert self.esme is not None
         coding = choose_coding(text, Alphabet.GSM)
         resp = await self.esme.deliver_sm(
@@ -142,9 +142,9 @@ async def smsc34(sqlite_url: str) -> AsyncIterator[tuple[Smsc34, Server]]:
     pump = asyncio.create_task(smsc.pump())
     try:
         async with run_server(
-            test_settings(sqlite_url, "", port), gateway_overrides=FAST_GATEWAY
+            test_settings(sqlite_url, "", port), link_overrides=FAST_LINK
         ) as running:
-            await running.gateway.wait_bound(5)
+            await running.link.wait_bound(5)
             await seed(running)
             yield smsc, running
     finally:

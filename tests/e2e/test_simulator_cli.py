@@ -10,7 +10,8 @@ import pytest
 
 from smsmenu.messages import Inbound, Outbound
 from smsmenu.smpp import script
-from tests.e2e.smpp_helpers import SERVICE, Recorder, bound_pair, fast_config, gateway_for
+from smsmenu.smpp.link import SmppLink
+from tests.e2e.smpp_helpers import SERVICE, Recorder, bound_pair, fast_config, start_link
 from tests.servers import free_port
 
 # a hang must fail the test, not stall CI
@@ -34,7 +35,7 @@ timeout 5
 
 
 async def test_script_passes_and_a_mismatch_names_its_line() -> None:
-    async with bound_pair(Recorder(_menu)) as (sim, _gateway):
+    async with bound_pair(Recorder(_menu)) as (sim, _link):
         outcome = await script.run_script(sim, script.parse(DIALOGUE))
         assert outcome.ok and outcome.steps == 7
         bad = "> 13800000003: 1\n< 13800000003: 子菜单\n"
@@ -59,12 +60,11 @@ async def _run_cli(
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    gateway = gateway_for(fast_config(port, password=password), Recorder(_menu))
-    await gateway.start()
+    link = await start_link(SmppLink(fast_config(port, password=password)), Recorder(_menu))
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), 30)
     finally:
-        await gateway.stop()
+        await link.stop()
     return proc.returncode or 0, out.decode(), err.decode()
 
 
@@ -100,12 +100,12 @@ async def test_cli_console(tmp_path: Path) -> None:
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdin is not None and proc.stdout is not None
-    gateway = gateway_for(fast_config(port), Recorder(_menu))
+    link = SmppLink(fast_config(port))
     try:
         banner = await asyncio.wait_for(proc.stdout.readline(), 10)
         assert f"127.0.0.1:{port}" in banner.decode()
-        await gateway.start()
-        await gateway.wait_bound(10)
+        await start_link(link, Recorder(_menu))
+        await link.wait_bound(10)
         proc.stdin.write(b"13800000001> 1\n13800000002 ussd> *100#\n")
         await proc.stdin.drain()
         lines: list[str] = []
@@ -115,6 +115,6 @@ async def test_cli_console(tmp_path: Path) -> None:
         assert "< 13800000001 from 10001: 主菜单 1 天翼" in lines
         assert "< 13800000002 from 10001: 主菜单（USSD）  [ussd op=2 session=1 open]" in lines
     finally:
-        await gateway.stop()
+        await link.stop()
         proc.terminate()
         await proc.wait()

@@ -1,4 +1,4 @@
-"""The outbox sender on real databases, with a stand-in for the gateway: several workers on
+"""The outbox sender on real databases, with a stand-in for the link: several workers on
 one PostgreSQL never send a row twice; retries, permanent failures, leases after a crash,
 and receipts (any part, hex or decimal, early, or received by another worker)."""
 
@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from smsmenu.clock import FakeClock, SystemClock
 from smsmenu.ledger import outbox as ob
 from smsmenu.ledger.db import create_engine
+from smsmenu.links import LinkStopped, SendFailed
 from smsmenu.messages import Outbound
-from smsmenu.smpp.gateway import SendFailed
 from smsmenu.smpp.outbox import OutboxSender, SenderConfig
 from tests.ledger_fixtures import truncate
 
@@ -25,21 +25,20 @@ FAST = {"poll_s": 0.02, "retry_min_s": 0.02, "retry_max_s": 0.1, "lease_s": 2.0}
 
 
 class FakeSmsc:
-    """Stands in for Gateway.send: records what it was given, answers with hex ids."""
+    """Stands in for Link.send: records what it was given, answers with hex ids."""
 
     def __init__(self, parts: int = 1) -> None:
         self.sent: list[tuple[str, str]] = []  # (worker, text)
         self.ids = itertools.count(0x1000)
         self.parts = parts
-        self.fail: dict[str, list[int | None]] = {}  # text -> statuses to raise, in turn
+        self.fail: dict[str, list[Exception]] = {}  # text -> failures to raise, in turn
 
     def send_as(self, worker: str):  # type: ignore[no-untyped-def]
         async def send(outbound: Outbound) -> list[str]:
             await asyncio.sleep(0)
-            statuses = self.fail.get(outbound.text)
-            if statuses:
-                status = statuses.pop(0)
-                raise SendFailed(f"refused (test) with status {status or 0:#x}", status, [])
+            failures = self.fail.get(outbound.text)
+            if failures:
+                raise failures.pop(0)
             self.sent.append((worker, outbound.text))
             return [format(next(self.ids), "X") for _ in range(self.parts)]
 
@@ -119,7 +118,13 @@ async def test_transient_failures_are_retried_permanent_ones_recorded(
     pg_engine: AsyncEngine,
 ) -> None:
     smsc = FakeSmsc()
-    smsc.fail = {"t0": [None, 0x08], "t1": [0x0B]}  # no response, system error; bad address
+    smsc.fail = {
+        "t0": [
+            SendFailed("no response (test)", transient=True),
+            SendFailed("refused with status 0x8 (test)", transient=True),
+        ],
+        "t1": [SendFailed("refused with status 0xb (test)", transient=False)],
+    }
     await queue(pg_engine, 3)
     s = sender(pg_engine, smsc, "w")
     await s.start()
@@ -199,6 +204,25 @@ async def _status(outbox: ob.Outbox, text: str, status: str) -> bool:
     return (await _row(outbox, text)).status == status
 
 
+async def test_a_stopping_link_gives_the_row_back_at_once(database_url: str) -> None:
+    """``LinkStopped``: not a failure of the row, so no back-off and no retry counted."""
+    engine = create_engine(database_url)
+    try:
+        await queue(engine, 1)
+        smsc = FakeSmsc()
+        smsc.fail = {"t0": [LinkStopped("stopping (test)")]}
+        s = sender(engine, smsc, "w", retry_min_s=30.0, retry_max_s=30.0)
+        await s.start()
+        try:
+            await until(lambda: _status(s.outbox, "t0", ob.SENT), within_s=5)
+        finally:
+            await s.stop()
+        row = await _row(s.outbox, "t0")
+        assert row.attempts == 2 and s.status().retried == 0 and s.status().failed == 0
+    finally:
+        await engine.dispose()
+
+
 async def _sent(outbox: ob.Outbox, count: int) -> bool:
     rows = await outbox.rows()
     return len(rows) == count and all(r.smsc_message_id for r in rows)
@@ -209,7 +233,7 @@ async def test_a_transient_failure_waits_its_back_off(database_url: str) -> None
     try:
         await queue(engine, 1)
         smsc = FakeSmsc()
-        smsc.fail = {"t0": [None]}
+        smsc.fail = {"t0": [SendFailed("no response (test)", transient=True)]}
         s = sender(engine, smsc, "w", retry_min_s=0.2, retry_max_s=1.0)
         await s.start()
         try:
@@ -334,7 +358,7 @@ async def test_a_receipt_for_a_direct_reply_is_ignored(database_url: str) -> Non
             SenderConfig(worker_id="w", **FAST),  # type: ignore[arg-type]
             sent_here=lambda message_id: message_id == "ABC1",
         )
-        await s.on_receipt("ABC1", True)  # the gateway sent it as a menu reply
+        await s.on_receipt("ABC1", True)  # the link sent it as a menu reply
         await s.on_receipt("ABC2", True)  # unknown here: kept for a while, may be a row's
         assert s.status().unmatched == 1
     finally:

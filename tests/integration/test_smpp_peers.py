@@ -1,6 +1,6 @@
 """Our SMPP code against independent peers, so neither side is only tested against the other.
 
-- smpp34's ``Server`` (Rust core) as the SMSC for our gateway: bind, long UCS2 text as UDH
+- smpp34's ``Server`` (Rust core) as the SMSC for our SMPP link: bind, long UCS2 text as UDH
   parts, an MO pushed with ``Esme.deliver_sm`` acked only after our handler returned.
 - smpp34's ``Client`` and aiosmpplib's ``ESME`` as ESMEs against our simulator.
 """
@@ -12,12 +12,13 @@ import asyncio
 import pytest
 import smpp34
 
+from smsmenu.links import Ack
 from smsmenu.messages import Inbound, Outbound
 from smsmenu.smpp import concat, pdu
-from smsmenu.smpp.gateway import Ack, Gateway
+from smsmenu.smpp.link import SmppLink
 from smsmenu.smpp.simulator import Simulator
 from smsmenu.smpp.text import Alphabet, decode
-from tests.e2e.smpp_helpers import SERVICE, fast_config
+from tests.e2e.smpp_helpers import SERVICE, Receipts, fast_config
 from tests.servers import free_port
 
 # a hang must fail the test, not stall CI
@@ -28,7 +29,7 @@ LONG = "尊敬的代办户，您已成功为13900000000充值50.00元，佣金1.
 LONG_PARTS = -(-len(LONG) // 67)
 
 
-async def test_gateway_against_smpp34_server() -> None:
+async def test_link_against_smpp34_server() -> None:
     port = free_port()
     server = smpp34.Server("127.0.0.1", port, system_id="sim34")
     await server.start()
@@ -39,14 +40,14 @@ async def test_gateway_against_smpp34_server() -> None:
         handled.set()
         ack()
 
-    gateway = Gateway(fast_config(port), handler)
+    link = SmppLink(fast_config(port))
     try:
-        await gateway.start()
+        await link.start(handler, Receipts())
         esme = await asyncio.wait_for(server.next(), 5)
         assert isinstance(esme, smpp34.Esme) and esme.system_id == "smsmenu"
-        await gateway.wait_bound(5)
+        await link.wait_bound(5)
 
-        sending = asyncio.create_task(gateway.send(Outbound(PHONE, LONG, SERVICE)))
+        sending = asyncio.create_task(link.send(Outbound(PHONE, LONG, SERVICE)))
         payloads: dict[int, bytes] = {}
         ids = []
         while len(payloads) < LONG_PARTS:
@@ -72,7 +73,7 @@ async def test_gateway_against_smpp34_server() -> None:
         resp = await asyncio.wait_for(esme.deliver_sm(SERVICE, b"YE 135790", source_addr=PHONE), 5)
         assert resp.is_success and handled.is_set()
     finally:
-        await gateway.stop()
+        await link.stop()
         await server.stop()
 
 

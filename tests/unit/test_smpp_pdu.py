@@ -92,3 +92,26 @@ def test_data_sm_reads_as_a_short_message() -> None:
 )
 def test_response_bodies(command_id: int, status: int, body: bytes) -> None:
     assert pdu.response(pdu.Pdu(command_id, 0, 1), status).body == body
+
+
+@pytest.mark.parametrize(
+    ("command_id", "name"),
+    [
+        (pdu.SUBMIT_SM, "submit_sm"),
+        (pdu.SUBMIT_SM | pdu.RESP, "submit_sm_resp"),
+        (pdu.GENERIC_NACK, "generic_nack"),
+        (pdu.DATA_SM | pdu.RESP, "data_sm_resp"),
+        (0x00000200, "command 0x00000200"),
+        (0x80000200, "command 0x80000200"),
+    ],
+)
+def test_command_names(command_id: int, name: str) -> None:
+    assert pdu.command_name(command_id) == name
+
+
+def test_framer_hands_out_the_pdus_before_a_bad_length() -> None:
+    framer = pdu.Framer()
+    framer.receive(pdu.Pdu(pdu.ENQUIRE_LINK, 0, 1).encode() + b"\x00\x00\x00\x05" + b"\x00" * 12)
+    assert framer.next_pdu() == pdu.Pdu(pdu.ENQUIRE_LINK, 0, 1)
+    with pytest.raises(pdu.PduError):
+        framer.next_pdu()

@@ -135,7 +135,7 @@ def test_any_ids_compare(submitted: str, receipted: str) -> None:
     ids=["spaces", "tabs", "keys-without-colon", "repeated-word"],
 )
 def test_a_64k_receipt_is_read_at_once(payload: str) -> None:
-    """A message_payload receipt of 64 kB is read in linear time (the gateway's receive loop
+    """A message_payload receipt of 64 kB is read in linear time (the link's receive loop
     waits on it): the old pattern took minutes on a run of spaces inside a value."""
     sm = pdu.ShortMessage(
         "1", "2", esm_class=4, tlvs=((pdu.TLV_MESSAGE_PAYLOAD, payload.encode()),)

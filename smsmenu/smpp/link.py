@@ -1,36 +1,48 @@
-"""The gateway: our ESME. It binds to the SMSC as a transceiver and moves messages both ways.
+"""The SMPP link: our ESME, a thin asyncio driver of ``smpp.session`` (a ``links.Link``).
 
-Theory of operation. One supervisor task connects, binds and serves one TCP link at a time;
-when the link ends for any reason (unbind, TCP drop without unbind, enquire_link or bind
-time-out, a bug) it backs off and binds again, and it catches everything, so it cannot die
-(and a done-callback restarts it if it ever does). A link has its own sequence numbers and
-its own table of outstanding requests (our correlator: one dict entry per request in flight,
-removed on its response, failed all at once when the link dies).
+Theory of operation. One supervisor task connects, binds (as a transceiver) and serves one TCP
+connection at a time; when the connection ends for any reason (unbind, TCP drop without
+unbind, enquire_link or bind time-out, a bug) it backs off and binds again, and it catches
+everything, so it cannot die (and a done-callback restarts it if it ever does). What SMPP
+allows on a connection, its sequence numbers and which response answers which request are the
+connection's ``Session`` (pure, no I/O); this module moves bytes between it and the socket,
+keeps one future per request in flight (failed all at once when the connection dies) and keeps
+the time: response and enquire_link time-outs, back-offs, the throttle pause.
 
-Inbound: each deliver_sm becomes a task so the reader never waits for the menus. Receipts
-(esm_class 0x04) go to ``on_receipt``; a part of a concatenated message is stored
+Inbound: each deliver_sm (or data_sm) becomes a task so the reader never waits for the menus.
+Receipts (esm_class 0x04) go to ``on_receipt``; a part of a concatenated message is stored
 (``smpp.parts``) and acknowledged at once, except the part that completes its set, which
-travels with the whole message. A whole message goes to ``handler`` with an ``ack`` to call
+travels with the whole message. A whole message goes to ``on_inbound`` with an ``Ack`` to call
 once it was taken in: the deliver_sm_resp is written then, never before, and never if the
 handler does not call it (the SMSC then delivers it again). Which copy is which message, the
 order of one phone's messages and the replies are the handler's business.
 
 Outbound: ``send`` splits the text (UCS2 for Chinese), submits part after part within a
-bounded window of outstanding submit_sm, and returns the SMSC's message id of every part
-only once its submit_sm_resp came back. ESME_RTHROTTLED / ESME_RMSGQFUL pause all sending
-with a growing back-off and the part is submitted again; a link lost or a response timed out
-submits it again after the rebind (at most ``max_attempts`` times); any other status
-(including vendor-specific ones) is a permanent failure raised to the caller as
-``SendFailed`` and the link stays up.
+bounded window of outstanding submit_sm, and returns the SMSC's message id of every part only
+once its submit_sm_resp came back. ESME_RTHROTTLED / ESME_RMSGQFUL pause all sending with a
+growing back-off and the part is submitted again; a link lost or a response timed out submits
+it again after the rebind (at most ``max_attempts`` times, then ``SendFailed(transient=True)``);
+any other status (vendor-specific ones too) refuses the text (``SubmitRefused``: transient for
+ESME_RSYSERR and ESME_RX_T_APPN, permanent otherwise) and the link stays up. Once ``stop``
+began, ``send`` raises ``LinkStopped``.
+
+A second link (SMGP, CMPP, SGIP) is one module like this one, beside its own codec: a class with
+``links.Link``'s members, built from its settings (and a ``PartStore`` if its operator splits
+long messages), with a pure session of its own behind it (login, sequence numbers, the
+operator's active-test keep-alive, the table of requests waiting) — what ``smpp.session`` is
+here. What its callers rely on: ``on_inbound`` gets each message whole and the operator hears
+of it only through its ``Ack``; ``on_receipt`` names a message by an id ``send`` returned (or
+``sent_here`` recognises); ``send`` returns one id per part or raises only ``SendFailed``
+(``transient`` decided by the link, from its own status codes) or ``LinkStopped``. No status
+code, window or rebind leaves the module.
 
 Why not aiosmpplib's ESME: the defects listed in LIBRARY-NOTES (all in 0.7.4) sit in its
 receive loop (2, 4-7: hook exceptions kill it, ack before the app, segment joining, enums),
 its PDU classes (8: USSD octets as ASCII), its header parsing (9: vendor statuses drop the
 link), its sender (1, 10, 11: split without UDHI, dead socket, no window, throttle stall)
 and its correlator (3). Overriding each of those would have left only its TCP connect and
-bind, on private methods of a 0.x library. This module is that much code again, with every
-part of it under our tests; tests/e2e/test_library_defects.py proves the behaviour each
-defect would have broken.
+bind, on private methods of a 0.x library. tests/e2e/test_library_defects.py proves the
+behaviour each defect would have broken.
 """
 
 from __future__ import annotations
@@ -41,49 +53,52 @@ import itertools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from smsmenu.messages import Inbound, Outbound, Transport
+from smsmenu.links import (
+    Ack,
+    InboundHandler,
+    LinkStatus,
+    LinkStopped,
+    ReceiptHandler,
+    SendFailed,
+)
+from smsmenu.messages import Outbound, Transport
 from smsmenu.settings import Settings
 from smsmenu.smpp import concat, pdu, receipts
 from smsmenu.smpp.inbound import to_inbound
 from smsmenu.smpp.parts import Held, InProcessParts, Part, PartStore, Refused
+from smsmenu.smpp.session import Deliver, RemoteProtocolError, Response, Session, State
 from smsmenu.smpp.text import Alphabet, choose_coding, encode
 from smsmenu.smpp.ussd import UssdCodes, reply_tlvs
 
 log = logging.getLogger("smsmenu.smpp")
 
-#: Writes the deliver_sm_resp of a message (every part of it); True if it went to a live link.
-Ack = Callable[[], bool]
-Handler = Callable[[Inbound, Ack], Awaitable[None]]
-ReceiptCallback = Callable[[str, bool], Awaitable[None]]
+#: submit_sm statuses after which the text may be accepted if sent again later.
+TRANSIENT_STATUSES = frozenset(
+    {pdu.ESME_RSYSERR, pdu.ESME_RMSGQFUL, pdu.ESME_RTHROTTLED, pdu.ESME_RX_T_APPN}
+)
+
+
+class SubmitRefused(SendFailed):
+    """The SMSC answered a submit_sm with ``status`` (see ``TRANSIENT_STATUSES``)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(
+            f"submit_sm refused with status {status:#x}", transient=status in TRANSIENT_STATUSES
+        )
+        self.status = status
 
 
 class LinkLost(ConnectionError):
-    """The link to the SMSC ended while a request waited for its response."""
-
-
-class GatewayStopped(RuntimeError):
-    """``send`` was called, or was waiting, when the gateway stopped."""
-
-
-class SendFailed(Exception):
-    """The SMSC refused a message for good (``status``), or never answered it.
-
-    ``accepted`` holds the message ids of the parts accepted before the failure.
-    """
-
-    def __init__(self, reason: str, status: int | None, accepted: list[str]) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.accepted = accepted
+    """The connection ended while a request waited for its response."""
 
 
 @dataclass(frozen=True)
-class GatewayConfig:
+class SmppConfig:
     """How to reach the SMSC and how patient to be. Time-outs are short in tests."""
 
     host: str = "127.0.0.1"
@@ -111,7 +126,7 @@ class GatewayConfig:
     status_interval_s: float = 60.0
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> GatewayConfig:
+    def from_settings(cls, settings: Settings, **overrides: Any) -> SmppConfig:
         values: dict[str, Any] = {
             "host": settings.smsc_host,
             "port": settings.smsc_port,
@@ -131,106 +146,82 @@ class GatewayConfig:
         return cls(**values)
 
 
-@dataclass
-class GatewayStatus:
-    """Counters for the periodic status line."""
-
-    bound: bool = False
-    window_in_use: int = 0
-    queued: int = 0  # parts given to send() and not yet answered (includes the window)
-    sent: int = 0  # parts accepted by the SMSC
-    failed: int = 0  # messages refused for good
-    retried: int = 0  # parts submitted again (throttled, timed out, link lost)
-    received: int = 0  # whole inbound messages acked (a part acked at once is not counted)
-    receipts: int = 0
-    handler_errors: int = 0
-    binds: int = 0
-    link_losses: int = 0
-
-    def line(self) -> str:
-        return " ".join(f"{key}={value}" for key, value in vars(self).items())
-
-
-class _Link:
-    """One TCP link: writes PDUs, numbers requests, matches responses (our correlator)."""
+class _Connection:
+    """One TCP connection: its session, its writer, and a future per request in flight."""
 
     _ids = itertools.count(1)
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.id = next(self._ids)
         self.writer = writer
-        self.pending: dict[int, asyncio.Future[pdu.Pdu]] = {}
-        self._sequence = itertools.count(1)
+        self.session = Session()
+        self.waiting: dict[int, asyncio.Future[Response]] = {}
         self.closed = False
 
-    def write(self, packet: pdu.Pdu) -> None:
-        if self.closed:
-            raise LinkLost("link closed")
-        self.writer.write(packet.encode())
+    @property
+    def bound(self) -> bool:
+        return not self.closed and self.session.state is State.BOUND
 
-    async def request(self, command_id: int, body: bytes, timeout_s: float) -> pdu.Pdu:
-        if self.closed:
-            raise LinkLost("link closed")
-        seq = next(self._sequence) % 0x7FFFFFFF or next(self._sequence)
-        future: asyncio.Future[pdu.Pdu] = asyncio.get_running_loop().create_future()
-        self.pending[seq] = future
+    def flush(self) -> None:
+        """Writes what the session has to say."""
+        data = self.session.data_to_send()
+        if data and not self.closed:
+            self.writer.write(data)
+
+    async def request(self, sequence: int, timeout_s: float) -> Response:
+        """Writes the request ``sequence`` the session just made and waits for its response."""
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self.waiting[sequence] = future
+        self.flush()
         try:
-            self.write(pdu.Pdu(command_id, 0, seq, body))
             async with asyncio.timeout(timeout_s):
                 return await future
+        except TimeoutError:
+            self.session.timed_out(sequence)
+            raise
         finally:
-            self.pending.pop(seq, None)
+            self.waiting.pop(sequence, None)
 
-    def answered(self, packet: pdu.Pdu) -> bool:
-        future = self.pending.get(packet.sequence)
-        if future is None or future.done():
+    def answered(self, response: Response) -> None:
+        future = self.waiting.get(response.sequence)
+        if future is not None and not future.done():
+            future.set_result(response)
+
+    def answer(self, deliver: Deliver, status: int = pdu.ESME_ROK) -> bool:
+        """Answers ``deliver``; False when its connection is gone (the SMSC delivers it again
+        on the next one)."""
+        if self.closed or self.session.state is State.CLOSED:
             return False
-        future.set_result(packet)
+        self.session.answer(deliver, status)
+        self.flush()
         return True
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        for future in self.pending.values():
+        self.session.close()
+        for future in self.waiting.values():
             if not future.done():
                 future.set_exception(LinkLost("link lost"))
         with contextlib.suppress(Exception):
             self.writer.transport.abort()
 
 
-@dataclass(frozen=True)
-class _Ack:
-    """What it takes to answer one deliver_sm later."""
+class SmppLink:
+    """Our ESME as a ``links.Link``: ``await start(on_inbound, on_receipt)``, ``await
+    send(outbound)``, ``await stop()`` (see the module notes)."""
 
-    link: _Link
-    request: pdu.Pdu
+    name = "smpp"
 
-    def send(self, status: int = pdu.ESME_ROK) -> bool:
-        if self.link.closed:
-            return False  # the SMSC will deliver it again on the next link
-        with contextlib.suppress(LinkLost, OSError):
-            self.link.write(pdu.response(self.request, status))
-            return True
-        return False
-
-
-class Gateway:
-    """The ESME. ``await start()``, ``await send(outbound)``, ``await stop()``."""
-
-    def __init__(
-        self,
-        config: GatewayConfig,
-        handler: Handler,
-        on_receipt: ReceiptCallback | None = None,
-        parts: PartStore | None = None,
-    ) -> None:
+    def __init__(self, config: SmppConfig, parts: PartStore | None = None) -> None:
         self.config = config
-        self._handler = handler
-        self._on_receipt = on_receipt
         self.parts: PartStore = parts if parts is not None else InProcessParts()
-        self.counters = GatewayStatus()
-        self._link: _Link | None = None
+        self.counters = LinkStatus(window=config.window)
+        self._queued = 0  # parts given to send() and not yet answered (includes the window)
+        self._on_inbound: InboundHandler | None = None
+        self._on_receipt: ReceiptHandler | None = None
+        self._connection: _Connection | None = None
         self._bound = asyncio.Event()
         self._stopping = False
         self._supervisor: asyncio.Task[None] | None = None
@@ -243,10 +234,18 @@ class Gateway:
         self._sent_ids: OrderedDict[str, str] = OrderedDict()
         self._was_bound = False
 
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, parts: PartStore | None = None, **overrides: Any
+    ) -> SmppLink:
+        """The link of ``settings`` (smsc_*, smpp_window, enquire_link_s, ussd_op_*)."""
+        return cls(SmppConfig.from_settings(settings, **overrides), parts)
+
     # -- life cycle ----------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, on_inbound: InboundHandler, on_receipt: ReceiptHandler) -> None:
         """Starts binding in the background; ``wait_bound`` waits for the first bind."""
+        self._on_inbound, self._on_receipt = on_inbound, on_receipt
         self._stopping = False
         self._start_supervisor()
         self._housekeeper = asyncio.create_task(self._housekeeping(), name="smpp-housekeeping")
@@ -269,19 +268,20 @@ class Gateway:
     def bound(self) -> bool:
         return self._bound.is_set()
 
-    def status(self) -> GatewayStatus:
-        self.counters.bound = self.bound
-        return GatewayStatus(**vars(self.counters))
+    def status(self) -> LinkStatus:
+        return replace(self.counters, bound=self.bound, extra={"queued": self._queued})
 
     async def stop(self) -> None:
-        """Unbinds (briefly waiting for unbind_resp), closes the link, ends every task.
+        """Unbinds (briefly waiting for unbind_resp), closes the connection, ends every task.
         Inbound messages still in their handler are not acked: the SMSC will redeliver."""
         self._stopping = True
-        link = self._link
-        if link is not None and not link.closed:
+        conn = self._connection
+        if conn is not None and conn.bound:
             with contextlib.suppress(Exception):
-                await link.request(pdu.UNBIND, b"", min(1.0, self.config.response_timeout_s))
-            link.close()
+                unbind = conn.session.unbind()
+                await conn.request(unbind, min(1.0, self.config.response_timeout_s))
+        if conn is not None:
+            conn.close()
         tasks: list[asyncio.Task[None]] = [
             t for t in (self._supervisor, self._housekeeper) if t is not None
         ]
@@ -293,32 +293,13 @@ class Gateway:
         self._bound.set()  # wake senders waiting for a bind: they see _stopping and give up
         self._bound.clear()
 
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        handler: Handler,
-        on_receipt: ReceiptCallback | None = None,
-        parts: PartStore | None = None,
-        **overrides: Any,
-    ) -> Gateway:
-        """The gateway of ``settings`` (smsc_*, smpp_window, enquire_link_s, ussd_op_*)."""
-        return cls(GatewayConfig.from_settings(settings, **overrides), handler, on_receipt, parts)
-
-    async def __aenter__(self) -> Gateway:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    # -- the link ------------------------------------------------------------------------
+    # -- the connection ------------------------------------------------------------------
 
     async def _supervise(self) -> None:
         delay = 0.0
         while not self._stopping:
             try:
-                await self._serve_link()
+                await self._serve_connection()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -333,27 +314,27 @@ class Gateway:
     def _grow(self, delay: float) -> float:
         return min(self.config.reconnect_max_s, max(self.config.reconnect_min_s, delay * 2))
 
-    async def _serve_link(self) -> None:
+    async def _serve_connection(self) -> None:
         self._was_bound = False
         cfg = self.config
         async with asyncio.timeout(cfg.connect_timeout_s):
             reader, writer = await asyncio.open_connection(cfg.host, cfg.port)
-        link = _Link(writer)
-        reading = asyncio.create_task(self._read(link, reader), name=f"smpp-read-{link.id}")
+        conn = _Connection(writer)
+        reading = asyncio.create_task(self._read(conn, reader), name=f"smpp-read-{conn.id}")
         keeping: asyncio.Task[None] | None = None
         try:
-            bind = pdu.Bind(cfg.system_id, cfg.password, cfg.system_type)
-            resp = await link.request(pdu.BIND_TRANSCEIVER, bind.encode(), cfg.response_timeout_s)
-            if resp.command_status != pdu.ESME_ROK:
-                raise ConnectionError(f"bind refused with status {resp.command_status:#x}")
+            bind = conn.session.bind(cfg.system_id, cfg.password, cfg.system_type)
+            resp = await conn.request(bind, cfg.response_timeout_s)
+            if not resp.ok:
+                raise ConnectionError(f"bind refused with status {resp.status:#x}")
             self._was_bound = True
-            self._link = link
+            self._connection = conn
             self.counters.binds += 1
             self._bound.set()
             log.info(
-                "smpp bound to %s:%d as %s (link %d)", cfg.host, cfg.port, cfg.system_id, link.id
+                "smpp bound to %s:%d as %s (link %d)", cfg.host, cfg.port, cfg.system_id, conn.id
             )
-            keeping = asyncio.create_task(self._keep_alive(link), name=f"smpp-keep-{link.id}")
+            keeping = asyncio.create_task(self._keep_alive(conn), name=f"smpp-keep-{conn.id}")
             await asyncio.wait({reading, keeping}, return_when=asyncio.FIRST_COMPLETED)
             for done in (reading, keeping):
                 error = done.exception() if done.done() and not done.cancelled() else None
@@ -361,71 +342,76 @@ class Gateway:
                     raise error
         finally:
             self._bound.clear()
-            if self._link is link:
-                self._link = None
-            link.close()
+            if self._connection is conn:
+                self._connection = None
+            conn.close()
             for running in (reading, keeping):
                 if running is not None:
                     running.cancel()
             await asyncio.gather(reading, *([keeping] if keeping else []), return_exceptions=True)
 
-    async def _read(self, link: _Link, reader: asyncio.StreamReader) -> None:
-        framer = pdu.Framer()
+    async def _read(self, conn: _Connection, reader: asyncio.StreamReader) -> None:
         try:
-            while True:
+            while conn.session.state is not State.CLOSED:
                 data = await reader.read(65536)
                 if not data:
-                    log.warning("smpp link %d: the SMSC closed the connection", link.id)
+                    log.warning("smpp link %d: the SMSC closed the connection", conn.id)
                     return
-                for packet in framer.feed(data):
-                    if not self._dispatch(link, packet):
-                        return
+                conn.session.receive_data(data)
+                self._take_events(conn)
+                conn.flush()
         finally:
-            if self._link is link:
+            if self._connection is conn:
                 self._bound.clear()
-            link.close()  # fails every request in flight at once: they go again after rebind
+            conn.close()  # fails every request in flight at once: they go again after rebind
 
-    def _dispatch(self, link: _Link, packet: pdu.Pdu) -> bool:
-        """Handles one PDU from the SMSC; False when the link must end (unbind)."""
-        cid = packet.command_id
-        if packet.is_response:  # includes generic_nack
-            if not link.answered(packet):
-                log.warning("smpp: response %#x to unknown sequence %d", cid, packet.sequence)
-        elif cid in (pdu.DELIVER_SM, pdu.DATA_SM):  # some USSD gateways use data_sm
-            self._spawn(self._deliver(link, packet))
-        elif cid == pdu.ENQUIRE_LINK:
-            link.write(pdu.response(packet))
-        elif cid == pdu.UNBIND:
-            link.write(pdu.response(packet))
-            log.info("smpp link %d: the SMSC unbound", link.id)
-            return False
-        elif cid == pdu.ALERT_NOTIFICATION:
-            pass  # has no response; we do not hold messages for absent phones
-        else:
-            link.write(pdu.Pdu(pdu.GENERIC_NACK, pdu.ESME_RINVCMDID, packet.sequence))
-        return True
+    def _take_events(self, conn: _Connection) -> None:
+        """Handles every event the bytes read so far make."""
+        while True:
+            try:
+                event = conn.session.next_event()
+            except RemoteProtocolError as exc:  # answered by the session where SMPP wants it
+                log.warning("smpp link %d: %s", conn.id, exc)
+                continue
+            if event is None:
+                return
+            if isinstance(event, Response):
+                if not event.late:
+                    conn.answered(event)
+                    continue
+                log.warning(
+                    "smpp link %d: %s_resp %d (status %#x) came after its time-out",
+                    conn.id,
+                    pdu.command_name(event.request),
+                    event.sequence,
+                    event.status,
+                )
+            elif isinstance(event, Deliver):
+                if not self._stopping:  # not acked: the SMSC delivers it again
+                    self._spawn(self._deliver(conn, event))
+            else:
+                log.info("smpp link %d: the SMSC unbound", conn.id)
 
-    async def _keep_alive(self, link: _Link) -> None:
+    async def _keep_alive(self, conn: _Connection) -> None:
         while True:
             await asyncio.sleep(self.config.enquire_link_s)
+            if not conn.bound:
+                return
             try:
-                await link.request(pdu.ENQUIRE_LINK, b"", self.config.response_timeout_s)
+                await conn.request(conn.session.enquire_link(), self.config.response_timeout_s)
             except TimeoutError:
-                log.warning("smpp link %d: enquire_link unanswered", link.id)
+                log.warning("smpp link %d: enquire_link unanswered", conn.id)
                 return
 
     # -- inbound -------------------------------------------------------------------------
 
-    async def _deliver(self, link: _Link, packet: pdu.Pdu) -> None:
-        ack = _Ack(link, packet)
-        try:
-            sm = pdu.decode_message(packet)
-        except pdu.PduError as exc:
-            log.warning("smpp: malformed %#x (%s), refused", packet.command_id, exc)
-            ack.send(pdu.ESME_RINVMSGLEN)
-            return
+    async def _deliver(self, conn: _Connection, deliver: Deliver) -> None:
+        def answer(status: int = pdu.ESME_ROK) -> bool:
+            return conn.answer(deliver, status)
+
+        sm = deliver.message
         if receipts.is_receipt(sm.esm_class):
-            await self._receipt(sm, ack)
+            await self._receipt(sm, answer)
             return
         segment, payload = concat.segment_of(sm)
         coding, whole_set = sm.data_coding, None
@@ -434,11 +420,11 @@ class Gateway:
                 Part(sm.source, sm.destination, segment, sm.data_coding, payload)
             )
             if isinstance(stored, Held):
-                ack.send()
+                answer()
                 return
             if isinstance(stored, Refused):
                 log.warning("mo part from %s refused: %s", sm.source, stored.reason)
-                ack.send(stored.status)
+                answer(stored.status)
                 return
             payload, coding, whole_set = stored.payload, stored.data_coding, stored.key
         try:
@@ -453,19 +439,20 @@ class Gateway:
             )
         except ValueError as exc:  # e.g. no source address: refused for good, not redelivered
             log.warning("smpp: unusable message from %r refused: %s", sm.source, exc)
-            ack.send(pdu.ESME_RINVSRCADR)
+            answer(pdu.ESME_RINVSRCADR)
             return
         written: list[bool] = []
 
         def take() -> bool:
             """The message was taken in: write its response (once)."""
             if not written:
-                written.append(ack.send())
+                written.append(answer())
                 self.counters.received += written[0]
             return written[0]
 
+        assert self._on_inbound is not None, "deliveries come only after start()"
         try:
-            await self._handler(inbound, take)
+            await self._on_inbound(inbound, take)
         except Exception as exc:
             self.counters.handler_errors += 1
             log.error(
@@ -477,11 +464,12 @@ class Gateway:
         if whole_set is not None and written and written[0]:
             await self.parts.done(whole_set)
 
-    async def _receipt(self, sm: pdu.ShortMessage, ack: _Ack) -> None:
+    async def _receipt(self, sm: pdu.ShortMessage, answer: Ack) -> None:
         receipt = receipts.parse(sm)
         message_id = self._sent_ids.get(receipts.normalize(receipt.message_id), receipt.message_id)
         log.info("receipt id=%s state=%s", message_id, receipt.state)
-        if receipt.state not in ("ENROUTE", "ACCEPTD") and self._on_receipt is not None:
+        if receipt.state not in ("ENROUTE", "ACCEPTD"):
+            assert self._on_receipt is not None, "deliveries come only after start()"
             try:
                 await self._on_receipt(message_id, receipt.delivered)
             except Exception as exc:
@@ -492,25 +480,26 @@ class Gateway:
                 )
                 return
         self.counters.receipts += 1
-        ack.send()
+        answer()
 
     # -- outbound ------------------------------------------------------------------------
 
     async def send(self, outbound: Outbound) -> list[str]:
         """Submits ``outbound`` (split into parts when long) and returns the SMSC's message id
         of each part, once every submit_sm_resp came back. Raises ``SendFailed`` when the
-        SMSC refuses it for good or never answers; waits through throttling and rebinds."""
+        SMSC refuses it or never answers, ``LinkStopped`` when the link stops first; waits
+        through throttling and rebinds."""
         parts = self._parts_of(outbound)
         accepted: list[str] = []
-        self.counters.queued += len(parts)
+        self._queued += len(parts)
         try:
             for sm in parts:
                 try:
                     accepted.append(await self._submit(sm))
                 finally:
-                    self.counters.queued -= 1
+                    self._queued -= 1
         except SendFailed as exc:
-            self.counters.queued -= len(parts) - len(accepted) - 1
+            self._queued -= len(parts) - len(accepted) - 1
             self.counters.failed += 1
             exc.accepted = accepted
             log.error(
@@ -522,7 +511,7 @@ class Gateway:
             )
             raise
         except BaseException:
-            self.counters.queued -= len(parts) - len(accepted) - 1
+            self._queued -= len(parts) - len(accepted) - 1
             raise
         log.info(
             "mt destination=%s transport=%s len=%d parts=%d ids=%s",
@@ -567,37 +556,35 @@ class Gateway:
         ]
 
     async def _submit(self, sm: pdu.ShortMessage) -> str:
-        body = sm.encode()
         attempts = 0
         while True:
             await self._wait_unpaused()
             async with self._window:
-                link = await self._bound_link()
+                conn = await self._bound_connection()
                 self.counters.window_in_use += 1
                 try:
-                    resp = await link.request(pdu.SUBMIT_SM, body, self.config.response_timeout_s)
+                    submit = conn.session.submit(sm)
+                    resp = await conn.request(submit, self.config.response_timeout_s)
                 except (TimeoutError, LinkLost) as exc:
                     attempts += 1
                     self.counters.retried += 1
                     if attempts >= self.config.max_attempts:
                         raise SendFailed(
-                            f"no submit_sm_resp after {attempts} tries", None, []
+                            f"no submit_sm_resp after {attempts} tries", transient=True
                         ) from exc
                     continue
                 finally:
                     self.counters.window_in_use -= 1
-            status = resp.command_status
-            if status == pdu.ESME_ROK:
+            if resp.ok:
                 self._throttle_delay = 0.0
-                message_id = pdu.decode_message_id(resp.body)
-                self._remember(message_id)
+                self._remember(resp.message_id)
                 self.counters.sent += 1
-                return message_id
-            if status in self.config.retry_statuses:
+                return resp.message_id
+            if resp.status in self.config.retry_statuses:
                 self.counters.retried += 1
                 self._throttled()
                 continue
-            raise SendFailed(f"submit_sm refused with status {status:#x}", status, [])
+            raise SubmitRefused(resp.status)
 
     def _throttled(self) -> None:
         now = time.monotonic()
@@ -617,22 +604,22 @@ class Gateway:
                 return
             await asyncio.sleep(left)
 
-    async def _bound_link(self) -> _Link:
+    async def _bound_connection(self) -> _Connection:
         while True:
             if self._stopping:
-                raise GatewayStopped("the gateway is stopping")
-            link = self._link
-            if link is not None and not link.closed and self._bound.is_set():
-                return link
-            if link is None or link.closed:
-                # the link died and _serve_link has not cleaned up yet: never spin on a set
-                # event (Event.wait() returns at once without yielding)
+                raise LinkStopped("the link is stopping")
+            conn = self._connection
+            if conn is not None and conn.bound and self._bound.is_set():
+                return conn
+            if conn is None or not conn.bound:
+                # the connection died and _serve_connection has not cleaned up yet: never spin
+                # on a set event (Event.wait() returns at once without yielding)
                 self._bound.clear()
             await self._bound.wait()
 
     def sent_here(self, message_id: str) -> bool:
-        """Whether this gateway submitted the message ``message_id`` names (any id form):
-        a receipt for it that the outbox does not know is a direct reply's."""
+        """Whether this link submitted the message ``message_id`` names (any id form): a
+        receipt for it that the outbox does not know is a direct reply's."""
         return receipts.normalize(message_id) in self._sent_ids
 
     def _remember(self, message_id: str) -> None:
