@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 from sqlalchemy import ARRAY, Integer, String, bindparam, func, literal_column, select, true
 
 from smsmenu.ledger import admission, notices, passwords, rules, views
@@ -244,6 +243,8 @@ async def _post(
     retry_of: int | None,
     proof: passwords.Proof | None,
 ) -> RechargeView:
+    import asyncpg  # here, not at import: a command on SQLite never loads it
+
     now = ctx.clock.now()
     price, args = _prepare(ctx, agent, request, fingerprint, retry_of, now, proof)
     try:
