@@ -14,7 +14,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import click
@@ -25,7 +25,6 @@ from smsmenu.cli import (
     fail,
     json_option,
     local_time,
-    root,
     startup_errors,
     to_jsonable,
 )
@@ -40,10 +39,10 @@ from smsmenu.ledger.api import (
     SubscriberStatus,
     SubscriberView,
 )
-from smsmenu.ledger.db import create_engine, upgrade
-from smsmenu.ledger.outbox import Outbox
-from smsmenu.ledger.service import LedgerService
 from smsmenu.money import format_yuan, parse_yuan
+
+if TYPE_CHECKING:  # SQLAlchemy and the ledger's service are imported by the commands that run
+    from smsmenu.ledger.service import LedgerService
 
 T = TypeVar("T")
 
@@ -59,7 +58,7 @@ def _zone() -> ZoneInfo:
 def run_ledger(action: Callable[[LedgerService], Awaitable[T]]) -> T:
     """Open the ledger from Settings, run ``action`` on it, close it; refusals and what stops
     a command from starting (``startup_errors``) become one line and a non-zero exit."""
-    from smsmenu.app import close_ledger, open_ledger
+    from smsmenu.app_ledger import close_ledger, open_ledger
 
     settings = command_settings()
 
@@ -160,7 +159,7 @@ def recharge_text(view: RechargeView, zone: ZoneInfo) -> str:
 # ---- db -----------------------------------------------------------------------------------
 
 
-@root.group()
+@click.group()
 def db() -> None:
     """The ledger's database schema."""
 
@@ -169,6 +168,8 @@ def db() -> None:
 @json_option
 def db_upgrade(as_json: bool) -> None:
     """Create or upgrade the schema (Alembic migrations)."""
+    from smsmenu.ledger.db import create_engine, upgrade
+
     database_url = command_settings().database_url
 
     async def main() -> None:
@@ -185,7 +186,7 @@ def db_upgrade(as_json: bool) -> None:
 # ---- subscriber ---------------------------------------------------------------------------
 
 
-@root.group()
+@click.group()
 def subscriber() -> None:
     """Subscriber accounts."""
 
@@ -230,7 +231,7 @@ def subscriber_set_status(number: str, status: str, as_json: bool) -> None:
 # ---- agent --------------------------------------------------------------------------------
 
 
-@root.group()
+@click.group()
 def agent() -> None:
     """Agents (代办户) and their float accounts."""
 
@@ -341,7 +342,7 @@ def agent_change_phone(agent_id: int, phone: str, as_json: bool) -> None:
 # ---- recharge -----------------------------------------------------------------------------
 
 
-@root.group()
+@click.group()
 def recharge() -> None:
     """Recharges (空中充值)."""
 
@@ -477,7 +478,7 @@ def recharge_recover(older_than_s: float, as_json: bool) -> None:
 # ---- ledger, report, outbox ---------------------------------------------------------------
 
 
-@root.group("ledger")
+@click.group("ledger")
 def ledger_group() -> None:
     """The books."""
 
@@ -509,7 +510,7 @@ def ledger_check(as_json: bool) -> None:
     )
 
 
-@root.group()
+@click.group()
 def report() -> None:
     """Reports."""
 
@@ -584,7 +585,7 @@ def report_records(agent_id: int, start: str | None, end: str | None, as_json: b
     )
 
 
-@root.group("outbox")
+@click.group("outbox")
 def outbox_group() -> None:
     """Texts waiting in (or sent from) the outbox."""
 
@@ -594,6 +595,7 @@ def outbox_group() -> None:
 @json_option
 def outbox_list(destination: str | None, as_json: bool) -> None:
     """Outbox rows, oldest first."""
+    from smsmenu.ledger.outbox import Outbox
 
     async def action(ledger: LedgerService) -> Any:
         return await Outbox(ledger.engine, ledger.clock).rows(destination=destination)
@@ -610,7 +612,7 @@ def outbox_list(destination: str | None, as_json: bool) -> None:
     )
 
 
-@root.group("deadletter")
+@click.group("deadletter")
 def deadletter_group() -> None:
     """Messages that could not be handled (SPEC §11)."""
 
