@@ -10,12 +10,10 @@ Every command opens the database of ``SMSMENU_DATABASE_URL``; the schema is crea
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import TYPE_CHECKING, Any, TypeVar
-from zoneinfo import ZoneInfo
 
 import click
 
@@ -41,7 +39,9 @@ from smsmenu.ledger.api import (
 )
 from smsmenu.money import format_yuan, parse_yuan
 
-if TYPE_CHECKING:  # SQLAlchemy and the ledger's service are imported by the commands that run
+if TYPE_CHECKING:  # asyncio, SQLAlchemy and the ledger are imported by the commands that run
+    from zoneinfo import ZoneInfo
+
     from smsmenu.ledger.service import LedgerService
 
 T = TypeVar("T")
@@ -58,6 +58,8 @@ def _zone() -> ZoneInfo:
 def run_ledger(action: Callable[[LedgerService], Awaitable[T]]) -> T:
     """Open the ledger from Settings, run ``action`` on it, close it; refusals and what stops
     a command from starting (``startup_errors``) become one line and a non-zero exit."""
+    import asyncio
+
     from smsmenu.app_ledger import close_ledger, open_ledger
 
     settings = command_settings()
@@ -168,6 +170,8 @@ def db() -> None:
 @json_option
 def db_upgrade(as_json: bool) -> None:
     """Create or upgrade the schema (Alembic migrations)."""
+    import asyncio
+
     from smsmenu.ledger.db import create_engine, upgrade
 
     database_url = command_settings().database_url
