@@ -54,9 +54,7 @@ class LazyGroup(click.Group):
             ) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """The commands and their short help as click writes them, from the table alone."""
-        table = click.Group(
-            commands=[click.Command(name, help=self.lazy[name].help) for name in self.lazy]
-        )
-        table.commands.update(self.commands)
-        table.format_commands(ctx, formatter)
+        """The commands and their short help as click writes them; a lazy command's from the
+        table, loaded or not."""
+        listed = {name: click.Command(name, help=entry.help) for name, entry in self.lazy.items()}
+        click.Group(commands={**self.commands, **listed}).format_commands(ctx, formatter)
