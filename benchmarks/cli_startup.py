@@ -8,8 +8,8 @@ the code under test makes first (``db upgrade``, ``subscriber add``, ``agent ope
 warm-up run each, the runs go round robin (every source, every command, then again), so a
 change in the machine's load falls on all of them alike. Prints the best and the median next
 to the targets (and the least CPU time, user + system, which a busy machine inflates less),
-then, per command, the imports that cost the most (``python -X importtime``,
-cumulative, nested as Python prints them).
+then, per command, the imports that cost the most (``python -X importtime``: cumulative,
+nested as Python prints them; and each package's own modules added up).
 
 The code measured is the checkout beside this script; ``--source LABEL=DIR`` (repeatable)
 measures other copies instead, e.g. an older commit unpacked with ``git archive``: DIR goes
@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,17 +96,25 @@ class Source:
         wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
         return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
-    def imports(self, args: list[str], top: int) -> list[str]:
-        """The ``top`` imports by cumulative time, as ``-X importtime`` prints them."""
+    def imports(self, args: list[str], top: int) -> tuple[list[str], list[str]]:
+        """The ``top`` imports by cumulative time, nested as ``-X importtime`` prints them, and
+        the ``top`` packages by the time their own modules took (smsmenu's module by module)."""
         result = self.run(args, "", "-X", "importtime")
-        rows = []
+        rows, by_package = [], Counter[str]()
         for line in result.stderr.splitlines():
             if not line.startswith("import time:") or "cumulative" in line:
                 continue
-            _, cumulative, name = line.removeprefix("import time:").split("|")
+            own, cumulative, name = line.removeprefix("import time:").split("|")
             rows.append((int(cumulative), name.rstrip()))
+            module = name.strip()
+            by_package[module if module.startswith("smsmenu.") else module.split(".")[0]] += int(
+                own
+            )
         rows.sort(key=lambda row: -row[0])
-        return [f"{us / 1000:8.1f} ms  {name}" for us, name in rows[:top]]
+        return (
+            [f"{us / 1000:8.1f} ms  {name}" for us, name in rows[:top]],
+            [f"{us / 1000:8.1f} ms  {name}" for name, us in by_package.most_common(top)],
+        )
 
 
 def parse_source(text: str) -> tuple[str, Path]:
@@ -154,8 +163,11 @@ def main() -> None:
                 )
         for source in sources:
             for what, args, _ in COMMANDS:
+                nested, packages = source.imports(args, options.top)
                 print(f"\n{source.label}: {what}: top imports by cumulative time")
-                print("\n".join(source.imports(args, options.top)))
+                print("\n".join(nested))
+                print(f"{source.label}: {what}: time of each package's own modules")
+                print("\n".join(packages))
 
 
 if __name__ == "__main__":
