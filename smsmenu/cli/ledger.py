@@ -39,7 +39,7 @@ from smsmenu.ledger.api import (
 )
 from smsmenu.money import format_yuan, parse_yuan
 
-if TYPE_CHECKING:  # asyncio, SQLAlchemy and the ledger are imported by the commands that run
+if TYPE_CHECKING:  # types only: a command imports asyncio, SQLAlchemy and the ledger as it runs
     from zoneinfo import ZoneInfo
 
     from smsmenu.ledger.service import LedgerService
