@@ -4,6 +4,7 @@ process of its own, with the real entry point)."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
@@ -66,6 +67,26 @@ def test_every_command_and_subcommand_resolves_and_shows_its_help() -> None:
         result = CliRunner().invoke(root, [*path, "--help"], prog_name="smsmenu")
         assert result.exit_code == 0, (path, result.output)
         assert f"Usage: smsmenu {' '.join(path)} [OPTIONS]" in result.output
+
+
+def test_every_top_level_command_of_the_command_modules_is_in_the_table() -> None:
+    modules = {target.partition(":")[0] for target, _ in COMMANDS.values()}
+    commands = {
+        f"{name}:{attribute}": value
+        for name in modules
+        for attribute, value in vars(importlib.import_module(name)).items()
+        if isinstance(value, click.Command)
+    }
+    inside_a_group = {
+        id(sub)
+        for group in commands.values()
+        if isinstance(group, click.Group)
+        for sub in group.commands.values()
+    }
+    top_level = {
+        target for target, command in commands.items() if id(command) not in inside_a_group
+    }
+    assert top_level == {entry.target for entry in COMMANDS.values()}
 
 
 def test_the_table_holds_each_command_s_first_paragraph() -> None:
