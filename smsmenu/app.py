@@ -1,96 +1,37 @@
 """Composition root: builds the product's parts from Settings with explicit parameters.
 
 Nothing here runs at import time. Each part has its own clearly separate builder functions
-(the ledger's are below); the CLI and the server call them.
+(the ledger's in ``app_ledger``, the others below); the CLI and the server call them.
 """
 
 from __future__ import annotations
 
-from smsmenu.clock import Clock, SystemClock
+from redis.asyncio import BlockingConnectionPool, Redis
 
-# ---- ledger ---------------------------------------------------------------------------------
+from smsmenu.app_ledger import (
+    close_ledger,
+    ledger_outbox,
+    load_catalogue,
+    open_ledger,
+    recovery_loop,
+)
+from smsmenu.clock import Clock, SystemClock
+from smsmenu.keys import SecretKeys
+from smsmenu.ledger.api import AgentLedger
 from smsmenu.ledger.billing import BillingBackend
-from smsmenu.ledger.db import check_schema, create_engine
+from smsmenu.ledger.deadletters import DeadLetters, DeadLetterSink
 from smsmenu.ledger.outbox import Outbox
 from smsmenu.ledger.service import LedgerService
-from smsmenu.settings import Settings, config_dir
+from smsmenu.ledger.shortcut_acks import ShortcutAcks
+from smsmenu.menus.engine import EngineConfig, MenuEngine
+from smsmenu.menus.intake import Windows
+from smsmenu.menus.store import InProcessStore, RedisStore, SessionStore
+from smsmenu.settings import Settings
+from smsmenu.smpp.parts import InProcessParts, Limits, PartStore, RedisParts
 from smsmenu.texts import Catalogue
 
 
-def load_catalogue(settings: Settings) -> Catalogue:
-    """The text catalogue of ``settings.language`` from the config folder."""
-    return Catalogue.load(config_dir() / "texts", settings.language)
-
-
-async def open_ledger(
-    settings: Settings,
-    clock: Clock | None = None,
-    *,
-    catalogue: Catalogue | None = None,
-    billing: BillingBackend | None = None,
-    check: bool = True,
-) -> LedgerService:
-    """The ledger on ``settings.database_url``; raises ``db.SchemaMissing`` if the schema is
-    not at the newest migration (``smsmenu db upgrade``). Close it with ``close_ledger``."""
-    engine = create_engine(settings.database_url)
-    try:
-        if check:
-            await check_schema(engine)
-        return LedgerService(  # raises keys.SecretMissing without a secret where one is needed
-            engine,
-            clock or SystemClock(),
-            catalogue or load_catalogue(settings),
-            settings,
-            billing,
-        )
-    except BaseException:
-        await engine.dispose()
-        raise
-
-
-def ledger_outbox(ledger: LedgerService) -> Outbox:
-    """The outbox of ``ledger``'s database, for the SMPP sender."""
-    return Outbox(ledger.engine, ledger.clock)
-
-
-async def close_ledger(ledger: LedgerService) -> None:
-    await ledger.aclose()
-    await ledger.engine.dispose()
-
-
-async def recovery_loop(
-    ledger: LedgerService, interval_s: float = 30.0, older_than_s: float = 60.0
-) -> None:
-    """Resolve reservations left pending by a crash, now and then every ``interval_s`` (run it
-    as a task beside the link; cancel it on shutdown). Needed only with an external billing
-    backend: the internal one never leaves anything pending."""
-    import asyncio
-    import logging
-
-    log = logging.getLogger("smsmenu.ledger")
-    while True:
-        try:
-            resolved = await ledger.recover_pending(older_than_s)
-            if resolved:
-                log.info("recovered %d pending recharge(s)", len(resolved))
-        except Exception:  # a database hiccup must not end the loop
-            log.exception("recovery pass failed")
-        await asyncio.sleep(interval_s)
-
-
 # ---- menus ----------------------------------------------------------------------------------
-from redis.asyncio import BlockingConnectionPool, Redis  # noqa: E402
-
-from smsmenu.keys import SecretKeys  # noqa: E402
-from smsmenu.ledger.api import AgentLedger  # noqa: E402
-from smsmenu.ledger.deadletters import DeadLetters, DeadLetterSink  # noqa: E402
-from smsmenu.ledger.shortcut_acks import ShortcutAcks  # noqa: E402
-from smsmenu.menus.engine import EngineConfig, MenuEngine  # noqa: E402
-from smsmenu.menus.intake import Windows  # noqa: E402
-from smsmenu.menus.store import InProcessStore, RedisStore, SessionStore  # noqa: E402
-from smsmenu.smpp.parts import InProcessParts, Limits, PartStore, RedisParts  # noqa: E402
-
-
 def intake_windows(settings: Settings) -> Windows:
     """The time windows of ``menus.intake``'s rule, from the settings."""
     return Windows(

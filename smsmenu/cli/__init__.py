@@ -1,4 +1,4 @@
-"""The ``smsmenu`` command: the root group and the output conventions every command follows.
+"""The ``smsmenu`` command's output conventions, which every command follows.
 
 Every command takes ``--json``. A refusal or bad input prints one line on stderr and exits
 non-zero; no stack trace ever reaches the user. Every command gets its Settings from
@@ -6,8 +6,10 @@ non-zero; no stack trace ever reaches the user. Every command gets its Settings 
 ``startup_errors`` (no schema, no secret: one line). Every time a person reads (text output, log
 lines) is in the ``TIMEZONE`` setting (``local_time``, ``LogFormatter``); JSON output keeps times
 as ISO 8601 with the offset of that zone. The command modules (``cli.ledger``, ``cli.menus``,
-``cli.smpp``, ``cli.serve``) add their commands to ``root``, only parse arguments and call
-``smsmenu.app``; ``cli.main`` imports them all and is the entry point.
+``cli.smpp``, ``cli.serve``) define the commands, only parse arguments and call
+``smsmenu.app`` (or ``smsmenu.app_ledger``); ``cli.main`` is the entry point: its root group
+names every command and imports a command's module only when that command is used.
+Nothing heavy is imported here.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-
-from smsmenu import __version__
 
 if TYPE_CHECKING:  # pydantic and SQLAlchemy are imported by the commands that need them
     from smsmenu.settings import Settings
@@ -116,9 +116,3 @@ def safe_url(url: str) -> str:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-
-
-@click.group()
-@click.version_option(__version__, prog_name="smsmenu")
-def root() -> None:
-    """SMS/USSD menu server for telecom air recharge (空中充值)."""

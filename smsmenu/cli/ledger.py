@@ -10,12 +10,10 @@ Every command opens the database of ``SMSMENU_DATABASE_URL``; the schema is crea
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -25,7 +23,6 @@ from smsmenu.cli import (
     fail,
     json_option,
     local_time,
-    root,
     startup_errors,
     to_jsonable,
 )
@@ -40,10 +37,12 @@ from smsmenu.ledger.api import (
     SubscriberStatus,
     SubscriberView,
 )
-from smsmenu.ledger.db import create_engine, upgrade
-from smsmenu.ledger.outbox import Outbox
-from smsmenu.ledger.service import LedgerService
 from smsmenu.money import format_yuan, parse_yuan
+
+if TYPE_CHECKING:  # types only: a command imports asyncio, SQLAlchemy and the ledger as it runs
+    from zoneinfo import ZoneInfo
+
+    from smsmenu.ledger.service import LedgerService
 
 T = TypeVar("T")
 
@@ -59,7 +58,9 @@ def _zone() -> ZoneInfo:
 def run_ledger(action: Callable[[LedgerService], Awaitable[T]]) -> T:
     """Open the ledger from Settings, run ``action`` on it, close it; refusals and what stops
     a command from starting (``startup_errors``) become one line and a non-zero exit."""
-    from smsmenu.app import close_ledger, open_ledger
+    import asyncio
+
+    from smsmenu.app_ledger import close_ledger, open_ledger
 
     settings = command_settings()
 
@@ -160,7 +161,7 @@ def recharge_text(view: RechargeView, zone: ZoneInfo) -> str:
 # ---- db -----------------------------------------------------------------------------------
 
 
-@root.group()
+@click.group()
 def db() -> None:
     """The ledger's database schema."""
 
@@ -169,6 +170,10 @@ def db() -> None:
 @json_option
 def db_upgrade(as_json: bool) -> None:
     """Create or upgrade the schema (Alembic migrations)."""
+    import asyncio
+
+    from smsmenu.ledger.db import create_engine, upgrade
+
     database_url = command_settings().database_url
 
     async def main() -> None:
@@ -185,7 +190,7 @@ def db_upgrade(as_json: bool) -> None:
 # ---- subscriber ---------------------------------------------------------------------------
 
 
-@root.group()
+@click.group()
 def subscriber() -> None:
     """Subscriber accounts."""
 
@@ -230,7 +235,7 @@ def subscriber_set_status(number: str, status: str, as_json: bool) -> None:
 # ---- agent --------------------------------------------------------------------------------
 
 
-@root.group()
+@click.group()
 def agent() -> None:
     """Agents (代办户) and their float accounts."""
 
@@ -341,7 +346,7 @@ def agent_change_phone(agent_id: int, phone: str, as_json: bool) -> None:
 # ---- recharge -----------------------------------------------------------------------------
 
 
-@root.group()
+@click.group()
 def recharge() -> None:
     """Recharges (空中充值)."""
 
@@ -477,7 +482,7 @@ def recharge_recover(older_than_s: float, as_json: bool) -> None:
 # ---- ledger, report, outbox ---------------------------------------------------------------
 
 
-@root.group("ledger")
+@click.group("ledger")
 def ledger_group() -> None:
     """The books."""
 
@@ -509,7 +514,7 @@ def ledger_check(as_json: bool) -> None:
     )
 
 
-@root.group()
+@click.group()
 def report() -> None:
     """Reports."""
 
@@ -584,7 +589,7 @@ def report_records(agent_id: int, start: str | None, end: str | None, as_json: b
     )
 
 
-@root.group("outbox")
+@click.group("outbox")
 def outbox_group() -> None:
     """Texts waiting in (or sent from) the outbox."""
 
@@ -594,6 +599,7 @@ def outbox_group() -> None:
 @json_option
 def outbox_list(destination: str | None, as_json: bool) -> None:
     """Outbox rows, oldest first."""
+    from smsmenu.ledger.outbox import Outbox
 
     async def action(ledger: LedgerService) -> Any:
         return await Outbox(ledger.engine, ledger.clock).rows(destination=destination)
@@ -610,7 +616,7 @@ def outbox_list(destination: str | None, as_json: bool) -> None:
     )
 
 
-@root.group("deadletter")
+@click.group("deadletter")
 def deadletter_group() -> None:
     """Messages that could not be handled (SPEC §11)."""
 

@@ -1,4 +1,9 @@
-"""Entry point of the ``smsmenu`` command: every command module, then the root group."""
+"""Entry point of the ``smsmenu`` command: the root group and ``main``.
+
+The root group names every command and where it lives; a command's module is imported only
+when that command runs or shows its own help (``cli.lazy``), so ``smsmenu --help`` loads no
+database, menu or SMPP code. Each entry's help is the first paragraph of the command's own.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,52 @@ import sys
 
 import click
 
-# Command modules register their commands on ``root`` when imported (one line each):
-from smsmenu.cli import fail, ledger, menus, root, serve, smpp  # noqa: F401  (they add commands)
+from smsmenu import __version__
+from smsmenu.cli import fail
+from smsmenu.cli.lazy import LazyCommand, LazyGroup
+
+COMMANDS = {
+    "agent": LazyCommand("smsmenu.cli.ledger:agent", "Agents (代办户) and their float accounts."),
+    "chat": LazyCommand(
+        "smsmenu.cli.menus:chat",
+        "Talk to the menus as PHONE: one message per line, until end of input.",
+    ),
+    "db": LazyCommand("smsmenu.cli.ledger:db", "The ledger's database schema."),
+    "deadletter": LazyCommand(
+        "smsmenu.cli.ledger:deadletter_group", "Messages that could not be handled (SPEC §11)."
+    ),
+    "demo": LazyCommand(
+        "smsmenu.cli.serve:demo",
+        "Everything in one process: a fresh SQLite ledger (schema upgraded, seeded), in-process"
+        " sessions, the SMSC simulator with the gateway, menus and outbox sender bound to it,"
+        " and the phone console (or ``--script``).",
+    ),
+    "ledger": LazyCommand("smsmenu.cli.ledger:ledger_group", "The books."),
+    "menu": LazyCommand("smsmenu.cli.menus:menu", "The menu state machines."),
+    "outbox": LazyCommand(
+        "smsmenu.cli.ledger:outbox_group", "Texts waiting in (or sent from) the outbox."
+    ),
+    "recharge": LazyCommand("smsmenu.cli.ledger:recharge", "Recharges (空中充值)."),
+    "report": LazyCommand("smsmenu.cli.ledger:report", "Reports."),
+    "secret": LazyCommand(
+        "smsmenu.cli.serve:secret", "The SECRET_KEY every worker shares (SPEC §10)."
+    ),
+    "serve": LazyCommand(
+        "smsmenu.cli.serve:serve",
+        "Run the gateway: bind to the SMSC, answer the menus, send the outbox.",
+    ),
+    "simulator": LazyCommand(
+        "smsmenu.cli.smpp:simulator",
+        "The SMSC simulator: an SMPP server with a phone console (or a scripted dialogue).",
+    ),
+    "subscriber": LazyCommand("smsmenu.cli.ledger:subscriber", "Subscriber accounts."),
+}
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS)
+@click.version_option(__version__, prog_name="smsmenu")
+def root() -> None:
+    """SMS/USSD menu server for telecom air recharge (空中充值)."""
 
 
 def main() -> None:

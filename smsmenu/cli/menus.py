@@ -16,18 +16,19 @@ from typing import Any
 
 import click
 
-from smsmenu.cli import command_settings, emit, fail, json_option, root, startup_errors
+from smsmenu.cli import command_settings, emit, fail, json_option, startup_errors
 from smsmenu.digits import is_digits
 
 
-@root.command("chat")
+@click.command("chat")
 @click.option("--phone", required=True, help="The phone number to talk as.")
 @json_option
 def chat(phone: str, as_json: bool) -> None:
     """Talk to the menus as PHONE: one message per line, until end of input."""
     if not is_digits(phone):
         fail(f"--phone {phone!r} is not a phone number")
-    from smsmenu.app import build_menu_engine, close_ledger, open_ledger
+    from smsmenu.app import build_menu_engine
+    from smsmenu.app_ledger import close_ledger, open_ledger
     from smsmenu.ledger.outbox import Outbox
     from smsmenu.menus.store import InProcessStore
     from smsmenu.messages import Inbound
@@ -78,7 +79,7 @@ def _chat_text(turn: dict[str, Any]) -> str:
     return "\n".join(lines) if lines else "(no direct reply)"
 
 
-@root.group("menu")
+@click.group("menu")
 def menu() -> None:
     """The menu state machines."""
 

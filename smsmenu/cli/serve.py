@@ -21,7 +21,6 @@ from smsmenu.cli import (
     emit,
     fail,
     json_option,
-    root,
     safe_url,
     startup_errors,
 )
@@ -64,7 +63,7 @@ def configure_logging(
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-@root.command("serve")
+@click.command("serve")
 @click.option("--status-interval", type=float, default=None, help="Seconds between status lines.")
 @json_option
 def serve(status_interval: float | None, as_json: bool) -> None:
@@ -159,7 +158,7 @@ async def _settle(sim: Any, server: Any, within_s: float = 5.0) -> None:
         await asyncio.sleep(0.05)
 
 
-@root.command("demo")
+@click.command("demo")
 @click.option(
     "--port",
     default=0,
@@ -319,7 +318,7 @@ def demo(
     emit(as_json, outcome, lambda o: f"script passed: {o.steps} steps")
 
 
-@root.group("secret")
+@click.group("secret")
 def secret() -> None:
     """The SECRET_KEY every worker shares (SPEC §10)."""
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 
-from smsmenu.cli import LogFormatter, command_settings, emit, fail, json_option, root
+from smsmenu.cli import LogFormatter, command_settings, emit, fail, json_option
 from smsmenu.cli.passwords import password_option, read
 
 
-@root.command("simulator")
+@click.command("simulator")
 @click.option("--port", default=2775, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--system-id", default=None, help="Expected system_id (default: settings).")

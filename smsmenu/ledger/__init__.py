@@ -4,8 +4,8 @@ Public entry points:
 
 * ``smsmenu.app.open_ledger(settings, clock=None, *, catalogue=None, billing=None)`` builds a
   ``ledger.service.LedgerService`` from Settings (``close_ledger`` disposes of it);
-  ``LedgerService(engine, clock, catalogue, settings, billing=None, *, pins=None, faults=None,
-  billing_timeout_s=10.0, group_commit=True)`` implements ``ledger.api.AgentLedger`` plus the
+  ``LedgerService(engine, clock, catalogue, settings, billing=None, *, pins=None, keys=None,
+  faults=None, billing_timeout_s=10.0, agent_cache=None)`` implements ``ledger.api.AgentLedger`` plus the
   operator's functions, reports, ``trial_balance`` and ``recover_pending``.
 * ``ledger.api``: values, ``Rule``, ``Refusal``; ``LedgerService.explain(refusal)`` gives the text.
 * ``ledger.outbox``: ``add``/``row`` inside units of work, ``Outbox(engine, clock)`` for the sender.
@@ -15,7 +15,7 @@ Public entry points:
 * ``ledger.rules``: the pure rules (amounts, commission, PINs, numbers, reversal eligibility).
 
 ``LedgerService`` is a thin façade; its docstring lists the modules that do the work, one job
-each (admission, recharge, recharge_pg, two_phase, group_commit, operator_functions, transfer,
-reversal, passwords, queries, reports, and the helpers views, notices, entries, statements,
-unit_of_work, context).
+each (admission, recharge, recharge_plan, the writers, agent_cache, two_phase,
+operator_functions, transfer, reversal, passwords, account, queries, reports, and the helpers
+views, notices, entries, statements, unit_of_work, context).
 """

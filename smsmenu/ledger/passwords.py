@@ -26,8 +26,9 @@ cache's word that the password is right, else raises ``Unchecked`` (roll back, `
 again: ``checked``). Then, in its own transaction after its money writes, ``settle`` clears the
 count and the proof's own lock with a guarded write that fails if a lock was set since: the
 operation is refused and rolls back, so a right password arriving after a lock never moves
-anything. PostgreSQL's recharge does the same inside its one function call (``recharge_pg``,
-migration 0003). A right password whose operation is then refused for another reason gives its
+anything. A recharge's writer settles in its own writes (``recharge_plan.RechargePlan.
+clear_pin``; on PostgreSQL the function refuses a plan made on a row changed since: migration
+0005). A right password whose operation is then refused for another reason gives its
 count back (``release``).
 
 The hot path — a password the cache knows, nothing counted — costs no extra statement (and no

@@ -1,8 +1,9 @@
 """The ledger's SQL statements, built once at import (SQLAlchemy Core with ``bindparam``).
 
 Building a statement on every call costs about 40% of the client's CPU per transaction
-(LIBRARY-NOTES), so the hot paths execute these prepared shapes with parameters only. The
-statements of PostgreSQL's one-statement recharge live beside it, in ``recharge_pg``.
+(LIBRARY-NOTES), so the hot paths execute these prepared shapes with parameters only; the
+recharge writers execute them compiled once for their drivers (``AsyncpgStatement``,
+``SqliteStatement``), not through SQLAlchemy.
 """
 
 from __future__ import annotations

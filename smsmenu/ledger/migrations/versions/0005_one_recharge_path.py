@@ -20,16 +20,16 @@ Python could not know or assumed (``ledger_admit``):
   PHS subscriber not closed (``target``, ``notify``: Python reads and refuses by its rules);
 - the float covers the debit (``funds``, with the available balance): a guarded UPDATE.
 
-``ledger_recharge`` (internal billing: one transaction, one round trip that is also its
-commit) debits, stores the txn (its id from the sequence), clears the count of wrong passwords
-when Python says so (and replaces an older release's password hash), writes the recharge row and
+``ledger_recharge`` (internal billing: one transaction, one round trip that is also its commit)
+debits, stores the txn (its id from the sequence), clears the count of wrong passwords when
+Python says so (and replaces an older release's password hash), writes the recharge row and
 books it; it returns the agent row's version after its own writes, so that a worker's copy of
 the row stays current. ``ledger_reserve`` and ``ledger_resolve`` are the two steps of a
 recharge through an external billing system: reserve the funds, then (once per recharge: the
-``resolutions`` row) post and book, or void. ``ledger_book`` is the booking both share: the target credited, the
-journal lines, the notices, into whose texts it puts the balances and the txn id (markers
-``ledger.notices.MARK`` and ``TXN_MARK``), claimed at once for the worker ``p_claimed_by``
-(its sender sends them without looking for them) or queued for any worker.
+``resolutions`` row) post and book, or void. ``ledger_book`` is the booking both share: the
+target credited, the journal lines, the notices, into whose texts it puts the balances and the
+txn id (markers ``ledger.notices.MARK`` and ``TXN_MARK``), claimed at once for the worker
+``p_claimed_by`` (its sender sends them without looking for them) or queued for any worker.
 
 Revision ID: 0005
 Revises: 0004

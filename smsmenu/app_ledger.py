@@ -1,0 +1,77 @@
+"""The ledger's part of the composition root: the ledger, its text catalogue and its outbox,
+built from Settings (``smsmenu.app`` builds the rest of the product on them).
+
+It imports the ledger and nothing else: a CLI command that needs only the ledger starts
+without loading the menus, Redis or SMPP.
+"""
+
+from __future__ import annotations
+
+from smsmenu.clock import Clock, SystemClock
+from smsmenu.ledger.billing import BillingBackend
+from smsmenu.ledger.db import check_schema, create_engine
+from smsmenu.ledger.outbox import Outbox
+from smsmenu.ledger.service import LedgerService
+from smsmenu.settings import Settings, config_dir
+from smsmenu.texts import Catalogue
+
+
+def load_catalogue(settings: Settings) -> Catalogue:
+    """The text catalogue of ``settings.language`` from the config folder."""
+    return Catalogue.load(config_dir() / "texts", settings.language)
+
+
+async def open_ledger(
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    catalogue: Catalogue | None = None,
+    billing: BillingBackend | None = None,
+    check: bool = True,
+) -> LedgerService:
+    """The ledger on ``settings.database_url``; raises ``db.SchemaMissing`` if the schema is
+    not at the newest migration (``smsmenu db upgrade``). Close it with ``close_ledger``."""
+    engine = create_engine(settings.database_url)
+    try:
+        if check:
+            await check_schema(engine)
+        return LedgerService(  # raises keys.SecretMissing without a secret where one is needed
+            engine,
+            clock or SystemClock(),
+            catalogue or load_catalogue(settings),
+            settings,
+            billing,
+        )
+    except BaseException:
+        await engine.dispose()
+        raise
+
+
+def ledger_outbox(ledger: LedgerService) -> Outbox:
+    """The outbox of ``ledger``'s database, for the SMPP sender."""
+    return Outbox(ledger.engine, ledger.clock)
+
+
+async def close_ledger(ledger: LedgerService) -> None:
+    await ledger.aclose()
+    await ledger.engine.dispose()
+
+
+async def recovery_loop(
+    ledger: LedgerService, interval_s: float = 30.0, older_than_s: float = 60.0
+) -> None:
+    """Resolve reservations left pending by a crash, now and then every ``interval_s`` (run it
+    as a task beside the link; cancel it on shutdown). Needed only with an external billing
+    backend: the internal one never leaves anything pending."""
+    import asyncio
+    import logging
+
+    log = logging.getLogger("smsmenu.ledger")
+    while True:
+        try:
+            resolved = await ledger.recover_pending(older_than_s)
+            if resolved:
+                log.info("recovered %d pending recharge(s)", len(resolved))
+        except Exception:  # a database hiccup must not end the loop
+            log.exception("recovery pass failed")
+        await asyncio.sleep(interval_s)
