@@ -5,8 +5,8 @@ Public entry points:
 * ``smsmenu.app.open_ledger(settings, clock=None, *, catalogue=None, billing=None)`` builds a
   ``ledger.service.LedgerService`` from Settings (``close_ledger`` disposes of it);
   ``LedgerService(engine, clock, catalogue, settings, billing=None, *, pins=None, keys=None,
-  faults=None, billing_timeout_s=10.0, agent_cache=None)`` implements ``ledger.api.AgentLedger`` plus the
-  operator's functions, reports, ``trial_balance`` and ``recover_pending``.
+  faults=None, billing_timeout_s=10.0, agent_cache=None)`` implements ``ledger.api.AgentLedger``
+  plus the operator's functions, reports, ``trial_balance`` and ``recover_pending``.
 * ``ledger.api``: values, ``Rule``, ``Refusal``; ``LedgerService.explain(refusal)`` gives the text.
 * ``ledger.outbox``: ``add``/``row`` inside units of work, ``Outbox(engine, clock)`` for the sender.
 * ``ledger.billing``: ``BillingBackend`` (protocol), ``InternalBilling`` (default),
