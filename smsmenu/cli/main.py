@@ -28,7 +28,7 @@ COMMANDS = {
     "demo": LazyCommand(
         "smsmenu.cli.serve:demo",
         "Everything in one process: a fresh SQLite ledger (schema upgraded, seeded), in-process"
-        " sessions, the SMSC simulator with the gateway, menus and outbox sender bound to it,"
+        " sessions, the SMSC simulator with the SMPP link, menus and outbox sender bound to it,"
         " and the phone console (or ``--script``).",
     ),
     "ledger": LazyCommand("smsmenu.cli.ledger:ledger_group", "The books."),
@@ -43,7 +43,7 @@ COMMANDS = {
     ),
     "serve": LazyCommand(
         "smsmenu.cli.serve:serve",
-        "Run the gateway: bind to the SMSC, answer the menus, send the outbox.",
+        "Run the server: bind to the SMSC, answer the menus, send the outbox.",
     ),
     "simulator": LazyCommand(
         "smsmenu.cli.smpp:simulator",

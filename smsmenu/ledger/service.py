@@ -70,8 +70,7 @@ from smsmenu.ledger.api import (
 from smsmenu.ledger.billing import BillingBackend, InternalBilling
 from smsmenu.ledger.context import Faults, LedgerContext
 from smsmenu.ledger.pins import PinVault
-from smsmenu.ledger.writer_pg import PostgresWriter
-from smsmenu.ledger.writer_sqlite import SqliteWriter, database_path
+from smsmenu.ledger.writer import RechargeWriter
 from smsmenu.messages import Route
 from smsmenu.money import format_yuan
 from smsmenu.settings import Settings
@@ -133,11 +132,7 @@ class LedgerService:
             faults,
             billing_timeout_s,
         )
-        self.ctx.writer = (
-            PostgresWriter(self.ctx, agent_cache)
-            if self.ctx.postgres
-            else SqliteWriter(self.ctx, database_path(str(engine.url)))
-        )
+        self.ctx.writer = _writer(self.ctx, agent_cache)
 
     async def aclose(self) -> None:
         """Close the writer (its connection, its thread); the engine is the caller's."""
@@ -379,6 +374,17 @@ class LedgerService:
         """Every account's balance added up (zero when the books balance), and each account's
         stored balance checked against its journal lines and reservations."""
         return await reports.trial_balance(self.engine)
+
+
+def _writer(ctx: LedgerContext, agent_cache: AgentCache | None) -> RechargeWriter:
+    """The recharge writer of the context's database (its driver imported only then)."""
+    if ctx.postgres:
+        from smsmenu.ledger.writer_pg import PostgresWriter
+
+        return PostgresWriter(ctx, agent_cache)
+    from smsmenu.ledger.writer_sqlite import SqliteWriter, database_path
+
+    return SqliteWriter(ctx, database_path(str(ctx.engine.url)))
 
 
 __all__ = ["Faults", "LedgerService", "refusal_text"]
