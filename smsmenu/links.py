@@ -90,4 +90,9 @@ class Link(Protocol):
         """Whether this link sent the message ``message_id`` names (any form of the id)."""
         ...
 
+    def receipt_forms(self, message_id: str) -> frozenset[str]:
+        """Every form of ``message_id`` under which a receipt may name that message, or the
+        outbox may have stored it: a receipt and a sent message match when their forms meet."""
+        ...
+
     def status(self) -> LinkStatus: ...

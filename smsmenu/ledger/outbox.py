@@ -16,7 +16,7 @@ submit in ``record`` — names its lease and changes nothing unless the row is s
 under that very claim. A worker whose lease lapsed and whose row another claim took (and maybe
 sent) can thus neither extend, requeue nor overwrite it: no third send, no lost record. A lapsed
 lease that nobody took yet is still that claim's (renewing it is safe: nobody else sent).
-Delivery outcomes (``record``'s second list, ``mark_delivered_any``) apply to rows already sent,
+Delivery outcomes (``record``'s second list, ``apply_receipts``) apply to rows already sent,
 and by row only to the copy whose SMSC message id they name.
 """
 
@@ -230,19 +230,6 @@ class Outbox:
             result = await conn.execute(update(outbox).where(_held([lease])).values(**values))
         return bool(result.rowcount)
 
-    async def mark_delivered(self, smsc_message_id: str, delivered: bool) -> int:
-        """Apply a delivery receipt; returns how many rows it matched (0: unknown id)."""
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                update(outbox)
-                .where(outbox.c.smsc_message_id == smsc_message_id)
-                .values(
-                    status=DELIVERED if delivered else UNDELIVERABLE,
-                    delivered_at=self._clock.now(),
-                )
-            )
-        return int(result.rowcount)
-
     async def renew(self, leases: Sequence[Lease], lease_s: float) -> dict[int, datetime]:
         """Extend ``leases`` whose claim still holds its row; returns those rows' ids and new
         expiry (a send that waits through a rebind or a throttle must not lose its lease; a
@@ -311,22 +298,26 @@ class Outbox:
                 )
         return recorded
 
-    async def mark_delivered_any(self, smsc_message_ids: list[str], delivered: bool) -> int:
-        """Apply a receipt whose id may be stored in any of the forms ``smsc_message_ids``
-        (hex/decimal, case); only rows already recorded as submitted. Returns the count."""
+    async def apply_receipts(self, receipts: list[tuple[list[str], bool]]) -> set[str]:
+        """Apply receipts (every stored form their id may have, delivered or not) to the rows
+        already recorded as submitted, in one transaction; the stored ids they matched."""
+        now, found = self._clock.now(), set()
         async with self._engine.begin() as conn:
-            result = await conn.execute(
-                update(outbox)
-                .where(
-                    outbox.c.smsc_message_id.in_(smsc_message_ids),
-                    outbox.c.status.in_((SENT, DELIVERED, UNDELIVERABLE)),
+            for delivered in (True, False):
+                forms = sorted({f for ids, ok in receipts if ok is delivered for f in ids})
+                if not forms:
+                    continue
+                result = await conn.execute(
+                    update(outbox)
+                    .where(
+                        outbox.c.smsc_message_id.in_(forms),
+                        outbox.c.status.in_((SENT, DELIVERED, UNDELIVERABLE)),
+                    )
+                    .values(status=DELIVERED if delivered else UNDELIVERABLE, delivered_at=now)
+                    .returning(outbox.c.smsc_message_id)
                 )
-                .values(
-                    status=DELIVERED if delivered else UNDELIVERABLE,
-                    delivered_at=self._clock.now(),
-                )
-            )
-        return int(result.rowcount)
+                found |= {row.smsc_message_id for row in result}
+        return found
 
     async def due_count(self) -> int:
         """How many rows are due to be sent now (queued and due, or with an expired lease)."""
@@ -341,10 +332,6 @@ class Outbox:
                     await conn.execute(select(func.count()).select_from(outbox).where(due))
                 ).scalar_one()
             )
-
-    async def pending_for(self, destination: str) -> list[OutboxMessage]:
-        """Rows for ``destination`` not yet handed to the SMSC (queued or being sent)."""
-        return await self.rows(destination=destination, statuses=(QUEUED, SENDING))
 
     async def rows(
         self,

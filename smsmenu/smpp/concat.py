@@ -192,15 +192,10 @@ class Reassembler(Generic[T]):
         gone = [k for k, p in self._pending.items() if now - p.first_seen >= self.timeout_s]
         overflow = len(self._pending) - len(gone) - self.max_pending
         if overflow > 0:
+            going = set(gone)
             rest = sorted(
-                (k for k in self._pending if k not in set(gone)),
+                (k for k in self._pending if k not in going),
                 key=lambda k: self._pending[k].first_seen,
             )
             gone += rest[:overflow]
         return [Expired(k, tuple(self._pending.pop(k).tokens)) for k in gone]
-
-    def drop_tokens(self, keep: object) -> None:
-        """Forget ack tokens for which ``keep(token)`` is false (e.g. of a closed connection)."""
-        assert callable(keep)
-        for pending in self._pending.values():
-            pending.tokens = [t for t in pending.tokens if keep(t)]

@@ -622,6 +622,10 @@ class SmppLink:
         receipt for it that the outbox does not know is a direct reply's."""
         return receipts.normalize(message_id) in self._sent_ids
 
+    def receipt_forms(self, message_id: str) -> frozenset[str]:
+        """Hex or decimal, any case, without leading zeros (``receipts.stored_forms``)."""
+        return receipts.stored_forms(message_id)
+
     def _remember(self, message_id: str) -> None:
         for form in receipts.id_forms(message_id):
             self._sent_ids[form] = message_id

@@ -97,6 +97,14 @@ def id_forms(message_id: str) -> frozenset[str]:
     return frozenset(forms)
 
 
+def stored_forms(message_id: str) -> frozenset[str]:
+    """``id_forms`` and the cases an outbox may have stored a submit_sm_resp id in (as the
+    SMSC wrote it, upper or lower case)."""
+    raw = message_id.strip()
+    forms = set(id_forms(raw)) | {raw, raw.upper(), raw.lower()}
+    return frozenset(forms | {form.upper() for form in forms})
+
+
 def ids_match(submitted: str, receipted: str) -> bool:
     """True when the receipt's id may name the message the SMSC gave ``submitted`` to."""
     return normalize(receipted) in id_forms(submitted)

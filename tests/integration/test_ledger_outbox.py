@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from smsmenu.clock import FakeClock
 from smsmenu.ledger import outbox
-from smsmenu.ledger.outbox import Outbox
+from smsmenu.ledger.outbox import QUEUED, SENDING, Outbox
 from smsmenu.ledger.service import LedgerService
 from smsmenu.messages import Route, Transport, UssdDialogue
 
@@ -42,8 +42,7 @@ async def test_claim_submit_deliver(ledger: LedgerService, clock: FakeClock) -> 
     assert [m.text for m in await box.claim("w2", limit=10, lease_s=30)] == ["text 2"]
     assert await box.claim("w3", limit=10, lease_s=30) == []
     assert await box.record([(claimed[0].lease, "smsc-1")], []) == {claimed[0].id}
-    assert await box.mark_delivered("smsc-1", delivered=True) == 1
-    assert await box.mark_delivered("nope", delivered=True) == 0
+    assert await box.apply_receipts([(["smsc-1"], True), (["nope"], True)]) == {"smsc-1"}
     rows = {m.id: m for m in await box.rows()}
     first = rows[claimed[0].id]
     assert (first.status, first.smsc_message_id, first.delivered_at) == (
@@ -53,7 +52,7 @@ async def test_claim_submit_deliver(ledger: LedgerService, clock: FakeClock) -> 
     )
     assert first.submitted_at == clock.now() and first.claimed_by is None
     await box.record([(claimed[1].lease, "smsc-2")], [])
-    await box.mark_delivered("smsc-2", delivered=False)
+    assert await box.apply_receipts([(["SMSC-2", "smsc-2"], False)]) == {"smsc-2"}
     assert (await box.rows())[1].status == "undeliverable"
 
 
@@ -92,7 +91,7 @@ async def test_concurrent_claimers_never_share_a_row(
     assert len(ids) == len(set(ids)) == 200
 
 
-async def test_pending_for_and_routes(ledger: LedgerService, clock: FakeClock) -> None:
+async def test_rows_for_a_destination_and_routes(ledger: LedgerService, clock: FakeClock) -> None:
     box = Outbox(ledger.engine, clock)
     await queue(ledger, 2, "13800000001")
     await queue(ledger, 1, "13800000002")
@@ -110,12 +109,13 @@ async def test_pending_for_and_routes(ledger: LedgerService, clock: FakeClock) -
                 route=route,
             ),
         )
-    pending = await box.pending_for("13800000002")
+    pending = await box.rows(destination="13800000002", statuses=(QUEUED, SENDING))
     assert [m.text for m in pending] == ["text 0", "menu"]
     assert pending[1].route == route and pending[0].route == Route()
     [claimed] = await box.claim("w", limit=1, lease_s=30)
     await box.record([(claimed.lease, "x")], [])
-    assert [m.text for m in await box.pending_for("13800000001")] == ["text 1"]
+    left = await box.rows(destination="13800000001", statuses=(QUEUED, SENDING))
+    assert [m.text for m in left] == ["text 1"]
 
 
 async def test_a_lapsed_claim_cannot_undo_a_send_by_the_next_claim(

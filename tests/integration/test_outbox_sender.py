@@ -14,18 +14,19 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smsmenu.clock import FakeClock, SystemClock
+from smsmenu.delivery.sender import OutboxSender, SenderConfig
 from smsmenu.ledger import outbox as ob
 from smsmenu.ledger.db import create_engine
 from smsmenu.links import LinkStopped, SendFailed
 from smsmenu.messages import Outbound
-from smsmenu.smpp.outbox import OutboxSender, SenderConfig
+from tests.fake_link import FakeLink
 from tests.ledger_fixtures import truncate
 
 FAST = {"poll_s": 0.02, "retry_min_s": 0.02, "retry_max_s": 0.1, "lease_s": 2.0}
 
 
 class FakeSmsc:
-    """Stands in for Link.send: records what it was given, answers with hex ids."""
+    """Stands in for the operator: records what it was given, answers with hex ids."""
 
     def __init__(self, parts: int = 1) -> None:
         self.sent: list[tuple[str, str]] = []  # (worker, text)
@@ -33,7 +34,7 @@ class FakeSmsc:
         self.parts = parts
         self.fail: dict[str, list[Exception]] = {}  # text -> failures to raise, in turn
 
-    def send_as(self, worker: str):  # type: ignore[no-untyped-def]
+    def link_of(self, worker: str) -> FakeLink:
         async def send(outbound: Outbound) -> list[str]:
             await asyncio.sleep(0)
             failures = self.fail.get(outbound.text)
@@ -42,7 +43,7 @@ class FakeSmsc:
             self.sent.append((worker, outbound.text))
             return [format(next(self.ids), "X") for _ in range(self.parts)]
 
-        return send
+        return FakeLink(send)
 
 
 @pytest.fixture
@@ -84,7 +85,7 @@ async def until(condition, within_s: float = 10.0) -> None:  # type: ignore[no-u
 def sender(engine: AsyncEngine, smsc: FakeSmsc, worker: str, **config: object) -> OutboxSender:
     outbox = ob.Outbox(engine, SystemClock())
     cfg = SenderConfig(worker_id=worker, window=8, **{**FAST, **config})  # type: ignore[arg-type]
-    return OutboxSender(outbox, smsc.send_as(worker), cfg)
+    return OutboxSender(outbox, smsc.link_of(worker), cfg)
 
 
 async def all_status(engine: AsyncEngine, status: str, count: int) -> bool:
@@ -176,11 +177,11 @@ async def test_receipts_of_any_part_in_any_form_even_early_or_at_another_worker(
     assert b.status().unmatched == 1
     await b.stop()
     b = sender(pg_engine, smsc, "b", receipt_hold_s=5.0)
-    await b.on_receipt(early, True)  # kept by the running worker b
-    await b.start()
+    await b.on_receipt(early, True)  # kept by worker b, while a sends both rows
     await a.start()
     try:
         await until(lambda: _sent(outbox, 2))
+        await b.start()
         rows = {r.text: r for r in await outbox.rows()}
         first, second = rows["t0"], rows["t1"]
         assert first.smsc_message_id == "1000" and second.smsc_message_id == "1002"
@@ -283,7 +284,7 @@ async def test_rows_go_out_several_at_once_but_one_phone_in_order(database_url: 
 
         s = OutboxSender(
             ob.Outbox(engine, SystemClock()),
-            send,
+            FakeLink(send),
             SenderConfig(worker_id="w", window=8, **FAST),  # type: ignore[arg-type]
         )
         await s.start()
@@ -335,7 +336,7 @@ async def test_a_stale_ussd_result_goes_as_an_sms(database_url: str) -> None:
 
         s = OutboxSender(
             ob.Outbox(engine, SystemClock()),
-            send,
+            FakeLink(send),
             SenderConfig(worker_id="w", **FAST),  # type: ignore[arg-type]
         )
         await s.start()
@@ -354,9 +355,10 @@ async def test_a_receipt_for_a_direct_reply_is_ignored(database_url: str) -> Non
     try:
         s = OutboxSender(
             ob.Outbox(engine, SystemClock()),
-            FakeSmsc().send_as("w"),
+            FakeLink(
+                FakeSmsc().link_of("w").send, sent_here=lambda message_id: message_id == "ABC1"
+            ),
             SenderConfig(worker_id="w", **FAST),  # type: ignore[arg-type]
-            sent_here=lambda message_id: message_id == "ABC1",
         )
         await s.on_receipt("ABC1", True)  # the link sent it as a menu reply
         await s.on_receipt("ABC2", True)  # unknown here: kept for a while, may be a row's
@@ -433,7 +435,7 @@ async def test_a_sender_whose_lease_lapsed_does_not_submit(database_url: str) ->
         await _two_rows_for_one_phone(engine, clock.now())
         smsc = GatedSmsc()
         config = SenderConfig(worker_id="worker-a", window=2, poll_s=0.02, lease_s=30)
-        a = OutboxSender(ob.Outbox(engine, clock), smsc.send, config, clock=clock)
+        a = OutboxSender(ob.Outbox(engine, clock), FakeLink(smsc.send), config, clock=clock)
         await a.start()
         try:
             await asyncio.wait_for(smsc.at_link.wait(), 10)
@@ -455,7 +457,7 @@ async def test_a_renewal_that_finds_a_row_taken_cancels_its_send(database_url: s
         await _two_rows_for_one_phone(engine, clock_a.now())
         smsc = GatedSmsc()
         config = SenderConfig(worker_id="worker-a", window=2, poll_s=0.02, lease_s=0.6)
-        a = OutboxSender(ob.Outbox(engine, clock_a), smsc.send, config, clock=clock_a)
+        a = OutboxSender(ob.Outbox(engine, clock_a), FakeLink(smsc.send), config, clock=clock_a)
         await a.start()
         try:
             await asyncio.wait_for(smsc.at_link.wait(), 10)

@@ -1,15 +1,17 @@
-"""The outbox sender: moves outbox rows (receipts, results) to the SMSC, once each.
+"""The outbox sender: moves outbox rows (results, receipts) to the phones, once each.
 
 Theory of operation. The ledger writes a notice in the same transaction as the money it
-reports (``ledger/outbox.py``); this module is the only reader. A loop claims due rows with a
-lease (``Outbox.claim``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so that several workers on
-one database never claim the same row), as many as free places in its window, and sends each
-through ``Link.send`` in its own task: up to ``window`` rows are in flight at once, rows of
-one phone one after the other (in id order). A row counts as sent only once every part's
-submit_sm_resp came back; the ids are then recorded (``Outbox.record``, batched: one
-transaction for everything that completed meanwhile). The loop wakes on ``nudge()`` (the
-server calls it after each handled message, when a money operation may just have written rows)
-and else polls every ``poll_s``.
+reports (``ledger/outbox.py``); this module is the only reader, and sends through any
+``links.Link``. Rows reach it two ways. The normal one: a recharge's writer stores its notices
+already claimed for this worker (``LedgerContext.claim_for``) and, once committed, ``hand``s
+them here: they are sent at once, with no query to find them. The other: a loop claims due
+rows with a lease (``Outbox.claim``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so that several
+workers on one database never claim the same row) — the notices of other operations, those
+of a worker that died, retries — as many as free places in its window, waking on ``nudge()``
+and else every ``poll_s``. Each row is sent in its own task, rows of one phone one after the
+other (in id order). A row counts as sent only once the link accepted every part; the ids are
+then recorded (``Outbox.record``, batched: one transaction for everything that completed
+meanwhile).
 
 A USSD notice (a result that ends its dialogue) older than ``ussd_stale_s`` is sent as an
 SMS: its dialogue is long over (the worker was down, the SMSC unreachable).
@@ -37,15 +39,15 @@ accepted (it cannot know whether the SMSC took it). The late worker can neither 
 re-record a row another claim holds, so no third send follows.
 
 Delivery receipts. ``on_receipt`` (the link's receipt handler) matches a receipt to its row in
-memory first: every id form (hex/decimal, case) of every part of each row this worker sent
-maps to the row, so a receipt for any part of a long message matches; a long message counts
-as delivered when every part is, undeliverable as soon as one part is. A receipt for an id
-this worker does not know (sent by another worker, or before it restarted) is applied to the
-database by any stored form of its id (the first part's id is stored). A receipt that
-matches nothing yet — it can overtake the recording of the submit — is kept for
-``receipt_hold_s`` and tried again (every ``orphan_retry_s``, and at once in memory when this
-worker records the row). A receipt for a direct menu reply this worker sent (no outbox row)
-is ignored.
+memory first: every form of the id (``Link.receipt_forms``) of every part of each row this
+worker sent maps to the row, so a receipt for any part of a long message matches; a long
+message counts as delivered when every part is, undeliverable as soon as one part is. A
+receipt for a direct menu reply this worker sent (no outbox row) is ignored. A receipt for an id
+this worker does not know (sent by another worker, or before it restarted) is kept and applied
+to the database with the others, in one transaction per batch (the recorder's), by any stored
+form of its id (the first part's id is stored). One that matches nothing yet — it can overtake
+the recording of the submit — is tried again with the next batches (every ``orphan_retry_s``,
+and at once in memory when this worker records the row) until ``receipt_hold_s``.
 """
 
 from __future__ import annotations
@@ -57,21 +59,18 @@ import os
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from smsmenu.clock import Clock, SystemClock
 from smsmenu.ledger.outbox import Lease, Outbox, OutboxMessage
-from smsmenu.links import LinkStopped, SendFailed
+from smsmenu.ledger.recharge_plan import Claim
+from smsmenu.links import Link, LinkStopped, SendFailed
 from smsmenu.messages import SMS, Outbound, Transport
 from smsmenu.settings import Settings
-from smsmenu.smpp import receipts
 
 log = logging.getLogger("smsmenu.outbox")
-
-SendFn = Callable[[Outbound], Awaitable[list[str]]]
 
 
 def default_worker_id() -> str:
@@ -150,29 +149,29 @@ class _Sent:
 
 @dataclass(eq=False)
 class _Orphan:
+    """A receipt this worker could not match in memory: looked up in the database from
+    ``due`` on, until ``expires``."""
+
     forms: frozenset[str]
     delivered: bool
     expires: float
+    due: float
 
 
 class OutboxSender:
-    """Sends outbox rows through ``send`` (``Link.send``); see the module notes."""
+    """Sends outbox rows through ``link``; see the module notes."""
 
     def __init__(
         self,
         outbox: Outbox,
-        send: SendFn,
+        link: Link,
         config: SenderConfig | None = None,
         *,
-        ready: Callable[[], bool] | None = None,
-        sent_here: Callable[[str], bool] | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.outbox = outbox
         self.config = config or SenderConfig()
-        self._send = send
-        self._ready = ready or (lambda: True)
-        self._sent_here = sent_here or (lambda _id: False)
+        self.link = link
         self._orphans_tried = 0.0
         self._clock = clock or SystemClock()
         self.counters = SenderStatus()
@@ -187,7 +186,7 @@ class OutboxSender:
         self._to_deliver: list[tuple[int, str, bool]] = []
         self._record_wake = asyncio.Event()
         self._by_id: OrderedDict[str, _Sent] = OrderedDict()
-        self._orphans: list[_Orphan] = []
+        self._orphans: list[_Orphan] = []  # receipts to apply to the database (batched)
         self._window_full = False
 
     # -- life cycle ----------------------------------------------------------------------
@@ -226,6 +225,18 @@ class OutboxSender:
         """New rows may be due: claim now rather than at the next poll."""
         self._wake.set()
 
+    def claim(self) -> Claim:
+        """The claim under which a writer stores notices for this worker to ``hand`` over."""
+        lease = timedelta(seconds=self.config.lease_s)
+        return Claim(self.config.worker_id, self._clock.now() + lease)
+
+    def hand(self, rows: tuple[OutboxMessage, ...]) -> None:
+        """Notices just committed, claimed for this worker in their transaction: send them
+        now (a notice claimed for another worker, or queued, is the claim loop's)."""
+        for message in rows:
+            if message.claimed_by == self.config.worker_id and not self._stopping:
+                self._dispatch(message)
+
     def status(self) -> SenderStatus:
         self.counters.in_flight = len(self._inflight)
         self.counters.unmatched = len(self._orphans)
@@ -239,7 +250,7 @@ class OutboxSender:
             self._wake.clear()  # a nudge from now on wakes the wait below at once
             free = cfg.window - len(self._inflight)
             claimed: list[OutboxMessage] = []
-            if free > 0 and self._ready():
+            if free > 0 and self.link.bound:
                 try:
                     claimed = await self.outbox.claim(cfg.worker_id, free, cfg.lease_s)
                 except Exception as exc:
@@ -249,7 +260,7 @@ class OutboxSender:
             self._window_full = free <= 0 or len(claimed) == free
             if claimed and len(claimed) == free:
                 continue  # the window was the limit: more may be due
-            await self._retry_orphans()
+            self._retry_orphans()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(cfg.poll_s):
                     await self._wake.wait()
@@ -298,7 +309,7 @@ class OutboxSender:
         outbound = Outbound(message.destination, message.text, message.source, route)
         claim.handed = True
         try:
-            ids = await self._send(outbound)
+            ids = await self.link.send(outbound)
         except SendFailed as exc:
             await self._failed(message, str(exc), exc.transient)
             return
@@ -399,11 +410,16 @@ class OutboxSender:
     async def _flush(self) -> None:
         submitted, self._to_record = self._to_record, []
         delivered, self._to_deliver = self._to_deliver, []
-        if not submitted and not delivered:
+        orphans = self._due_orphans()
+        if not submitted and not delivered and not orphans:
             return
         started = time.monotonic()
         try:
             recorded = await self.outbox.record(submitted, delivered)
+            if orphans:
+                self._matched(orphans, await self.outbox.apply_receipts(
+                    [(sorted(orphan.forms), orphan.delivered) for orphan in orphans]
+                ))  # fmt: skip
             lost = [lease.id for lease, _ in submitted if lease.id not in recorded]
             if lost:
                 log.warning("outbox ids=%s: sent after their lease lapsed; not recorded", lost)
@@ -424,7 +440,7 @@ class OutboxSender:
         sent = _Sent(row, ids[0], len(ids))
         forms: set[str] = set()
         for message_id in ids:
-            for form in receipts.id_forms(message_id):
+            for form in self.link.receipt_forms(message_id):
                 self._by_id[form] = sent
                 self._by_id.move_to_end(form)
                 forms.add(form)
@@ -454,65 +470,48 @@ class OutboxSender:
         self._record_wake.set()
 
     async def on_receipt(self, message_id: str, delivered: bool) -> None:
-        """The link's receipt handler. Never raises: what it cannot match yet it keeps."""
-        bare = receipts.normalize(message_id)
-        sent = self._by_id.get(bare)
-        if sent is not None:
-            self._apply(sent, bare, delivered)
-            return
-        if self._sent_here(message_id):
+        """The link's receipt handler. Never raises: what it cannot match in memory is kept
+        for the recorder's next batch (see the module notes)."""
+        forms = self.link.receipt_forms(message_id)
+        for form in forms:
+            sent = self._by_id.get(form)
+            if sent is not None:
+                self._apply(sent, form, delivered)
+                return
+        if self.link.sent_here(message_id):
             return  # a direct menu reply of this worker: no outbox row
-        forms = _stored_forms(message_id)
-        orphan = _Orphan(
-            frozenset(receipts.id_forms(message_id)),
-            delivered,
-            time.monotonic() + self.config.receipt_hold_s,
-        )
-        self._orphans.append(orphan)
-        try:
-            matched = await self.outbox.mark_delivered_any(forms, delivered)
-        except Exception as exc:
-            log.error("receipt id=%s: %s (kept for later)", message_id, exc)
-            return
-        if matched:
-            self.counters.receipts += 1
-            with contextlib.suppress(ValueError):
-                self._orphans.remove(orphan)
+        hold = time.monotonic() + self.config.receipt_hold_s
+        self._orphans.append(_Orphan(forms, delivered, hold, due=0.0))
+        self._record_wake.set()
 
-    async def _retry_orphans(self) -> None:
-        now = time.monotonic()
-        if now - self._orphans_tried < self.config.orphan_retry_s:
-            return
-        self._orphans_tried = now
-        for orphan in list(self._orphans):
-            if orphan not in self._orphans:
-                continue  # matched meanwhile
+    def _due_orphans(self) -> list[_Orphan]:
+        """The receipts to look up in the database now (those due); the expired forgotten."""
+        now, due, keep = time.monotonic(), [], []
+        for orphan in self._orphans:
             if now >= orphan.expires:
-                self._orphans.remove(orphan)
-                log.warning("receipt for %s matched no outbox row", sorted(orphan.forms))
-                continue
-            try:
-                matched = await self.outbox.mark_delivered_any(
-                    sorted(_stored_forms_of(orphan.forms)), orphan.delivered
-                )
-            except Exception:
-                matched = 0
-            if matched and orphan in self._orphans:
-                self.counters.receipts += 1
-                self._orphans.remove(orphan)
+                log.warning("receipt for %s matched no outbox row", sorted(orphan.forms)[:2])
+            elif now >= orphan.due:
+                orphan.due = now + self.config.orphan_retry_s
+                due.append(orphan)
+                keep.append(orphan)
+            else:
+                keep.append(orphan)
+        self._orphans = keep
+        return due
 
+    def _matched(self, tried: list[_Orphan], found: set[str]) -> None:
+        """Forget the receipts whose row the database matched (``found``: stored ids)."""
+        matched = [orphan for orphan in tried if orphan.forms & found]
+        self.counters.receipts += len(matched)
+        if matched:
+            self._orphans = [orphan for orphan in self._orphans if orphan not in matched]
 
-def _stored_forms_of(forms: frozenset[str]) -> set[str]:
-    out: set[str] = set()
-    for form in forms:
-        out |= {form, form.upper()}
-    return out
-
-
-def _stored_forms(message_id: str) -> list[str]:
-    """Every way the submit_sm_resp id of a receipt's message may have been stored."""
-    raw = message_id.strip()
-    return sorted({raw, raw.upper(), raw.lower()} | _stored_forms_of(receipts.id_forms(raw)))
+    def _retry_orphans(self) -> None:
+        """Receipts waiting for their row get another look with the recorder's next batch."""
+        now = time.monotonic()
+        if self._orphans and now - self._orphans_tried >= self.config.orphan_retry_s:
+            self._orphans_tried = now
+            self._record_wake.set()
 
 
 __all__ = ["OutboxSender", "SenderConfig", "SenderStatus", "default_worker_id"]
