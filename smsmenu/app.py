@@ -1,10 +1,26 @@
 """Composition root: builds the product's parts from Settings with explicit parameters.
 
-Nothing here runs at import time. Each part has its own clearly separate builder functions
-(the ledger's in ``app_ledger``, the others below); the CLI and the server call them.
+The parts, each with its own lifespan (an async context manager that builds it and tears it
+down), so that a process runs the subset it needs:
+
+* ``ledger_part``   the ledger (``app_ledger``: a ledger-only CLI command imports just that)
+* ``sessions_part`` the session store and the store of long messages' parts
+* ``menus_part``    the menu engine on a ledger and a session store
+* ``link_part``     the operator link (SMPP)
+* ``delivery_part`` the outbox sender over a link; a committed recharge's notices go to it
+* ``run_server``    all of them, joined by ``server.Server`` (``smsmenu serve``, ``demo``)
+
+Nothing here runs at import time.
 """
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
@@ -16,19 +32,24 @@ from smsmenu.app_ledger import (
     recovery_loop,
 )
 from smsmenu.clock import Clock, SystemClock
+from smsmenu.delivery.sender import OutboxSender, SenderConfig
 from smsmenu.keys import SecretKeys
 from smsmenu.ledger.api import AgentLedger
 from smsmenu.ledger.billing import BillingBackend
 from smsmenu.ledger.deadletters import DeadLetters, DeadLetterSink
-from smsmenu.ledger.outbox import Outbox
 from smsmenu.ledger.service import LedgerService
 from smsmenu.ledger.shortcut_acks import ShortcutAcks
+from smsmenu.links import Link
 from smsmenu.menus.engine import EngineConfig, MenuEngine
 from smsmenu.menus.intake import Windows
 from smsmenu.menus.store import InProcessStore, RedisStore, SessionStore
+from smsmenu.server import Server
 from smsmenu.settings import Settings
+from smsmenu.smpp.link import SmppLink
 from smsmenu.smpp.parts import InProcessParts, Limits, PartStore, RedisParts
 from smsmenu.texts import Catalogue
+
+log = logging.getLogger("smsmenu.server")
 
 
 # ---- menus ----------------------------------------------------------------------------------
@@ -104,179 +125,133 @@ def build_menu_engine(
     )
 
 
-# ---- the running server (``smsmenu serve``, ``smsmenu demo``) -------------------------------
-import asyncio  # noqa: E402
-import contextlib  # noqa: E402
-import logging  # noqa: E402
-from collections.abc import AsyncIterator  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from datetime import timedelta  # noqa: E402
-from typing import Any, cast  # noqa: E402
-
-from smsmenu.ledger.api import RechargeRequest, RechargeView, Refusal, TransferView  # noqa: E402
-from smsmenu.links import Ack, Link, LinkStopped, SendFailed  # noqa: E402
-from smsmenu.messages import Inbound, Outbound, Route  # noqa: E402
-from smsmenu.smpp.link import SmppLink  # noqa: E402
-from smsmenu.smpp.outbox import OutboxSender, SenderConfig  # noqa: E402
-
-server_log = logging.getLogger("smsmenu.server")
-
-
-money_log = logging.getLogger("smsmenu.money")
-
-
-class LoggedLedger:
-    """The ledger as the menus see it, with one log line per money operation (recharge,
-    retry, transfer): its outcome, figures and transaction id; never the password."""
-
-    def __init__(self, ledger: LedgerService) -> None:
-        self._ledger = ledger
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ledger, name)
-
-    async def _logged(self, op: str, fields: str, call: Any) -> Any:
-        try:
-            view = await call
-        except Refusal as refusal:
-            money_log.info("money op=%s %s refused=%s", op, fields, refusal.rule.value)
-            raise
-        except Exception as exc:
-            money_log.error("money op=%s %s error=%s", op, fields, type(exc).__name__)
-            raise
-        if isinstance(view, RechargeView):
-            money_log.info(
-                "money op=%s %s tx=%d status=%s amount_fen=%d commission_fen=%d debit_fen=%d"
-                " float_after_fen=%s",
-                op,
-                fields,
-                view.tx_id,
-                view.status.value,
-                view.amount_fen,
-                view.commission_fen,
-                view.debit_fen,
-                view.float_after_fen,
+# ---- the parts' lifespans ---------------------------------------------------------------------
+@contextlib.asynccontextmanager
+async def ledger_part(
+    settings: Settings,
+    clock: Clock,
+    catalogue: Catalogue,
+    billing: BillingBackend | None = None,
+    *,
+    recover: bool = True,
+) -> AsyncIterator[LedgerService]:
+    """The ledger of a long-running worker: an agent cache on PostgreSQL, reservations left
+    pending by a crash resolved at start and then every ``recovery_interval_s``."""
+    ledger = await open_ledger(
+        settings, clock, catalogue=catalogue, billing=billing, agent_cache=True
+    )
+    recovery: asyncio.Task[None] | None = None
+    try:
+        if recover:
+            resolved = await ledger.recover_pending()
+            if resolved:
+                log.info("recovered %d pending recharge(s) at start", len(resolved))
+            recovery = asyncio.create_task(
+                recovery_loop(ledger, settings.recovery_interval_s), name="recovery"
             )
-        else:
-            money_log.info("money op=%s %s tx=%s", op, fields, getattr(view, "tx_id", "-"))
-        return view
+        yield ledger
+    finally:
+        if recovery is not None:
+            recovery.cancel()
+            await asyncio.gather(recovery, return_exceptions=True)
+        await close_ledger(ledger)
 
-    async def recharge(self, request: RechargeRequest) -> RechargeView:
-        fields = (
-            f"agent={request.agent_id} kind={request.kind.value} number={request.number}"
-            f" amount_fen={request.amount_fen} key={request.key}"
+
+@contextlib.asynccontextmanager
+async def sessions_part(
+    settings: Settings, prefix: str | None = None
+) -> AsyncIterator[tuple[SessionStore, PartStore]]:
+    """The session store and the parts store: on Redis when ``redis_url`` is set (any number
+    of workers), else in this process (one worker)."""
+    prefix = prefix or settings.redis_prefix
+    store = open_session_store(settings, prefix=prefix)
+    parts: PartStore = (
+        RedisParts(redis_client(settings), prefix, part_limits(settings))
+        if settings.redis_url
+        else InProcessParts(part_limits(settings))
+    )
+    try:
+        yield store, parts
+    finally:
+        if isinstance(parts, RedisParts):
+            await parts.aclose()
+        await store.aclose()
+
+
+@contextlib.asynccontextmanager
+async def menus_part(
+    settings: Settings,
+    ledger: LedgerService,
+    store: SessionStore,
+    clock: Clock,
+    catalogue: Catalogue,
+) -> AsyncIterator[MenuEngine]:
+    """The menu engine; with the in-process store, whose memory dies with the process, the
+    one-message operations left unanswered by the last run are remembered first."""
+    acks = (
+        await remember_unanswered_shortcuts(ledger, store)
+        if isinstance(store, InProcessStore)
+        else None
+    )
+    try:
+        yield build_menu_engine(
+            settings,
+            ledger,
+            store,
+            clock,
+            catalogue,
+            keys=ledger.ctx.keys,
+            dead_letters=DeadLetters(ledger.engine),
+            shortcut_acks=acks,
         )
-        view: RechargeView = await self._logged("recharge", fields, self._ledger.recharge(request))
-        return view
-
-    async def retry(
-        self, agent_id: int, tx_id: int, pin: str, key: str, reply_route: Route | None = None
-    ) -> RechargeView:
-        view: RechargeView = await self._logged(
-            "retry",
-            f"agent={agent_id} of_tx={tx_id} key={key}",
-            self._ledger.retry(agent_id, tx_id, pin, key, reply_route),
-        )
-        return view
-
-    async def transfer_to_phone(
-        self, agent_id: int, amount_fen: int, pin: str, key: str, reply_route: Route | None = None
-    ) -> TransferView:
-        view: TransferView = await self._logged(
-            "transfer",
-            f"agent={agent_id} amount_fen={amount_fen} key={key}",
-            self._ledger.transfer_to_phone(agent_id, amount_fen, pin, key, reply_route),
-        )
-        return view
+    finally:
+        if acks is not None:
+            await acks.stop()
 
 
-class ShuttingDown(RuntimeError):
-    """The server is stopping: the message is not taken (not acked; the SMSC redelivers it,
-    possibly to another worker)."""
+@contextlib.asynccontextmanager
+async def link_part(
+    settings: Settings, parts: PartStore, overrides: dict[str, Any] | None = None
+) -> AsyncIterator[Link]:
+    """The SMPP link of ``settings`` (not started: ``link.start(on_inbound, on_receipt)``);
+    stopped on exit."""
+    values: dict[str, Any] = {
+        "response_timeout_s": settings.smpp_response_timeout_s,
+        "reconnect_max_s": settings.smpp_reconnect_max_s,
+        "throttle_max_s": settings.smpp_throttle_max_s,
+        "status_interval_s": 1e9,  # the server writes the status line itself
+        **(overrides or {}),
+    }
+    link = SmppLink.from_settings(settings, parts, **values)
+    try:
+        yield link
+    finally:
+        await link.stop()
 
 
-class PhoneTurns:
-    """One phone's messages are handled in this process one after the other, in arrival
-    order, from taking in through the replies (the session store's lock orders them across
-    workers; this keeps a waiting message from overtaking another)."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
-
-    @contextlib.asynccontextmanager
-    async def turn(self, phone: str) -> AsyncIterator[None]:
-        lock, users = self._locks.setdefault(phone, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._locks[phone]
-
-
-@dataclass
-class Server:
-    """The running product: ledger, session store, menu engine, SMSC link and outbox sender."""
-
-    settings: Settings
-    ledger: LedgerService
-    store: SessionStore
-    engine: MenuEngine
-    outbox: Outbox
-    link: Link = field(init=False)
-    sender: OutboxSender = field(init=False)
-    accepting: bool = True
-    turns: PhoneTurns = field(default_factory=PhoneTurns)
-
-    async def handle(self, inbound: Inbound, ack: Ack) -> None:
-        """The link's inbound handler: take the message in, acknowledge it, finish it, send its
-        direct replies (one phone's in order); the outbox sender is woken, since a money
-        operation writes its result and receipts to the outbox."""
-        if not self.accepting:
-            raise ShuttingDown("the server is stopping")
-        async with self.turns.turn(inbound.source):
-            try:
-                handled = await self.engine.handle(inbound)
-                acked = ack()
-                await handled.finish(acked)
-            finally:
-                self.sender.nudge()
-            server_log.info(
-                "mo id=%s source=%s destination=%s transport=%s len=%d acked=%s replies=%d",
-                handled.message_id or "-",
-                inbound.source,
-                inbound.destination,
-                inbound.route.transport.value,
-                len(inbound.text),
-                acked,
-                len(handled.replies),
-            )  # the text may hold a password: only its length is logged
-            for reply in handled.replies:
-                try:
-                    await self.link.send(reply)
-                except (SendFailed, LinkStopped) as exc:
-                    server_log.error(
-                        "reply to %s for id=%s not sent: %s",
-                        reply.destination,
-                        handled.message_id,
-                        exc,
-                    )
-
-    async def status_line(self) -> str:
-        """bound, window in use, queue (outbox rows due), sent, failed, and more counters."""
-        gw, out = self.link.status(), self.sender.status()
-        try:
-            due: int | str = await self.outbox.due_count()
-        except Exception:
-            due = "?"
-        return (
-            f"status bound={gw.bound} window={gw.window_in_use}/{gw.window}"
-            f" queue={due} sent={out.sent} failed={out.failed} retried={out.retried}"
-            f" in_flight={out.in_flight} received={gw.received} receipts={out.receipts}"
-            f" replies_sent={gw.sent} binds={gw.binds} link_losses={gw.link_losses}"
-        )
+@contextlib.asynccontextmanager
+async def delivery_part(
+    settings: Settings,
+    ledger: LedgerService,
+    link: Link,
+    clock: Clock,
+    overrides: dict[str, Any] | None = None,
+) -> AsyncIterator[OutboxSender]:
+    """The outbox sender over ``link``, started; a recharge's notices are stored claimed for
+    it and handed to it once committed. On exit it finishes its sends in flight."""
+    sender = OutboxSender(
+        ledger_outbox(ledger),
+        link,
+        SenderConfig.from_settings(settings, **(overrides or {})),
+        clock=clock,
+    )
+    ledger.ctx.claim_for, ledger.ctx.on_committed = sender.claim, sender.hand
+    await sender.start()
+    try:
+        yield sender
+    finally:
+        ledger.ctx.claim_for = ledger.ctx.on_committed = None
+        await sender.stop()
 
 
 @contextlib.asynccontextmanager
@@ -293,98 +268,46 @@ async def run_server(
 ) -> AsyncIterator[Server]:
     """Builds and runs the server of ``settings``; tears it down in reverse order on exit.
 
-    Order: ledger (schema checked) → recovery pass → session store → menu engine → outbox
-    sender → SMPP link (binds in the background; ``await server.link.wait_bound()``).
+    Order: ledger (schema checked, recovery pass) → sessions → menus → link → delivery; then
+    the link starts (it binds in the background: ``await server.link.wait_bound()``).
     On exit: no new messages are taken, the sender finishes its sends in flight, the link
-    unbinds, then the store and the ledger close.
+    unbinds, then the menus, the sessions and the ledger close.
     """
     clock = clock or SystemClock()
     catalogue = catalogue or load_catalogue(settings)
-    ledger = await open_ledger(settings, clock, catalogue=catalogue, billing=billing)
-    background: list[asyncio.Task[None]] = []
-    try:
-        if recover:
-            resolved = await ledger.recover_pending()
-            if resolved:
-                server_log.info("recovered %d pending recharge(s) at start", len(resolved))
-        prefix = store_prefix or settings.redis_prefix
-        store = open_session_store(settings, prefix=prefix)
-        parts: PartStore = (
-            RedisParts(redis_client(settings), prefix, part_limits(settings))
-            if settings.redis_url
-            else InProcessParts(part_limits(settings))
+    async with contextlib.AsyncExitStack() as parts:
+        ledger = await parts.enter_async_context(
+            ledger_part(settings, clock, catalogue, billing, recover=recover)
         )
-        acks: ShortcutAcks | None = None
+        store, part_store = await parts.enter_async_context(sessions_part(settings, store_prefix))
+        engine = await parts.enter_async_context(
+            menus_part(settings, ledger, store, clock, catalogue)
+        )
+        link = await parts.enter_async_context(link_part(settings, part_store, link_overrides))
+        sender = await parts.enter_async_context(
+            delivery_part(settings, ledger, link, clock, sender_overrides)
+        )
+        outbox = ledger_outbox(ledger)
+        server = Server(settings, ledger, store, engine, outbox, link, sender)
+        await link.start(server.handle, sender.on_receipt)
+        status = asyncio.create_task(server.status_lines(), name="status")
+        log.info(
+            "serving: smsc %s:%d as %s, worker %s, store %s",
+            settings.smsc_host,
+            settings.smsc_port,
+            settings.smsc_system_id,
+            sender.config.worker_id,
+            "redis" if settings.redis_url else "in-process",
+        )
         try:
-            if isinstance(store, InProcessStore):  # its memory dies with this process
-                acks = await remember_unanswered_shortcuts(ledger, store)
-            logged = cast(AgentLedger, LoggedLedger(ledger))
-            engine = build_menu_engine(
-                settings,
-                logged,
-                store,
-                clock,
-                catalogue,
-                keys=ledger.ctx.keys,
-                dead_letters=DeadLetters(ledger.engine),
-                shortcut_acks=acks,
-            )
-            server = Server(settings, ledger, store, engine, ledger_outbox(ledger))
-
-            async def send(outbound: Outbound) -> list[str]:
-                return await server.link.send(outbound)
-
-            server.sender = OutboxSender(
-                server.outbox,
-                send,
-                SenderConfig.from_settings(settings, **(sender_overrides or {})),
-                ready=lambda: server.link.bound,
-                sent_here=lambda message_id: server.link.sent_here(message_id),
-                clock=clock,
-            )
-            link_values: dict[str, Any] = {
-                "response_timeout_s": settings.smpp_response_timeout_s,
-                "reconnect_max_s": settings.smpp_reconnect_max_s,
-                "throttle_max_s": settings.smpp_throttle_max_s,
-                "status_interval_s": 1e9,  # the server writes the status line itself
-                **(link_overrides or {}),
-            }
-            server.link = SmppLink.from_settings(settings, parts, **link_values)
-            await server.sender.start()
-            await server.link.start(server.handle, server.sender.on_receipt)
-            background.append(asyncio.create_task(_status_lines(server), name="status"))
-            if recover:
-                background.append(
-                    asyncio.create_task(
-                        recovery_loop(ledger, settings.recovery_interval_s), name="recovery"
-                    )
-                )
-            server_log.info(
-                "serving: smsc %s:%d as %s, worker %s, store %s",
-                settings.smsc_host,
-                settings.smsc_port,
-                settings.smsc_system_id,
-                server.sender.config.worker_id,
-                "redis" if settings.redis_url else "in-process",
-            )
-            try:
-                yield server
-            finally:
-                server.accepting = False
-                for task in background:
-                    task.cancel()
-                await asyncio.gather(*background, return_exceptions=True)
-                await server.sender.stop()
-                await server.link.stop()
-                server_log.info("stopped: %s", await server.status_line())
+            yield server
         finally:
-            if acks is not None:
-                await acks.stop()
-            if isinstance(parts, RedisParts):
-                await parts.aclose()
-            await store.aclose()
-    finally:
-        await close_ledger(ledger)
+            server.accepting = False
+            status.cancel()
+            await asyncio.gather(status, return_exceptions=True)
+            await sender.stop()  # its sends in flight finish while the link is up
+            await link.stop()
+            log.info("stopped: %s", await server.status_line())
 
 
 #: How far back an embedded worker looks, at start, for shortcuts whose message it never
@@ -406,12 +329,6 @@ async def remember_unanswered_shortcuts(
             item.phone, item.fingerprint, item.message_id, int(item.created_at.timestamp() * 1000)
         )
     if unanswered:
-        server_log.info("remembered %d unacknowledged shortcut(s) at start", len(unanswered))
+        log.info("remembered %d unacknowledged shortcut(s) at start", len(unanswered))
     acks.start()
     return acks
-
-
-async def _status_lines(server: Server) -> None:
-    while True:
-        await asyncio.sleep(server.settings.status_interval_s)
-        server_log.info("%s", await server.status_line())

@@ -8,6 +8,7 @@ without loading the menus, Redis or SMPP.
 from __future__ import annotations
 
 from smsmenu.clock import Clock, SystemClock
+from smsmenu.ledger.agent_cache import AgentCache
 from smsmenu.ledger.billing import BillingBackend
 from smsmenu.ledger.db import check_schema, create_engine
 from smsmenu.ledger.outbox import Outbox
@@ -28,27 +29,39 @@ async def open_ledger(
     catalogue: Catalogue | None = None,
     billing: BillingBackend | None = None,
     check: bool = True,
+    agent_cache: bool = False,
 ) -> LedgerService:
     """The ledger on ``settings.database_url``; raises ``db.SchemaMissing`` if the schema is
-    not at the newest migration (``smsmenu db upgrade``). Close it with ``close_ledger``."""
+    not at the newest migration (``smsmenu db upgrade``). ``agent_cache``: a long-running
+    worker's copy of agents (PostgreSQL only; kept current by the database's notices). Close
+    it with ``close_ledger``."""
     engine = create_engine(settings.database_url)
     try:
         if check:
             await check_schema(engine)
-        return LedgerService(  # raises keys.SecretMissing without a secret where one is needed
+        cache = AgentCache() if agent_cache and engine.dialect.name == "postgresql" else None
+        ledger = LedgerService(  # raises keys.SecretMissing without a secret where one is needed
             engine,
             clock or SystemClock(),
             catalogue or load_catalogue(settings),
             settings,
             billing,
+            agent_cache=cache,
         )
+        if cache is not None:
+            try:
+                await cache.listen(engine)
+            except BaseException:
+                await ledger.aclose()
+                raise
+        return ledger
     except BaseException:
         await engine.dispose()
         raise
 
 
 def ledger_outbox(ledger: LedgerService) -> Outbox:
-    """The outbox of ``ledger``'s database, for the SMPP sender."""
+    """The outbox of ``ledger``'s database, for the outbox sender."""
     return Outbox(ledger.engine, ledger.clock)
 
 

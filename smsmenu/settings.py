@@ -103,6 +103,7 @@ class Settings(BaseSettings):
     ussd_op_reply: int = Field(2, ge=0, le=255)
     ussd_op_final: int = Field(17, ge=0, le=255)
     log_level: str = "INFO"
+    log_file: str = ""  # serve's and the commands' log lines go here (default: stderr)
     status_interval_s: float = Field(60, gt=0)
     worker_id: str = ""
     smpp_response_timeout_s: float = Field(10, gt=0)

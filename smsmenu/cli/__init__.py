@@ -4,8 +4,8 @@ Every command takes ``--json``. A refusal or bad input prints one line on stderr
 non-zero; no stack trace ever reaches the user. Every command gets its Settings from
 ``command_settings()`` (a bad one: one line naming its key) and runs what needs the ledger inside
 ``startup_errors`` (no schema, no secret: one line). Every time a person reads (text output, log
-lines) is in the ``TIMEZONE`` setting (``local_time``, ``LogFormatter``); JSON output keeps times
-as ISO 8601 with the offset of that zone. The command modules (``cli.ledger``, ``cli.menus``,
+lines) is in the ``TIMEZONE`` setting (``local_time``, ``logs.LogFormatter``); JSON output keeps
+times as ISO 8601 with the offset of that zone. The command modules (``cli.ledger``, ``cli.menus``,
 ``cli.smpp``, ``cli.serve``) define the commands, only parse arguments and call
 ``smsmenu.app`` (or ``smsmenu.app_ledger``); ``cli.main`` is the entry point: its root group
 names every command and imports a command's module only when that command is used.
@@ -15,7 +15,6 @@ Nothing heavy is imported here.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,18 +59,6 @@ def emit(
 def local_time(when: datetime, zone: tzinfo) -> str:
     """A time as a person reads it: in ``zone`` (the TIMEZONE setting), to the second."""
     return when.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
-
-
-class LogFormatter(logging.Formatter):
-    """Log lines stamped in ``zone`` (the TIMEZONE setting): ISO 8601 with its offset, to the
-    millisecond, whatever the machine's own time zone."""
-
-    def __init__(self, fmt: str | None, zone: tzinfo) -> None:
-        super().__init__(fmt)
-        self.zone = zone
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return datetime.fromtimestamp(record.created, self.zone).isoformat("T", "milliseconds")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

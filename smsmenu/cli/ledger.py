@@ -10,7 +10,6 @@ Every command opens the database of ``SMSMENU_DATABASE_URL``; the schema is crea
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,6 +25,7 @@ from smsmenu.cli import (
     startup_errors,
     to_jsonable,
 )
+from smsmenu.cli.logs import command_logging
 from smsmenu.cli.passwords import password_option, read
 from smsmenu.ledger.api import (
     AgentView,
@@ -37,6 +37,7 @@ from smsmenu.ledger.api import (
     SubscriberStatus,
     SubscriberView,
 )
+from smsmenu.ledger.commands import new_key
 from smsmenu.money import format_yuan, parse_yuan
 
 if TYPE_CHECKING:  # types only: a command imports asyncio, SQLAlchemy and the ledger as it runs
@@ -63,6 +64,7 @@ def run_ledger(action: Callable[[LedgerService], Awaitable[T]]) -> T:
     from smsmenu.app_ledger import close_ledger, open_ledger
 
     settings = command_settings()
+    command_logging(settings)
 
     async def main() -> T:
         ledger = await open_ledger(settings)
@@ -95,8 +97,8 @@ def _day(text: str | None, what: str) -> date | None:
         fail(f"bad {what} {text!r}: a date as YYYY-MM-DD")
 
 
-def _key(key: str | None, prefix: str) -> str:
-    return key or f"cli-{prefix}-{uuid.uuid4().hex}"
+def _key(key: str | None, operation: str) -> str:
+    return key or new_key(f"cli-{operation}")
 
 
 # ---- output shapes (SPEC §12) -------------------------------------------------------------

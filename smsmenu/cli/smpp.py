@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from smsmenu.cli import LogFormatter, command_settings, emit, fail, json_option
+from smsmenu.cli import command_settings, emit, fail, json_option
+from smsmenu.cli.logs import LogFormatter
 from smsmenu.cli.passwords import password_option, read
 
 

@@ -127,8 +127,8 @@ async def open_agent(
     trade_pin: str,
     mgmt_pin: str,
     deposit_fen: int,
-    commission_bp: int | None = None,
-    key: str | None = None,
+    commission_bp: int | None,
+    key: str,
 ) -> AgentView:
     """Open an agent on an active mobile ``phone`` with a first deposit of ≥ 500 yuan."""
     rate = ctx.settings.default_commission_bp if commission_bp is None else commission_bp
@@ -141,7 +141,6 @@ async def open_agent(
     ):
         if rule:
             raise Refusal(rule)
-    key = key or f"open:{uuid.uuid4().hex}"
     fingerprint = f"{phone}|{deposit_fen}|{rate}"
     trade_hash, mgmt_hash = ctx.pins.hash(trade_pin), ctx.pins.hash(mgmt_pin)
     now = ctx.clock.now()

@@ -29,6 +29,8 @@ The modules beside this one do the work, one job each:
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -39,6 +41,7 @@ from smsmenu.keys import SecretKeys
 from smsmenu.ledger import (
     account,
     admission,
+    commands,
     operator_functions,
     queries,
     recharge,
@@ -75,6 +78,8 @@ from smsmenu.messages import Route
 from smsmenu.money import format_yuan
 from smsmenu.settings import Settings
 from smsmenu.texts import Catalogue
+
+money_log = logging.getLogger("smsmenu.money")
 
 
 def refusal_text(catalogue: Catalogue, refusal: Refusal, zone: Any = UTC) -> str:
@@ -133,9 +138,43 @@ class LedgerService:
             billing_timeout_s,
         )
         self.ctx.writer = _writer(self.ctx, agent_cache)
+        ctx = self.ctx
+        self._handlers: dict[type, Callable[[Any], Awaitable[Any]]] = {
+            commands.Recharge: lambda c: recharge.run(ctx, c, admission.fingerprint(c)),
+            commands.Retry: lambda c: recharge.retry(
+                ctx, c.agent_id, c.tx_id, c.pin, c.key, c.reply_route
+            ),
+            commands.Transfer: lambda c: transfer.transfer_to_phone(
+                ctx, c.agent_id, c.amount_fen, c.pin, c.key, c.reply_route
+            ),
+            commands.Deposit: lambda c: operator_functions.deposit(
+                ctx, c.agent_id, c.amount_fen, c.key
+            ),
+            commands.OpenAgent: lambda c: operator_functions.open_agent(
+                ctx, c.phone, c.trade_pin, c.mgmt_pin, c.deposit_fen, c.commission_bp, c.key
+            ),
+            commands.CloseAgent: lambda c: operator_functions.close_agent(ctx, c.agent_id, c.key),
+            commands.Reverse: lambda c: reversal.reverse(ctx, c.tx_id, c.key),
+        }
+
+    async def execute(self, command: commands.Command) -> Any:
+        """Run a money operation through its one handler, with the one log line every money
+        operation gets (``commands``): what was asked, and its outcome or refusal."""
+        asked = commands.describe(command)
+        try:
+            result = await self._handlers[type(command)](command)
+        except Refusal as refusal:
+            money_log.info("money %s refused=%s", asked, refusal.rule.value)
+            raise
+        except Exception as exc:
+            money_log.error("money %s error=%s", asked, type(exc).__name__)
+            raise
+        money_log.info("money %s %s", asked, commands.outcome(result))
+        return result
 
     async def aclose(self) -> None:
-        """Close the writer (its connection, its thread); the engine is the caller's."""
+        """Close the writer (its connection, its thread, its agent cache); the engine is the
+        caller's."""
         await self.ctx.writer.aclose()
 
     # ---- what the parts share (tests swap billing and faults on a running service) ------------
@@ -252,13 +291,22 @@ class LedgerService:
         key: str | None = None,
     ) -> AgentView:
         """Open an agent on an active mobile ``phone`` with a first deposit of ≥ 500 yuan."""
-        return await operator_functions.open_agent(
-            self.ctx, phone, trade_pin, mgmt_pin, deposit_fen, commission_bp, key
+        view: AgentView = await self.execute(
+            commands.OpenAgent(
+                phone,
+                trade_pin,
+                mgmt_pin,
+                deposit_fen,
+                commission_bp,
+                key or commands.new_key("open"),
+            )
         )
+        return view
 
     async def deposit(self, agent_id: int, amount_fen: int, key: str) -> DepositView:
         """续存: a multiple of 10 yuan, at least 10; cash in, float up."""
-        return await operator_functions.deposit(self.ctx, agent_id, amount_fen, key)
+        view: DepositView = await self.execute(commands.Deposit(agent_id, amount_fen, key))
+        return view
 
     async def suspend_agent(self, agent_id: int) -> AgentView:
         return await operator_functions.set_agent_status(self.ctx, agent_id, AgentStatus.SUSPENDED)
@@ -272,7 +320,8 @@ class LedgerService:
 
     async def close_agent(self, agent_id: int, key: str) -> CloseView:
         """销户: only below 10 yuan; the remainder is paid out in cash; the phone is freed."""
-        return await operator_functions.close_agent(self.ctx, agent_id, key)
+        view: CloseView = await self.execute(commands.CloseAgent(agent_id, key))
+        return view
 
     # ---- recharge ------------------------------------------------------------------------------
 
@@ -285,7 +334,8 @@ class LedgerService:
     async def recharge(self, request: RechargeRequest) -> RechargeView:
         """Reserve, credit through billing, post (or void: status ``failed``). Writes the
         agent's result notice and the target's receipt to the outbox in the same transaction."""
-        return await recharge.run(self.ctx, request, admission.fingerprint(request))
+        view: RechargeView = await self.execute(request)
+        return view
 
     async def recover_pending(self, older_than_s: float = 60.0) -> list[RechargeView]:
         """Resolve reservations left pending (by a crash) for at least ``older_than_s``:
@@ -301,7 +351,10 @@ class LedgerService:
         self, agent_id: int, tx_id: int, pin: str, key: str, reply_route: Route | None = None
     ) -> RechargeView:
         """Run a failed recharge of the retry list again, as a new recharge."""
-        return await recharge.retry(self.ctx, agent_id, tx_id, pin, key, reply_route)
+        view: RechargeView = await self.execute(
+            commands.Retry(agent_id, tx_id, pin, key, reply_route)
+        )
+        return view
 
     # ---- the agent's own account -----------------------------------------------------------------
 
@@ -319,9 +372,10 @@ class LedgerService:
         self, agent_id: int, amount_fen: int, pin: str, key: str, reply_route: Route | None = None
     ) -> TransferView:
         """Move float to the bound phone's own account (no commission, recharge amounts)."""
-        return await transfer.transfer_to_phone(
-            self.ctx, agent_id, amount_fen, pin, key, reply_route
+        view: TransferView = await self.execute(
+            commands.Transfer(agent_id, amount_fen, pin, key, reply_route)
         )
+        return view
 
     async def change_trade_pin(self, agent_id: int, old: str, new: str) -> None:
         """New trade password: 6 digits, not the old one, not 6 equal digits, not a run."""
@@ -345,7 +399,8 @@ class LedgerService:
 
     async def reverse(self, tx_id: int, key: str) -> ReversalView:
         """返销: the exact inverse of recharge ``tx_id`` if every rule of SPEC §7 allows it."""
-        return await reversal.reverse(self.ctx, tx_id, key)
+        view: ReversalView = await self.execute(commands.Reverse(tx_id, key))
+        return view
 
     # ---- reports -------------------------------------------------------------------------------
 

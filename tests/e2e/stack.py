@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from smsmenu.app import Server, run_server
+from smsmenu.app import run_server
 from smsmenu.ledger.api import AgentView, Billing, Kind
 from smsmenu.ledger.billing import BillingBackend
+from smsmenu.server import Server
 from smsmenu.settings import Settings
 from smsmenu.smpp.simulator import Received, Simulator
 from tests.ledger_fixtures import new_agent

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 import pytest
 import smpp34
 
-from smsmenu.app import Server, run_server
+from smsmenu.app import run_server
 from smsmenu.ledger.outbox import DELIVERED
+from smsmenu.server import Server
 from smsmenu.smpp import concat, pdu
 from smsmenu.smpp.text import Alphabet, choose_coding, decode, encode
 from smsmenu.smpp.ussd import SessionInfo

@@ -53,8 +53,10 @@ class Cli:
         return line
 
 
-def run(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """The real entry point in a process of its own."""
+def run(
+    url: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real entry point in a process of its own (``env``: more variables)."""
     return subprocess.run(
         [sys.executable, "-c", "from smsmenu.cli.main import main; main()", *args],
         capture_output=True,
@@ -64,6 +66,7 @@ def run(url: str, *args: str) -> subprocess.CompletedProcess[str]:
             "SMSMENU_DATABASE_URL": url,
             "SMSMENU_SECRET_KEY": TEST_SECRET_KEY,
             "PATH": "/usr/bin:/bin",
+            **(env or {}),
         },
     )
 
@@ -627,3 +630,29 @@ def test_a_malformed_password_is_a_format_error(cli: Cli) -> None:
     line = cli.refused("wrong_pin", *make, "--amount", "10", "--pin", "000000")
     assert "还可尝试2次" in line  # the malformed ones counted nothing
     assert cli.json("recharge", "list", "--agent", agent) == []
+
+
+def test_money_commands_log_their_line_to_the_log_file(cli: Cli, tmp_path: Path) -> None:
+    """The line every money operation gets (as ``serve`` logs it), for the command line too:
+    to ``SMSMENU_LOG_FILE``; no password in it, nothing on stderr."""
+    seed(cli)
+    log_file = tmp_path / "ops.log"
+    env = {"SMSMENU_LOG_FILE": str(log_file)}
+    done = run(
+        cli.url, "agent", "deposit", "--agent", "1", "--amount", "100", "--key", "d-1", env=env
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    refused = run(
+        cli.url,
+        *("recharge", "make", "--agent", "1", "--kind", "mobile", "--number", "13900000002"),
+        *("--amount", "100", "--pin", "864209", "--key", "r-1"),
+        env=env,
+    )
+    assert refused.returncode == 1
+    lines = log_file.read_text(encoding="utf-8").splitlines()
+    money = [line for line in lines if " smsmenu.money " in line]
+    assert len(money) == 2, lines
+    deposit, recharge = money
+    assert "money op=deposit agent=1 amount_fen=10000 key=d-1 tx=" in deposit
+    assert "op=recharge agent=1 kind=mobile number=13900000002 amount_fen=10000 key=r-1" in recharge
+    assert recharge.endswith(" refused=wrong_pin") and "864209" not in log_file.read_text()

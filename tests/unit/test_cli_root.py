@@ -32,7 +32,7 @@ def test_log_lines_and_json_times_are_in_the_timezone_setting() -> None:
     from zoneinfo import ZoneInfo
 
     from smsmenu.cli import to_jsonable
-    from smsmenu.cli.serve import configure_logging
+    from smsmenu.cli.logs import configure_logging
 
     shanghai = ZoneInfo("Asia/Shanghai")
     instant = datetime(2026, 11, 10, 2, 0, 5, 250000, tzinfo=UTC)
