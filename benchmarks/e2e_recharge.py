@@ -1,25 +1,30 @@
 """End-to-end recharge benchmark: shortcut recharges per second through the whole product.
 
-    .venv/bin/python benchmarks/e2e_recharge.py [--agents 120] [--seconds 10] [--workers 1]
+    .venv/bin/python benchmarks/e2e_recharge.py [--seconds 10] [--light 20] [--agents 120]
 
-What it measures, over loopback on this machine, with PostgreSQL (127.0.0.1:5432, a fresh
-database of its own) and Redis (127.0.0.1:6379, a key prefix of its own):
+What it measures, in one run, over loopback on this machine:
 
 1. The transport ceiling: the SMSC simulator (in this process) and an echo ESME (our SMPP link
    with a handler that answers at once, in a subprocess) — deliver_sm in, one submit_sm out,
    per phone in a closed loop — as round trips per second. Nothing can go faster than that.
-2. The product: ``smsmenu serve`` worker(s) (subprocesses) bound to the same simulator; each of
-   ``--agents`` agents sends ``CZ 2 <its own target> <amount> <pin>`` and waits for both the
-   result SMS and the target's receipt (both come from the outbox: ledger transaction →
-   outbox sender → submit_sm) before the next one. A recharge counts when both arrived;
-   its latency is from the deliver_sm being queued to the second of the two arriving.
+2. The product, in three setups: the embedded default (one ``smsmenu serve``, SQLite, in-process
+   sessions), and PostgreSQL (127.0.0.1:5432, a fresh database of its own) + Redis
+   (127.0.0.1:6379, a key prefix of its own) with 1 and with 2 workers, all bound to the same
+   simulator. Each agent sends ``CZ 2 <its own target> <amount> <pin>`` and waits for both
+   the result SMS and the target's receipt (both come from the outbox: ledger transaction →
+   outbox sender → submit_sm) before the next one. A recharge counts when both arrived; its
+   latency is from the deliver_sm being queued to the second of the two arriving.
+   Each setup runs twice: ``--light`` agents (latency below saturation: a closed loop's mean
+   latency is agents ÷ rate) and ``--agents`` agents (saturated).
 
-It prints completed recharges/s, p50/p90/p99 latency, and the ratio to the ceiling. It is
-not a test and asserts nothing; numbers go into the notes.
+For each run it prints recharges/s, p50/p90/p99 latency, and the CPU each process used per
+recharge (every worker, this process — simulator and load —, PostgreSQL, Redis), and at the end
+the ratio of each setup to the ceiling. It is not a test and asserts nothing; the figures go
+into the notes.
 """
 
 # A harness, not product code: it starts processes and polls from async code on purpose.
-# ruff: noqa: ASYNC110, ASYNC220, ASYNC240
+# ruff: noqa: ASYNC110, ASYNC220
 
 from __future__ import annotations
 
@@ -28,9 +33,11 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,19 +104,22 @@ async def closed_loop(
     make_text: object,
     seconds: float,
     warmup: float,
+    sent: dict[int, int] | None = None,
 ) -> tuple[int, list[float], float]:
-    """Each user sends, waits for its message(s), again; counts after ``warmup``."""
+    """Each user sends, waits for its message(s), again; counts after ``warmup``. ``sent``:
+    how many each user sent so far (carried over from run to run, so that no text repeats)."""
     latencies: list[float] = []
     start = time.perf_counter()
     measure_from = start + warmup
     stop_at = measure_from + seconds
     done = 0
+    counts = sent if sent is not None else defaultdict(int)
 
     async def user(index: int, phone: str, other: str | None) -> None:
         nonlocal done
-        n = 0
         while time.perf_counter() < stop_at:
-            n += 1
+            counts[index] += 1
+            n = counts[index]
             t0 = time.perf_counter()
             sim.send(phone, make_text(index, n))  # type: ignore[attr-defined,operator]
             await asyncio.wait_for(phones.queues[phone].get(), 30)
@@ -152,9 +162,10 @@ def pids_named(name: str) -> list[int]:
 def report(name: str, done: int, latencies: list[float], seconds: float) -> float:
     rate = done / seconds
     print(
-        f"{name:<34} {rate:8.0f}/s  p50 {percentile(latencies, 0.5) * 1000:6.1f} ms"
+        f"{name:<38} {rate:7.0f}/s  p50 {percentile(latencies, 0.5) * 1000:6.1f} ms"
         f"  p90 {percentile(latencies, 0.9) * 1000:6.1f} ms"
-        f"  p99 {percentile(latencies, 0.99) * 1000:6.1f} ms  (n={done})"
+        f"  p99 {percentile(latencies, 0.99) * 1000:6.1f} ms  (n={done})",
+        flush=True,
     )
     return rate
 
@@ -162,13 +173,13 @@ def report(name: str, done: int, latencies: list[float], seconds: float) -> floa
 # ---- the run ---------------------------------------------------------------------------------
 
 
-async def setup_database(agents: int) -> str:
-    from smsmenu.app import close_ledger, open_ledger
+async def seed(url: str, agents: int) -> None:
+    """A migrated ledger at ``url`` with ``agents`` agents, each with its own targets."""
+    from smsmenu.app_ledger import close_ledger, open_ledger
     from smsmenu.ledger.api import Billing, Kind
     from smsmenu.ledger.db import create_engine, upgrade
     from smsmenu.settings import Settings
 
-    url = (await servers.create_database(PG)).replace("postgresql://", "postgresql+asyncpg://", 1)
     engine = create_engine(url)
     try:
         await upgrade(engine)
@@ -184,7 +195,6 @@ async def setup_database(agents: int) -> str:
             await ledger.open_agent(phone, PIN, "246801", 10_000_000_00, 200)
     finally:
         await close_ledger(ledger)
-    return url
 
 
 async def wait_sessions(sim: object, count: int, within_s: float = 30.0) -> None:
@@ -193,135 +203,183 @@ async def wait_sessions(sim: object, count: int, within_s: float = 30.0) -> None
             await asyncio.sleep(0.05)
 
 
+def drain(phones: Phones) -> None:
+    for queue in phones.queues.values():
+        while not queue.empty():
+            queue.get_nowait()
+
+
+def start_workers(
+    name: str, count: int, env: dict[str, str], args: argparse.Namespace
+) -> list[subprocess.Popen[bytes]]:
+    logs = Path(args.logs)
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for w in range(count):
+        profile = ["-m", "cProfile", "-o", str(logs / f"{name}-{w}.prof")] if args.profile else []
+        with (logs / f"{name}-{w}.log").open("wb") as log:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, *profile, "-m", "smsmenu.cli.main", "serve"],
+                    env={**env, "SMSMENU_WORKER_ID": f"{name}-{w}"},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            )
+        (logs / f"{name}-{w}.pid").write_text(str(procs[-1].pid))
+    return procs
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def measure(
+    sim: object,
+    phones: Phones,
+    name: str,
+    agents: int,
+    workers: list[subprocess.Popen[bytes]],
+    sent: dict[int, int],
+    args: argparse.Namespace,
+) -> float:
+    """One closed loop of ``agents`` agents through ``workers``: its figures and the CPU each
+    process used per recharge. Returns the rate."""
+
+    def text(i: int, n: int) -> str:
+        amount = 10 * (1 + (n // TARGETS) % 100)
+        return f"CZ 2 {target(i, n % TARGETS)} {amount} {PIN}"
+
+    def receiver(i: int, n: int) -> str:
+        return target(i, n % TARGETS)
+
+    groups: dict[str, Callable[[], list[int]]] = {
+        **{f"worker {w}": (lambda p=p: [p.pid]) for w, p in enumerate(workers)},
+        "simulator + load (this process)": lambda: [os.getpid()],
+        "postgres (all backends)": lambda: pids_named("postgres"),
+        "redis-server": lambda: pids_named("redis-server"),
+    }
+    before = {pid: cpu_seconds([pid]) for pids in groups.values() for pid in pids()}
+    wall0 = time.perf_counter()
+    users: list[tuple[str, object]] = [(f"138{i:08d}", receiver) for i in range(agents)]
+    done, lat, secs = await closed_loop(sim, phones, users, text, args.seconds, 2.0, sent)
+    wall = time.perf_counter() - wall0
+    rate = report(f"{name}, {agents} agents", done, lat, secs)
+    total_done = max(1.0, done * wall / secs)  # the warm-up ran too
+    for group, pids in groups.items():
+        # a process that started meanwhile (a PostgreSQL backend) counts from zero
+        used = sum(cpu_seconds([pid]) - before.get(pid, 0.0) for pid in pids())
+        print(
+            f"    {group:<34} {used / wall * 100:5.1f}% of a core,"
+            f" {used / total_done * 1000:5.2f} ms CPU per recharge"
+        )
+    return rate
+
+
 async def main(args: argparse.Namespace) -> None:
     from smsmenu.smpp.simulator import Simulator
 
-    print(f"setting up PostgreSQL database and {args.agents} agents ...", flush=True)
-    url = await setup_database(args.agents)
     sim = Simulator(redeliver_after_s=30.0, spread=True)
     phones = Phones()
     sim.on_received = phones.received
     port = await sim.start()
-    procs: list[subprocess.Popen[bytes]] = []
+    print(f"{os.cpu_count()} cores; {args.seconds:.0f} s per run after a 2 s warm-up", flush=True)
+    rates: dict[str, float] = {}
     try:
         # 1. the transport ceiling: simulator <-> echo ESME
         echo = subprocess.Popen([sys.executable, __file__, "--echo-esme", str(port)])
-        procs.append(echo)
-        await wait_sessions(sim, 1)
-        users = [(f"137{i:08d}", None) for i in range(args.agents)]
-        done, lat, secs = await closed_loop(
-            sim, phones, users, lambda i, n: f"ping {n}", args.seconds, 1.0
-        )
-        ceiling = report("transport ceiling (echo ESME)", done, lat, secs)
-        echo.terminate()
-        echo.wait(10)
-        procs.remove(echo)
+        try:
+            await wait_sessions(sim, 1)
+            users = [(f"137{i:08d}", None) for i in range(args.agents)]
+            done, lat, secs = await closed_loop(
+                sim, phones, users, lambda i, n: f"ping {n}", args.seconds, 1.0
+            )
+            ceiling = report(f"transport ceiling (echo ESME), {args.agents}", done, lat, secs)
+        finally:
+            echo.terminate()
+            echo.wait(10)
         await asyncio.sleep(0.5)
 
-        # 2. the product
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SMSMENU_")}
-        env.update(
-            SMSMENU_DATABASE_URL=url,
+        base = {k: v for k, v in os.environ.items() if not k.startswith("SMSMENU_")}
+        base.update(
             SMSMENU_SECRET_KEY=servers.TEST_SECRET_KEY,
-            SMSMENU_REDIS_URL=REDIS,
-            SMSMENU_REDIS_PREFIX=f"bench:{uuid.uuid4().hex[:8]}:",
             SMSMENU_SMSC_PORT=str(port),
             SMSMENU_RATE_LIMIT_PER_MIN="1000000",
             SMSMENU_SMPP_WINDOW=str(args.window),
             SMSMENU_STATUS_INTERVAL_S="5",
             SMSMENU_LOG_LEVEL=args.log_level,
-            SMSMENU_OUTBOX_POLL_S="0.05",
         )
-        logs = Path(args.logs)
-        logs.mkdir(parents=True, exist_ok=True)
-        for w in range(args.workers):
-            with (logs / f"serve-{w}.log").open("wb") as log:
-                procs.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            *(
-                                ["-m", "cProfile", "-o", str(logs / f"serve-{w}.prof")]
-                                if args.profile
-                                else []
-                            ),
-                            "-m",
-                            "smsmenu.cli.main",
-                            "serve",
-                        ],
-                        env=env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                    )
+        with tempfile.TemporaryDirectory() as folder:
+            setups = []
+            if "embedded" in args.setups:
+                sqlite = f"sqlite+aiosqlite:///{folder}/bench.db"
+                setups.append(("embedded (SQLite, in-process)", 1, sqlite, {}))
+            pg_url = ""
+            if {"pg1", "pg2"} & set(args.setups):
+                pg_url = (await servers.create_database(PG)).replace(
+                    "postgresql://", "postgresql+asyncpg://", 1
                 )
-        for w, proc in enumerate(procs):
-            (logs / f"serve-{w}.pid").write_text(str(proc.pid))
-        await wait_sessions(sim, args.workers)
-        for queue in phones.queues.values():
-            while not queue.empty():
-                queue.get_nowait()
-        await asyncio.sleep(1.0)  # the agents' opening notices go out first
-        for queue in phones.queues.values():
-            while not queue.empty():
-                queue.get_nowait()
-        agents = [(f"138{i:08d}", f"139{i:08d}") for i in range(args.agents)]
-
-        def text(i: int, n: int) -> str:
-            amount = 10 * (1 + (n // TARGETS) % 100)
-            return f"CZ 2 {target(i, n % TARGETS)} {amount} {PIN}"
-
-        def receiver(i: int, n: int) -> str:
-            return target(i, n % TARGETS)
-
-        groups = {
-            "simulator+load (this process)": [os.getpid()],
-            "smsmenu serve": [p.pid for p in procs],
-            "postgres (all backends)": pids_named("postgres"),
-            "redis-server": pids_named("redis-server"),
-        }
-        before = {k: cpu_seconds(v) for k, v in groups.items()}
-        pg_before = {pid: cpu_seconds([pid]) for pid in pids_named("postgres")}
-        wall0 = time.perf_counter()
-        users: list[tuple[str, object]] = [(p, receiver) for p, _ in agents]
-        done, lat, secs = await closed_loop(sim, phones, users, text, args.seconds, 2.0)
-        wall = time.perf_counter() - wall0
-        rate = report(f"recharges ({args.workers} worker(s))", done, lat, secs)
-        total_done = max(1, done * wall / secs)  # the warm-up ran too
-        print(f"CPU during the run ({wall:.1f}s wall, {os.cpu_count()} cores):")
-        groups["postgres (all backends)"] = pids_named("postgres")  # the pool connected lazily
-        before_pg = {pid: cpu for pid, cpu in pg_before.items()}
-        for k, v in groups.items():
-            if k.startswith("postgres"):
-                used = sum(cpu_seconds([pid]) - before_pg.get(pid, 0.0) for pid in v)
-            else:
-                used = cpu_seconds(v) - before[k]
-            print(
-                f"  {k:<32} {used:6.2f} s = {used / wall * 100:5.1f}% of a core,"
-                f" {used / total_done * 1000:5.2f} ms per recharge"
-            )
-        print(
-            f"ratio to the transport ceiling: {rate / ceiling:.2f}"
-            f"  (each recharge = 1 deliver_sm in, 2 submit_sm out, 2 receipts back)"
-        )
-        print(f"worker logs: {logs}")
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
+            redis = {"SMSMENU_REDIS_URL": REDIS}
+            for workers in (1, 2):
+                if f"pg{workers}" in args.setups:
+                    name = f"PostgreSQL + Redis, {workers} worker(s)"
+                    setups.append((name, workers, pg_url, redis))
+            seeded: set[str] = set()
+            sent: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
             try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+                for name, count, url, extra in setups:
+                    if url not in seeded:
+                        print(f"seeding {args.agents} agents ...", flush=True)
+                        await seed(url, args.agents)
+                        seeded.add(url)
+                    env = {
+                        **base,
+                        **extra,
+                        "SMSMENU_DATABASE_URL": url,
+                        "SMSMENU_REDIS_PREFIX": f"bench:{uuid.uuid4().hex[:8]}:",
+                    }
+                    procs = start_workers(name.split(" ")[0].lower() + str(count), count, env, args)
+                    try:
+                        await wait_sessions(sim, count)
+                        await asyncio.sleep(1.0)  # the agents' opening notices go out first
+                        drain(phones)
+                        print(name, flush=True)
+                        for agents in (args.light, args.agents):
+                            rate = await measure(sim, phones, name, agents, procs, sent[url], args)
+                            rates[f"{name}, {agents} agents"] = rate
+                            drain(phones)
+                    finally:
+                        stop_workers(procs)
+                        await asyncio.sleep(0.5)
+            finally:
+                if pg_url:
+                    await servers.drop_database(pg_url.replace("+asyncpg", "", 1))
+        print("ratio to the transport ceiling (each recharge: 1 deliver_sm in, 2 submit_sm out):")
+        for name, rate in rates.items():
+            print(f"    {name:<50} {rate / ceiling:5.2f}")
+        print(f"worker logs: {args.logs}")
+    finally:
         await sim.stop()
-        await servers.drop_database(url.replace("+asyncpg", "", 1))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--agents", type=int, default=120)
+    parser.add_argument("--agents", type=int, default=120, help="agents of the saturated runs")
+    parser.add_argument("--light", type=int, default=20, help="agents of the latency runs")
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--setups",
+        default="embedded,pg1,pg2",
+        type=lambda text: text.split(","),
+        help="which of embedded, pg1, pg2 to run",
+    )
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--logs", default="/tmp/smsmenu-bench")

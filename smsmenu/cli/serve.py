@@ -4,19 +4,16 @@ in one process on a fresh SQLite file, with the simulator's phone console or a s
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
-import sys
 import tempfile
-from datetime import tzinfo
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from smsmenu.cli import (
-    LogFormatter,
     command_settings,
     emit,
     fail,
@@ -24,43 +21,10 @@ from smsmenu.cli import (
     safe_url,
     startup_errors,
 )
+from smsmenu.cli.logs import configure_logging
 
 log = logging.getLogger("smsmenu.server")
-
-
-class _JsonFormatter(LogFormatter):
-    def format(self, record: logging.LogRecord) -> str:
-        value: dict[str, Any] = {
-            "ts": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            value["exc"] = self.formatException(record.exc_info)
-        return json.dumps(value, ensure_ascii=False)
-
-
-def configure_logging(
-    level: str, as_json: bool, zone: tzinfo, stream: Any = None, path: Path | None = None
-) -> None:
-    """One line per event: ``time level logger key=value ...`` (or one JSON object), the time
-    in ``zone`` (the TIMEZONE setting)."""
-    handler: logging.Handler = (
-        logging.FileHandler(path, encoding="utf-8")
-        if path is not None
-        else logging.StreamHandler(stream or sys.stderr)
-    )
-    handler.setFormatter(
-        _JsonFormatter(None, zone)
-        if as_json
-        else LogFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", zone)
-    )
-    rootlog = logging.getLogger()
-    rootlog.handlers[:] = [handler]
-    rootlog.setLevel(level.upper())
-    for noisy in ("alembic", "sqlalchemy", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+T = TypeVar("T")
 
 
 @click.command("serve")
@@ -77,7 +41,8 @@ def serve(status_interval: float | None, as_json: bool) -> None:
     settings = command_settings()
     if status_interval is not None:
         settings = settings.model_copy(update={"status_interval_s": status_interval})
-    configure_logging(settings.log_level, as_json, settings.zone)
+    path = Path(settings.log_file) if settings.log_file else None
+    configure_logging(settings.log_level, as_json, settings.zone, path=path)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -98,9 +63,19 @@ def serve(status_interval: float | None, as_json: bool) -> None:
 
     try:
         with startup_errors(settings):
-            asyncio.run(main())
+            run_loop(main())
     except OSError as exc:
         fail(f"cannot start: {exc}")
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run the server's event loop: uvloop's where it is installed (Linux, macOS), else
+    asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 # ---- demo -------------------------------------------------------------------------------------
@@ -306,7 +281,7 @@ def demo(
 
     try:
         with startup_errors(base):  # a damaged key file beside an existing --db
-            outcome = asyncio.run(main())
+            outcome = run_loop(main())
     except KeyboardInterrupt:
         return
     if outcome is None:

@@ -226,7 +226,7 @@ async def check(
             until = held or getattr(lock, password.locked_key) or now
             raise Refusal(password.locked_rule, until=until)
         await asyncio.sleep(pause)  # three are being checked: their answer decides
-    if ctx.pins.verify(password.owner(agent_id), counted.hash, pin):
+    if await ctx.pins.check(password.owner(agent_id), counted.hash, pin):
         stored: str = counted.hash
         rehash = (stored, ctx.pins.hash(pin)) if ctx.pins.needs_rehash(stored) else None
         return Proof(agent_id, True, counted.locked_until, rehash)

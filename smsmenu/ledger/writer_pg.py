@@ -6,7 +6,8 @@ database function of migration 0005 (``ledger_recharge``; ``ledger_reserve`` and
 ``ledger_resolve`` for two-phase recharges), outside an explicit transaction, so that the round
 trip is also the commit. The function checks what the plan could not know or assumed and says
 which failed (``recharge_plan.Outcome``): on ``stale``, ``target`` or ``notify`` the writer
-reads the facts and plans again, so that the rules word any refusal. With a fault hook set
+reads the facts and plans again (with the agent's row locked), so that the rules word any
+refusal. With a fault hook set
 (tests) the call runs in a transaction with the hook called before the commit, so that a
 simulated crash there leaves nothing. Statements are the Core ones of ``statements``, compiled
 once for asyncpg: SQLAlchemy's per-execute work was most of the client's CPU.
@@ -47,6 +48,7 @@ T = TypeVar("T")
 
 _CONTEXT = sql.AsyncpgStatement(sql.RECHARGE_CONTEXT)
 _BY_PHONE = "SELECT id FROM agents WHERE bound_phone = $1"
+_LOCK_AGENT = "SELECT 1 FROM agents WHERE id = $1 FOR UPDATE"
 
 
 def _call(function: str, count: int, outputs: str) -> str:
@@ -63,8 +65,9 @@ _RESERVE = _call("ledger_reserve", 18, "outcome, txn, available, agent_version")
 _RESOLVE = _call(
     "ledger_resolve", 17, "outcome, float_after, target_balance, agent_outbox, receipt_outbox"
 )
-#: Attempts to plan and write before giving up on an agent whose row keeps changing.
-_TRIES = 5
+#: Attempts, with the agent locked, to plan on facts that stay put (its target or notify
+#: number can still change meanwhile) before giving up.
+_TRIES = 3
 
 
 class PostgresWriter:
@@ -143,35 +146,49 @@ class PostgresWriter:
     async def _take_in(
         self, raw: Any, op: RechargeOp, query: str, reserve: bool
     ) -> tuple[RechargePlan, Any]:
-        """Plan on the cached row (or read), call ``query`` with the plan; again on the facts
-        while it says the plan was not made on them. The plan and the function's row."""
+        """Plan on the cached row (or read), call ``query`` with the plan: the plan and the
+        function's row. When the function finds the plan was not made on the facts (another
+        operation changed the agent meanwhile: busy agents do), read and plan again with the
+        agent's row locked, so that the next plan cannot be stale."""
         check_key(op.request.key)
         agent = self.cache.row(op.request.agent_id) if self.cache is not None else None
         if op.proof is not None and op.proof.counted:
             agent = None  # counting the attempt changed the row since it was cached
-        facts: Facts | None = None
+        done = await self._attempt(raw, op, agent, query, reserve)
         for _ in range(_TRIES):
-            if agent is None:
-                agent, facts = await self._read(raw, op)
-            now = self._ctx.clock.now()
-            p = plan(self._ctx, agent, op.request, op.fingerprint, now, op.proof, facts, op.claim)
-            args = self._take_in_args(p)
-            if not reserve:
-                args += p.notice_args()
-            fault = ("reserved",) if reserve else ("credited", "posting")
-            row = await self._fetch(raw, query, fault, *args)
-            outcome = Outcome(row["outcome"])
-            if outcome is Outcome.OK:
-                self._written(p, row["agent_version"])
-                return p, row
-            if outcome is Outcome.KEY:
-                raise KeyTaken
-            if outcome in (Outcome.DUPLICATE, Outcome.FUNDS):
-                raise refusal(outcome, op.request, row["available"])
-            if self.cache is not None:  # STALE, TARGET, NOTIFY: read the facts, plan again
-                self.cache.changed(agent.id)
-            agent = None
-        raise RuntimeError(f"agent {op.request.agent_id}'s row kept changing during a recharge")
+            if done is not None:
+                return done
+            async with raw.transaction():
+                await raw.execute(_LOCK_AGENT, op.request.agent_id)
+                done = await self._attempt(raw, op, None, query, reserve)
+        raise RuntimeError(f"agent {op.request.agent_id}'s facts kept changing during a recharge")
+
+    async def _attempt(
+        self, raw: Any, op: RechargeOp, agent: AgentRow | None, query: str, reserve: bool
+    ) -> tuple[RechargePlan, Any] | None:
+        """Plan (on ``agent``, else on a fresh read) and call the function: None when it says
+        the plan was not made on the facts (``stale``, ``target``, ``notify``)."""
+        facts: Facts | None = None
+        if agent is None:
+            agent, facts = await self._read(raw, op)
+        now = self._ctx.clock.now()
+        p = plan(self._ctx, agent, op.request, op.fingerprint, now, op.proof, facts, op.claim)
+        args = self._take_in_args(p)
+        if not reserve:
+            args += p.notice_args()
+        fault = ("reserved",) if reserve else ("credited", "posting")
+        row = await self._fetch(raw, query, fault, *args)
+        outcome = Outcome(row["outcome"])
+        if outcome is Outcome.OK:
+            self._written(p, row["agent_version"])
+            return p, row
+        if outcome is Outcome.KEY:
+            raise KeyTaken
+        if outcome in (Outcome.DUPLICATE, Outcome.FUNDS):
+            raise refusal(outcome, op.request, row["available"])
+        if self.cache is not None:
+            self.cache.changed(agent.id)
+        return None
 
     def _written(self, p: RechargePlan, version: int) -> None:
         """The cached copy of the agent as the plan's writes left it (the count cleared, the

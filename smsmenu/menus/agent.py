@@ -31,7 +31,6 @@ TARGET_RULES = frozenset(
     {Rule.BAD_NUMBER, Rule.TARGET_UNKNOWN, Rule.TARGET_CLOSED, Rule.TARGET_KIND_MISMATCH}
 )
 RETRY_LIST_MAX = 5
-RECORD_LABELS = {"recharge": "充值", "deposit": "续存", "transfer": "转入手机", "reversal": "返销"}
 
 
 def _kind(turn: Turn) -> Kind:
@@ -433,8 +432,13 @@ async def _records(turn: Turn, pin: str) -> str:
         turn.say("agent_records_none")
     else:
         lines = "\n".join(
-            f"{turn.local(r.created_at):%m-%d %H:%M} {RECORD_LABELS.get(r.kind, r.kind)}"
-            f" {r.number or ''} {format_yuan(r.amount_fen)}".replace("  ", " ")
+            turn.text(
+                "agent_record_line",
+                when=f"{turn.local(r.created_at):%m-%d %H:%M}",
+                label=turn.text(f"record_{r.kind}") if f"record_{r.kind}" in turn.texts else r.kind,
+                number=f"{r.number} " if r.number else "",
+                amount=format_yuan(r.amount_fen),
+            )
             for r in records
         )
         turn.say("agent_records_result", lines=lines)

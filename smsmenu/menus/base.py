@@ -74,6 +74,10 @@ class Turn:
     def say(self, key: str, /, **params: Any) -> None:
         self.parts.append(self.texts.render(key, **params))
 
+    def text(self, key: str, /, **params: Any) -> str:
+        """The catalogue's text ``key`` (to build a part of what is said)."""
+        return self.texts.render(key, **params)
+
     def refusal(self, refusal: Refusal) -> None:
         self.parts.append(refusal_text(self.texts, refusal, self.zone))
 

@@ -40,14 +40,14 @@ from zoneinfo import ZoneInfo
 from smsmenu.clock import Clock
 from smsmenu.digits import masked
 from smsmenu.keys import SecretKeys
-from smsmenu.ledger.api import AgentLedger, Kind, RechargeRequest, Refusal, Rule
+from smsmenu.ledger.api import AgentLedger, RechargeRequest, Refusal, Rule
 from smsmenu.ledger.deadletters import DeadLetter, DeadLetterSink
 from smsmenu.ledger.shortcut_acks import ShortcutAcks
 from smsmenu.menus import shortcuts
 from smsmenu.menus.agent import AgentMenu, say_if_pending
 from smsmenu.menus.base import MachinePool, Turn
 from smsmenu.menus.sealing import Sealer
-from smsmenu.menus.session import IDLE, CorruptSession, Session
+from smsmenu.menus.session import IDLE, CorruptSession, PendingRecharge, PendingRetry, Session
 from smsmenu.menus.shortcuts import (
     BalanceCommand,
     ConfirmCommand,
@@ -365,15 +365,9 @@ class MenuEngine:
             moved.append(key)
             refused = await self._recharge(session, turn, command, key, window)
             if refused is not None and refused.rule is Rule.DUPLICATE_RECHARGE:
-                session.pending = {
-                    "op": "recharge",
-                    "kind": command.kind.value,
-                    "number": number,
-                    "amount": amount,
-                    "notify": command.notify,
-                    "expires": ts + window,
-                    "key": turn.new_op_key(),
-                }
+                session.pending = PendingRecharge(
+                    command.kind, number, amount, command.notify, ts + window, turn.new_op_key()
+                )
                 turn.say("shortcut_duplicate", number=number, amount=format_yuan(amount))
         elif isinstance(command, BalanceCommand):
             try:
@@ -389,14 +383,9 @@ class MenuEngine:
                 turn.say("shortcut_retry_none", number=command.number)
                 return
             latest = max(failed, key=lambda r: r.created_at)
-            session.pending = {
-                "op": "retry",
-                "tx": latest.tx_id,
-                "number": latest.number,
-                "amount": latest.amount_fen,
-                "expires": ts + window,
-                "key": turn.new_op_key(),
-            }
+            session.pending = PendingRetry(
+                latest.tx_id, latest.number, latest.amount_fen, ts + window, turn.new_op_key()
+            )
             turn.say(
                 "shortcut_retry_confirm",
                 number=latest.number,
@@ -413,21 +402,17 @@ class MenuEngine:
             turn.say("shortcut_nothing_pending")
             return
         session.pending = None
-        key = turn.op_ledger_key(str(pending["key"]))
-        if pending["op"] == "recharge":
+        key = turn.op_ledger_key(pending.key)
+        if isinstance(pending, PendingRecharge):
             recharge = RechargeCommand(
-                Kind(pending["kind"]),
-                str(pending["number"]),
-                int(pending["amount"]),
-                command.pin,
-                pending.get("notify"),
+                pending.kind, pending.number, pending.amount_fen, command.pin, pending.notify
             )
             refused = await self._recharge(session, turn, recharge, key)
         else:
             try:
                 view = await self.ledger.retry(
                     session.agent_id or 0,
-                    int(pending["tx"]),
+                    pending.tx_id,
                     command.pin,
                     key,
                     turn.route.ending(final=True),

@@ -13,17 +13,65 @@ password: old, new, new again) keeps it sealed (``menus.sealing``), never in cle
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from smsmenu.ledger.api import Kind
+
 IDLE: tuple[str, ...] = ("idle",)
-FORMAT = 1
+FORMAT = 2
 
 JsonValue = Any
 
 
 class CorruptSession(ValueError):
     """Stored bytes that are not a session of this format; the engine starts afresh."""
+
+
+@dataclass(frozen=True)
+class PendingRecharge:
+    """The duplicate guard asked to confirm this shortcut recharge (``Y <pin>``)."""
+
+    kind: Kind
+    number: str
+    amount_fen: int
+    notify: str | None
+    expires: float  # epoch seconds
+    key: str  # the confirmation's own operation key
+
+
+@dataclass(frozen=True)
+class PendingRetry:
+    """``CS`` asked to confirm running this failed recharge again (``Y <pin>``)."""
+
+    tx_id: int
+    number: str
+    amount_fen: int
+    expires: float
+    key: str
+
+
+Pending = PendingRecharge | PendingRetry
+
+
+def _pending_json(pending: Pending | None) -> dict[str, JsonValue] | None:
+    if pending is None:
+        return None
+    op = "recharge" if isinstance(pending, PendingRecharge) else "retry"
+    return {"op": op, **asdict(pending)}
+
+
+def _pending_of(obj: JsonValue) -> Pending | None:
+    if obj is None:
+        return None
+    values = dict(obj)
+    op = values.pop("op")
+    if op == "recharge":
+        values["kind"] = Kind(values["kind"])
+        return PendingRecharge(**values)
+    if op == "retry":
+        return PendingRetry(**values)
+    raise CorruptSession(f"unknown pending operation {op!r}")
 
 
 @dataclass
@@ -33,7 +81,7 @@ class Session:
     states: tuple[str, ...] = IDLE
     data: dict[str, JsonValue] = field(default_factory=dict)
     touched: float = 0.0  # epoch seconds of the last menu step
-    pending: dict[str, JsonValue] | None = None
+    pending: Pending | None = None
     version: int = 0
 
     @property
@@ -50,7 +98,7 @@ class Session:
 
     def prune(self, now: float) -> None:
         """Forget an expired pending confirmation."""
-        if self.pending is not None and now >= float(self.pending.get("expires", 0)):
+        if self.pending is not None and now >= self.pending.expires:
             self.pending = None
 
     @property
@@ -67,7 +115,7 @@ class Session:
                 "states": list(self.states),
                 "data": self.data,
                 "touched": self.touched,
-                "pending": self.pending,
+                "pending": _pending_json(self.pending),
                 "v": self.version,
             },
             ensure_ascii=False,
@@ -83,11 +131,10 @@ class Session:
             agent = obj["agent"]
             states = tuple(str(item) for item in obj["states"])
             data = obj["data"]
-            pending = obj["pending"]
+            pending = _pending_of(obj["pending"])
             if (
                 not states
                 or not isinstance(data, dict)
-                or not (pending is None or isinstance(pending, dict))
                 or not (agent is None or isinstance(agent, int))
             ):
                 raise CorruptSession("malformed session")

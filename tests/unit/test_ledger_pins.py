@@ -47,3 +47,28 @@ def test_the_cache_knows_only_what_verified() -> None:
     assert pins.verify(7, stored, PIN) and not pins.verify(7, stored, "000000")
     assert pins.slow_verifies == 1
     assert pins.known(8, stored, PIN) is None  # per owner, per stored hash
+
+
+async def test_a_slow_verify_leaves_the_event_loop_running() -> None:
+    """``check`` runs argon2 in a thread: other tasks go on while it works (one verify here is
+    made slow on purpose), and a second check of the same PIN comes from the cache."""
+    import asyncio
+
+    slow = PinVault(b"p" * 32, PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1))
+    stored = slow.hash(PIN)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.001)
+            ticks += 1
+
+    running = asyncio.create_task(ticker())
+    try:
+        assert await slow.check(1, stored, PIN)
+    finally:
+        running.cancel()
+    assert ticks >= 3, ticks  # the loop ran while argon2 worked
+    assert await slow.check(1, stored, PIN) and slow.slow_verifies == 1
+    assert not await slow.check(1, stored, "135791") and slow.slow_verifies == 1

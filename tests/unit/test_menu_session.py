@@ -5,17 +5,33 @@ import json
 import pytest
 
 from smsmenu.menus.sealing import Sealer
-from smsmenu.menus.session import IDLE, CorruptSession, Session
+from smsmenu.ledger.api import Kind
+from smsmenu.menus.session import (
+    IDLE,
+    CorruptSession,
+    Pending,
+    PendingRecharge,
+    PendingRetry,
+    Session,
+)
 
 
-def test_round_trip() -> None:
+@pytest.mark.parametrize(
+    "pending",
+    [
+        None,
+        PendingRetry(3, "13912345678", 5000, 1_700_000_060.0, "k1"),
+        PendingRecharge(Kind.PHS, "02712345678", 3000, "13800000009", 1_700_000_060.0, "k2"),
+    ],
+)
+def test_round_trip(pending: Pending | None) -> None:
     session = Session(
         menu="agent",
         agent_id=7,
         states=("session", "rc_amount"),
         data={"kind": "mobile", "number": "13812345678", "amount": 5000, "notify": None},
         touched=1_700_000_000.5,
-        pending={"op": "retry", "tx": 3, "expires": 1_700_000_060.0},
+        pending=pending,
         version=4,
     )
     again = Session.from_json(session.to_json())
@@ -30,10 +46,17 @@ def test_round_trip() -> None:
         "not json",
         "[]",
         '{"f": 2}',
-        '{"f": 1, "menu": "admin"}',
-        '{"f":1,"menu":"agent","agent":null,"states":[],"data":{},"touched":0,'
+        '{"f": 2, "menu": "admin"}',
+        '{"f":2,"menu":"agent","agent":null,"states":[],"data":{},"touched":0,'
         '"pending":null,"v":0}',
-        '{"f":1,"menu":"agent","agent":"x","states":["idle"],"data":{},"touched":0,'
+        '{"f":2,"menu":"agent","agent":"x","states":["idle"],"data":{},"touched":0,'
+        '"pending":null,"v":0}',
+        '{"f":2,"menu":"agent","agent":1,"states":["idle"],"data":{},"touched":0,'
+        '"pending":{"op":"transfer","expires":0},"v":0}',
+        '{"f":2,"menu":"agent","agent":1,"states":["idle"],"data":{},"touched":0,'
+        '"pending":{"op":"retry","tx":3},"v":0}',
+        # the format before typed confirmations
+        '{"f":1,"menu":"agent","agent":1,"states":["idle"],"data":{},"touched":0,'
         '"pending":null,"v":0}',
     ],
 )
@@ -46,7 +69,7 @@ def test_liveness_and_prune() -> None:
     session = Session(menu="agent", states=("session", "main"), touched=1000.0)
     assert session.live(1179.0, 180)
     assert not session.live(1180.0, 180)
-    session.pending = {"expires": 1001.0}
+    session.pending = PendingRetry(3, "13912345678", 5000, 1001.0, "k")
     session.prune(1000.0)
     assert session.pending is not None  # not expired yet
     session.end_dialogue()
