@@ -246,11 +246,12 @@ async def delivery_part(
         clock=clock,
     )
     ledger.ctx.claim_for, ledger.ctx.on_committed = sender.claim, sender.hand
+    ledger.ctx.on_queued = sender.nudge
     await sender.start()
     try:
         yield sender
     finally:
-        ledger.ctx.claim_for = ledger.ctx.on_committed = None
+        ledger.ctx.claim_for = ledger.ctx.on_committed = ledger.ctx.on_queued = None
         await sender.stop()
 
 

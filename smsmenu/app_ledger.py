@@ -35,7 +35,7 @@ async def open_ledger(
     not at the newest migration (``smsmenu db upgrade``). ``agent_cache``: a long-running
     worker's copy of agents (PostgreSQL only; kept current by the database's notices). Close
     it with ``close_ledger``."""
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     try:
         if check:
             await check_schema(engine)

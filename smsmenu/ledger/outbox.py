@@ -32,11 +32,11 @@ from sqlalchemy import (
     Row,
     and_,
     bindparam,
-    case,
     func,
     insert,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
@@ -273,21 +273,7 @@ class Outbox:
         recorded: set[int] = set()
         async with self._engine.begin() as conn:
             if submitted:
-                message_ids = {lease.id: message_id for lease, message_id in submitted}
-                result = await conn.execute(
-                    update(outbox)
-                    .where(_held([lease for lease, _ in submitted]))
-                    .values(
-                        status=SENT,
-                        smsc_message_id=case(message_ids, value=outbox.c.id),
-                        submitted_at=now,
-                        claimed_by=None,
-                        claimed_until=None,
-                        error=None,
-                    )
-                    .returning(outbox.c.id)
-                )
-                recorded = set(result.scalars())
+                recorded = await self._record_submits(conn, submitted, now)
             if delivered:
                 await conn.execute(
                     self._DELIVERED,
@@ -296,6 +282,60 @@ class Outbox:
                         for i, m, ok in delivered
                     ],
                 )
+        return recorded
+
+    # The same statement for any batch (prepared once per connection; no statement built per
+    # batch): on PostgreSQL the batch is a set of arrays, on SQLite (in process) row by row.
+    _SUBMITTED_PG = text(
+        "UPDATE outbox AS o SET status = :sent, smsc_message_id = s.mid, submitted_at = :now,"
+        " claimed_by = NULL, claimed_until = NULL, error = NULL"
+        " FROM unnest(CAST(:ids AS integer[]), CAST(:workers AS text[]),"
+        " CAST(:attempts AS integer[]), CAST(:mids AS text[])) AS s(id, worker, attempt, mid)"
+        " WHERE o.id = s.id AND o.status = :sending AND o.claimed_by = s.worker"
+        " AND o.attempts = s.attempt RETURNING o.id"
+    )
+    _SUBMITTED = (
+        update(outbox)
+        .where(
+            outbox.c.id == bindparam("rid"),
+            outbox.c.status == SENDING,
+            outbox.c.claimed_by == bindparam("worker"),
+            outbox.c.attempts == bindparam("attempt"),
+        )
+        .values(
+            status=SENT,
+            smsc_message_id=bindparam("mid"),
+            submitted_at=bindparam("now"),
+            claimed_by=None,
+            claimed_until=None,
+            error=None,
+        )
+        .returning(outbox.c.id)
+    )
+
+    async def _record_submits(
+        self, conn: AsyncConnection, submitted: Sequence[tuple[Lease, str]], now: datetime
+    ) -> set[int]:
+        """Rows the SMSC accepted, each under the lease it was sent with: the ids recorded."""
+        if self._postgres:
+            result = await conn.execute(
+                self._SUBMITTED_PG,
+                {
+                    "sent": SENT,
+                    "sending": SENDING,
+                    "now": now,
+                    "ids": [lease.id for lease, _ in submitted],
+                    "workers": [lease.worker for lease, _ in submitted],
+                    "attempts": [lease.attempt for lease, _ in submitted],
+                    "mids": [message_id for _, message_id in submitted],
+                },
+            )
+            return set(result.scalars())
+        recorded = set()
+        for lease, message_id in submitted:
+            one = {"rid": lease.id, "worker": lease.worker, "attempt": lease.attempt}
+            result = await conn.execute(self._SUBMITTED, {**one, "mid": message_id, "now": now})
+            recorded |= set(result.scalars())
         return recorded
 
     async def apply_receipts(self, receipts: list[tuple[list[str], bool]]) -> set[str]:

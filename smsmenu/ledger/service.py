@@ -80,6 +80,9 @@ from smsmenu.settings import Settings
 from smsmenu.texts import Catalogue
 
 money_log = logging.getLogger("smsmenu.money")
+#: Commands whose notices the recharge writer hands to the sender at commit; every other one
+#: queues its notices for the sender's claim loop.
+_HANDED = (commands.Recharge, commands.Retry)
 
 
 def refusal_text(catalogue: Catalogue, refusal: Refusal, zone: Any = UTC) -> str:
@@ -170,6 +173,8 @@ class LedgerService:
             money_log.error("money %s error=%s", asked, type(exc).__name__)
             raise
         money_log.info("money %s %s", asked, commands.outcome(result))
+        if not isinstance(command, _HANDED):
+            self.ctx.queued()
         return result
 
     async def aclose(self) -> None:
