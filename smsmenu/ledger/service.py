@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -73,9 +73,9 @@ from smsmenu.ledger.api import (
 from smsmenu.ledger.billing import BillingBackend, InternalBilling
 from smsmenu.ledger.context import Faults, LedgerContext
 from smsmenu.ledger.pins import PinVault
+from smsmenu.ledger.refusals import refusal_text
 from smsmenu.ledger.writer import RechargeWriter
 from smsmenu.messages import Route
-from smsmenu.money import format_yuan
 from smsmenu.settings import Settings
 from smsmenu.texts import Catalogue
 
@@ -83,25 +83,6 @@ money_log = logging.getLogger("smsmenu.money")
 #: Commands whose notices the recharge writer hands to the sender at commit; every other one
 #: queues its notices for the sender's claim loop.
 _HANDED = (commands.Recharge, commands.Retry)
-
-
-def refusal_text(catalogue: Catalogue, refusal: Refusal, zone: Any = UTC) -> str:
-    """The catalogue's text for a refusal, its parameters shown for people (yuan, local time).
-
-    Never raises: a refusal goes back to whoever asked (an SMS, a CLI line), so a rule without
-    a text, or whose parameters do not fill its text, still gets a short one: the clauses
-    that can be filled (``Catalogue.render_lenient``), else the generic refusal."""
-    params: dict[str, Any] = {}
-    for name, value in refusal.params.items():
-        if name.endswith("_fen") and isinstance(value, int):
-            params[name.removesuffix("_fen")] = format_yuan(value)
-        elif isinstance(value, datetime):
-            params[name] = value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
-        else:
-            params[name] = value
-    key = f"refusal_{refusal.rule.value}"
-    text = catalogue.render_lenient(key, **params) if key in catalogue else ""
-    return text or catalogue.render("refused_generic")
 
 
 class LedgerService:
@@ -447,4 +428,4 @@ def _writer(ctx: LedgerContext, agent_cache: AgentCache | None) -> RechargeWrite
     return SqliteWriter(ctx, database_path(str(ctx.engine.url)))
 
 
-__all__ = ["Faults", "LedgerService", "refusal_text"]
+__all__ = ["Faults", "LedgerService"]
