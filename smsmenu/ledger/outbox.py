@@ -22,6 +22,7 @@ and by row only to the copy whose SMSC message id they name.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smsmenu.clock import Clock
-from smsmenu.ledger.models import outbox
+from smsmenu.ledger.models import UTCDateTime, outbox
 from smsmenu.messages import SMS, Route, Transport
 
 QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
@@ -284,8 +285,8 @@ class Outbox:
                 )
         return recorded
 
-    # The same statement for any batch (prepared once per connection; no statement built per
-    # batch): on PostgreSQL the batch is a set of arrays, on SQLite (in process) row by row.
+    # One statement for any batch (prepared once per connection, nothing built per batch): the
+    # batch goes in as arrays on PostgreSQL, as one JSON array on SQLite.
     _SUBMITTED_PG = text(
         "UPDATE outbox AS o SET status = :sent, smsc_message_id = s.mid, submitted_at = :now,"
         " claimed_by = NULL, claimed_until = NULL, error = NULL"
@@ -293,50 +294,32 @@ class Outbox:
         " CAST(:attempts AS integer[]), CAST(:mids AS text[])) AS s(id, worker, attempt, mid)"
         " WHERE o.id = s.id AND o.status = :sending AND o.claimed_by = s.worker"
         " AND o.attempts = s.attempt RETURNING o.id"
-    )
-    _SUBMITTED = (
-        update(outbox)
-        .where(
-            outbox.c.id == bindparam("rid"),
-            outbox.c.status == SENDING,
-            outbox.c.claimed_by == bindparam("worker"),
-            outbox.c.attempts == bindparam("attempt"),
-        )
-        .values(
-            status=SENT,
-            smsc_message_id=bindparam("mid"),
-            submitted_at=bindparam("now"),
-            claimed_by=None,
-            claimed_until=None,
-            error=None,
-        )
-        .returning(outbox.c.id)
-    )
+    ).bindparams(bindparam("now", type_=UTCDateTime))
+    _SUBMITTED_SQLITE = text(
+        "UPDATE outbox SET status = :sent, smsc_message_id = json_extract(s.value, '$[3]'),"
+        " submitted_at = :now, claimed_by = NULL, claimed_until = NULL, error = NULL"
+        " FROM json_each(:batch) AS s"
+        " WHERE outbox.id = json_extract(s.value, '$[0]') AND outbox.status = :sending"
+        " AND outbox.claimed_by = json_extract(s.value, '$[1]')"
+        " AND outbox.attempts = json_extract(s.value, '$[2]') RETURNING outbox.id"
+    ).bindparams(bindparam("now", type_=UTCDateTime))
 
     async def _record_submits(
         self, conn: AsyncConnection, submitted: Sequence[tuple[Lease, str]], now: datetime
     ) -> set[int]:
         """Rows the SMSC accepted, each under the lease it was sent with: the ids recorded."""
+        values: dict[str, Any] = {"sent": SENT, "sending": SENDING, "now": now}
         if self._postgres:
-            result = await conn.execute(
-                self._SUBMITTED_PG,
-                {
-                    "sent": SENT,
-                    "sending": SENDING,
-                    "now": now,
-                    "ids": [lease.id for lease, _ in submitted],
-                    "workers": [lease.worker for lease, _ in submitted],
-                    "attempts": [lease.attempt for lease, _ in submitted],
-                    "mids": [message_id for _, message_id in submitted],
-                },
-            )
-            return set(result.scalars())
-        recorded = set()
-        for lease, message_id in submitted:
-            one = {"rid": lease.id, "worker": lease.worker, "attempt": lease.attempt}
-            result = await conn.execute(self._SUBMITTED, {**one, "mid": message_id, "now": now})
-            recorded |= set(result.scalars())
-        return recorded
+            values["ids"] = [lease.id for lease, _ in submitted]
+            values["workers"] = [lease.worker for lease, _ in submitted]
+            values["attempts"] = [lease.attempt for lease, _ in submitted]
+            values["mids"] = [message_id for _, message_id in submitted]
+            result = await conn.execute(self._SUBMITTED_PG, values)
+        else:
+            batch = [[lease.id, lease.worker, lease.attempt, mid] for lease, mid in submitted]
+            values["batch"] = json.dumps(batch)
+            result = await conn.execute(self._SUBMITTED_SQLITE, values)
+        return set(result.scalars())
 
     async def apply_receipts(self, receipts: list[tuple[list[str], bool]]) -> set[str]:
         """Apply receipts (every stored form their id may have, delivered or not) to the rows
