@@ -322,7 +322,7 @@ async def remember_unanswered_shortcuts(
     """For a worker whose intake memory died with its last run (``ledger.shortcut_acks``):
     remember the recent one-message operations whose message was never acknowledged, and
     start noting the acknowledged ones."""
-    acks = ShortcutAcks(ledger.engine, ledger.clock)
+    acks = ShortcutAcks(ledger.engine, ledger.clock, local=ledger.local_writer)
     since = ledger.clock.now() - UNANSWERED_HORIZON
     unanswered = await acks.unacked(since)
     for item in unanswered:

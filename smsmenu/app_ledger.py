@@ -84,7 +84,7 @@ def ledger_outbox(ledger: LedgerService) -> Outbox:
     """The outbox of ``ledger``'s database, for the outbox sender."""
     from smsmenu.ledger.outbox import Outbox
 
-    return Outbox(ledger.engine, ledger.clock)
+    return Outbox(ledger.engine, ledger.clock, ledger.local_writer)
 
 
 async def close_ledger(ledger: LedgerService) -> None:

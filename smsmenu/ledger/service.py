@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -78,6 +78,9 @@ from smsmenu.ledger.writer import RechargeWriter
 from smsmenu.messages import Route
 from smsmenu.settings import Settings
 from smsmenu.texts import Catalogue
+
+if TYPE_CHECKING:
+    from smsmenu.ledger.writer_sqlite import SqliteWriter
 
 money_log = logging.getLogger("smsmenu.money")
 #: Commands whose notices the recharge writer hands to the sender at commit; every other one
@@ -168,6 +171,12 @@ class LedgerService:
     @property
     def engine(self) -> AsyncEngine:
         return self.ctx.engine
+
+    @property
+    def local_writer(self) -> SqliteWriter | None:
+        """The embedded database's writer (None on PostgreSQL): the process's other frequent
+        writes go through its connection too (``SqliteWriter.run``)."""
+        return None if self.ctx.postgres else self.ctx.writer  # type: ignore[return-value]
 
     @property
     def clock(self) -> Clock:
