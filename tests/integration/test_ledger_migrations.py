@@ -84,3 +84,25 @@ def _downgrade(connection: Connection, revision: str) -> None:
     cfg = alembic_config()
     cfg.attributes["connection"] = connection
     command.downgrade(cfg, revision)
+
+
+async def test_the_databases_yuan_is_format_yuan(ledger_pg_url: str) -> None:
+    """PostgreSQL fills the balances into a recharge's notices itself (``ledger_yuan``, in the
+    same statement as the money): it must write them exactly as Python's ``format_yuan``."""
+    import random
+
+    import asyncpg
+
+    from smsmenu.money import format_yuan
+
+    edges = [0, 1, 9, 10, 99, 100, 101, 12_345, -1, -99, -100, -12_345, 10**15, -(10**15)]
+    rng = random.Random(8)
+    values = edges + [rng.randint(-(10**12), 10**12) for _ in range(500)]
+    conn = await asyncpg.connect(ledger_pg_url.replace("+asyncpg", ""))
+    try:
+        rows = await conn.fetch(
+            "SELECT v, ledger_yuan(v) AS y FROM unnest($1::bigint[]) AS v", values
+        )
+    finally:
+        await conn.close()
+    assert {row["v"]: row["y"] for row in rows} == {v: format_yuan(v) for v in values}
