@@ -122,13 +122,25 @@ def agent_text(view: AgentView) -> str:
 
 
 def subscriber_json(view: SubscriberView) -> dict[str, Any]:
-    return {
+    shown: dict[str, Any] = {
         "number": view.number,
         "kind": view.kind.value,
         "billing": view.billing.value,
         "status": view.status.value,
         "balance_fen": view.balance_fen,
     }
+    if view.billing is Billing.PREPAID:
+        shown["valid_until"] = view.valid_until and view.valid_until.isoformat()
+    shown["allowances"] = [
+        {
+            "code": held.code,
+            "kind": held.kind,
+            "data_mb": held.data_mb,
+            "valid_until": held.valid_until and held.valid_until.isoformat(),
+        }
+        for held in view.allowances
+    ]
+    return shown
 
 
 def subscriber_text(view: SubscriberView) -> str:
@@ -232,6 +244,24 @@ def subscriber_set_status(number: str, status: str, as_json: bool) -> None:
     number's status cannot change again (refused: subscriber_closed)."""
     view = run_ledger(lambda ledger: ledger.set_subscriber_status(number, SubscriberStatus(status)))
     emit(as_json, subscriber_json(view), lambda v: subscriber_text(view))
+
+
+@subscriber.command("close")
+@click.option("--number", required=True)
+@click.option("--key", default=None, help="Idempotency key (generated if absent).")
+@json_option
+def subscriber_close(number: str, key: str | None, as_json: bool) -> None:
+    """销户 at the counter (identity checked in person): refused while anything is owed or
+    while the number is an agent's bound phone; a prepaid remainder is booked for refund."""
+
+    async def action(ledger: LedgerService) -> dict[str, Any]:
+        closed = await ledger.close_subscriber(number, _key(key, "subscriber-close"))
+        view = await ledger.subscriber(number)
+        assert view is not None
+        return {**subscriber_json(view), "refund_fen": closed.refund_fen}
+
+    value = run_ledger(action)
+    emit(as_json, value, lambda v: f"{number} closed, {format_yuan(v['refund_fen'])} to refund")
 
 
 # ---- agent --------------------------------------------------------------------------------

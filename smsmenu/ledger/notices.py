@@ -11,7 +11,7 @@ Balances and the txn id are passed as text so that a recharge can pass ``MARK`` 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from smsmenu.ledger import outbox, rules
@@ -19,6 +19,7 @@ from smsmenu.ledger.api import Kind
 from smsmenu.ledger.context import LedgerContext
 from smsmenu.messages import SMS, Route
 from smsmenu.money import format_yuan
+from smsmenu.products import Item
 
 MARK = "\u2063#\u2063"  # invisible separators around '#': never in a catalogue text
 TXN_MARK = "\u2063%\u2063"  # where the txn id goes when only the write knows it
@@ -180,3 +181,48 @@ def reversal_notice(
         dedup_key=f"{key}:reversal_notice",
         ref=txn,
     )
+
+
+def card_result(
+    ctx: LedgerContext,
+    *,
+    now: datetime,
+    key: str,
+    txn: int,
+    phone: str,
+    value_fen: int,
+    item: Item | None,
+    credit_fen: int,
+    balance_fen: int,
+    valid_until: date | None,
+    route: Route | None,
+) -> dict[str, Any]:
+    """The result SMS of a card redemption (充值卡充值)."""
+    what = (
+        ctx.text("card_paid_item", name=item.name, price=format_yuan(item.price_fen))
+        if item is not None
+        else ctx.text("card_paid_credit")
+    )
+    text = ctx.text(
+        "notice_card_ok",
+        value=format_yuan(value_fen),
+        what=what,
+        credit=format_yuan(credit_fen),
+        balance=format_yuan(balance_fen),
+        tx_id=txn,
+    ) + validity_clause(ctx, valid_until)
+    return outbox.row(
+        now=now,
+        source=ctx.service_number,
+        destination=phone,
+        text=text,
+        kind="card_result",
+        dedup_key=f"{key}:card_result",
+        ref=txn,
+        route=route or SMS,
+    )
+
+
+def validity_clause(ctx: LedgerContext, valid_until: date | None) -> str:
+    """``有效期至YYYY-MM-DD。`` for a prepaid number, else nothing."""
+    return "" if valid_until is None else ctx.text("validity_until", date=valid_until.isoformat())

@@ -41,6 +41,8 @@ from smsmenu.keys import SecretKeys
 from smsmenu.ledger import (
     account,
     admission,
+    cards,
+    closing,
     commands,
     operator_functions,
     queries,
@@ -55,6 +57,9 @@ from smsmenu.ledger.api import (
     AgentStatus,
     AgentView,
     Billing,
+    CardStats,
+    CardView,
+    ClosedView,
     CloseView,
     DailyReportRow,
     DepositView,
@@ -63,6 +68,7 @@ from smsmenu.ledger.api import (
     RechargeRequest,
     RechargeView,
     RecordView,
+    RedeemView,
     Refusal,
     ReversalView,
     SubscriberStatus,
@@ -76,7 +82,8 @@ from smsmenu.ledger.pins import PinVault
 from smsmenu.ledger.writer import RechargeWriter
 from smsmenu.messages import Route
 from smsmenu.money import format_yuan
-from smsmenu.settings import Settings
+from smsmenu.products import Products, load_products
+from smsmenu.settings import Settings, config_dir
 from smsmenu.texts import Catalogue
 
 money_log = logging.getLogger("smsmenu.money")
@@ -124,6 +131,7 @@ class LedgerService:
         faults: Faults | None = None,
         billing_timeout_s: float = 10.0,
         agent_cache: AgentCache | None = None,
+        products: Products | None = None,
     ) -> None:
         keys = keys or SecretKeys.from_settings(settings)
         self.ctx = LedgerContext(
@@ -136,6 +144,7 @@ class LedgerService:
             billing or InternalBilling(),
             faults,
             billing_timeout_s,
+            products=products or load_products(config_dir()),
         )
         self.ctx.writer = _writer(self.ctx, agent_cache)
         ctx = self.ctx
@@ -155,6 +164,12 @@ class LedgerService:
             ),
             commands.CloseAgent: lambda c: operator_functions.close_agent(ctx, c.agent_id, c.key),
             commands.Reverse: lambda c: reversal.reverse(ctx, c.tx_id, c.key),
+            commands.RedeemCard: lambda c: cards.redeem(
+                ctx, c.phone, c.card_number, c.pin, c.item_code, c.key, c.reply_route
+            ),
+            commands.CloseSubscriber: lambda c: closing.close(
+                ctx, c.number, c.key, c.code, c.reply_route
+            ),
         }
 
     async def execute(self, command: commands.Command) -> Any:
@@ -237,7 +252,8 @@ class LedgerService:
         return await queries.agent_for_phone(self.engine, phone)
 
     async def subscriber(self, number: str) -> SubscriberView | None:
-        return await queries.subscriber(self.engine, number)
+        """The subscriber, with its validity (prepaid) and the allowances it holds today."""
+        return await queries.subscriber(self.engine, number, self.today())
 
     async def recharge_view(self, tx_id: int) -> RechargeView:
         return await queries.recharge(self.engine, tx_id)
@@ -400,6 +416,67 @@ class LedgerService:
     async def reverse(self, tx_id: int, key: str) -> ReversalView:
         """返销: the exact inverse of recharge ``tx_id`` if every rule of SPEC §7 allows it."""
         view: ReversalView = await self.execute(commands.Reverse(tx_id, key))
+        return view
+
+    # ---- recharge cards, add-ons, closing a subscriber account (SPEC §8) -----------------------
+
+    @property
+    def products(self) -> Products:
+        return self.ctx.products
+
+    def parse_cards(self, text: str) -> list[cards.CardRow]:
+        """The checked rows of a card batch file; BAD_CARD_FILE naming the line."""
+        return cards.parse_file(self.ctx, text)
+
+    async def import_cards(
+        self,
+        batch: str,
+        rows: list[cards.CardRow],
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """A new batch of cards (no journal line): its face value in fen."""
+        return await cards.import_batch(self.ctx, batch, rows, progress)
+
+    async def card(self, number: str) -> CardView:
+        return await cards.show(self.ctx, number)
+
+    async def card_stats(self, batch: str | None = None) -> CardStats:
+        return await cards.stats(self.ctx, batch)
+
+    async def void_cards(self, batch: str) -> int:
+        """Void every card of ``batch`` not yet redeemed; how many."""
+        return await cards.void(self.ctx, batch)
+
+    async def redeem_card(
+        self,
+        phone: str,
+        card_number: str,
+        pin: str,
+        item_code: str | None,
+        key: str,
+        reply_route: Route | None = None,
+    ) -> RedeemView:
+        """充值卡充值 for ``phone``: call credit, or the catalogue item ``item_code``."""
+        view: RedeemView = await self.execute(
+            commands.RedeemCard(phone, card_number, pin, item_code, key, reply_route)
+        )
+        return view
+
+    async def closing_check(self, number: str) -> SubscriberView:
+        """What 销户 shows first; refused CLOSE_OWED, CLOSE_BOUND_PHONE, SUBSCRIBER_CLOSED."""
+        return await closing.check(self.ctx, number)
+
+    async def send_closing_code(self, number: str, route: Route | None = None) -> SubscriberView:
+        """Check as ``closing_check`` and send a new 6-digit code by SMS (the outbox)."""
+        return await closing.send_code(self.ctx, number, route)
+
+    async def close_subscriber(
+        self, number: str, key: str, code: str | None = None, reply_route: Route | None = None
+    ) -> ClosedView:
+        """销户: with the code from the phone, or without one at the counter."""
+        view: ClosedView = await self.execute(
+            commands.CloseSubscriber(number, key, code, reply_route)
+        )
         return view
 
     # ---- reports -------------------------------------------------------------------------------

@@ -1,0 +1,639 @@
+"""Recharge cards (充值卡, SPEC §8): batches imported from a file, shown, counted and voided;
+a card redeemed once for call credit or a catalogue item (``products``).
+
+Theory of operation
+-------------------
+*Money.* Cards are sold outside the ledger, so importing books nothing. Redeeming moves the
+face value from the card liability (``models.CARD_LIABILITY``) to the subscriber; a card that
+pays for an item moves its price on to the add-on sales (``models.ADDON_SALES``), and the rest
+stays as call credit. One transaction, with the idempotency key stored first (``unit_of_work``).
+
+*PINs.* A card PIN is stored only as HMAC-SHA256 under a key derived from ``SECRET_KEY``
+(``keys``, purpose ``card-pin``) of the card's own random salt and the PIN (``CardPins``). A
+fast hash is safe here because the key is kept outside the database (a dump alone gives nothing
+to guess against) and because guesses through the product are counted: it lets 100,000 cards
+be imported in seconds, where argon2 would take minutes.
+
+*Lock-out.* Wrong card PINs count per card and per sending phone (``cards.failures``,
+``subscribers.card_failures``): three in a row lock the card, or the phone's card redemptions,
+for 30 minutes. As with the trade password (``passwords``), the attempt is the guarded write:
+both counts go up, committed, before the PIN is compared, and only while neither is locked; the
+write that makes a count three sets the lock at once, provisionally (a right PIN in that attempt
+lifts it, a wrong one confirms it); an attempt meeting a provisional lock waits for it to be
+settled. So however many attempts race, at most three per card and three per phone reach the
+comparison in a lock period. An unknown card number counts against the phone and reads exactly
+as a wrong PIN.
+
+*Once.* The redemption is a guarded ``UPDATE cards ... WHERE status = 'issued' AND expires >=
+today``: of two phones racing the same card, one redeems it, the other is told it was used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import hmac
+import io
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from smsmenu.digits import is_digits
+from smsmenu.ledger import notices, outbox, passwords, rules, validity
+from smsmenu.ledger import statements as sql
+from smsmenu.ledger.api import (
+    CardStats,
+    CardView,
+    RedeemView,
+    Refusal,
+    Rule,
+    SubscriberStatus,
+)
+from smsmenu.ledger.context import LedgerContext
+from smsmenu.ledger.models import (
+    ADDON_SALES,
+    CARD_LIABILITY,
+    UTCDateTime,
+    accounts,
+    allowances,
+    card_batches,
+    cards,
+    lines,
+    subscribers,
+    txns,
+)
+from smsmenu.ledger.unit_of_work import KeyTaken, claim_key, first_result, unit_of_work
+from smsmenu.messages import Route
+from smsmenu.money import format_yuan, parse_yuan
+from smsmenu.products import Item
+
+HEADER = ["number", "pin", "value", "expires"]
+ISSUED, REDEEMED, VOID, EXPIRED, LOCKED = "issued", "redeemed", "void", "expired", "locked"
+MAX_VALUE_FEN = 1_000_000  # 10,000 yuan
+CHUNK = 5_000  # cards per INSERT (and per step of the progress bar)
+
+
+class CardPins:
+    """Card PINs as HMAC-SHA256 of salt and PIN under ``key`` (see the module notes);
+    ``verifies`` counts comparisons (tests look at it)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        self.verifies = 0
+
+    def hash(self, salt: str, pin: str) -> str:
+        return hmac.new(self._key, f"{salt}:{pin}".encode(), hashlib.sha256).hexdigest()
+
+    def verify(self, salt: str, stored: str, pin: str) -> bool:
+        self.verifies += 1
+        return hmac.compare_digest(self.hash(salt, pin), stored)
+
+
+# ---- batches ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CardRow:
+    line: int
+    number: str
+    pin: str
+    value_fen: int
+    expires: date
+
+
+def parse_file(ctx: LedgerContext, text: str) -> list[CardRow]:
+    """The rows of a batch file (SPEC §8: ``number,pin,value,expires``), every one checked;
+    BAD_CARD_FILE naming the first bad line (the header is line 1)."""
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
+    header = next(reader, None)
+    if header is None or [h.strip().lower() for h in header] != HEADER:
+        raise Refusal(Rule.BAD_CARD_FILE, line=1, reason=ctx.text("card_file_header"))
+    today, seen = ctx.today(), set()
+    rows: list[CardRow] = []
+    for fields in reader:
+        line = reader.line_num
+        if not fields or all(not f.strip() for f in fields):
+            continue
+        row = _row(ctx, line, fields, today)
+        if row.number in seen:
+            raise Refusal(Rule.BAD_CARD_FILE, line=line, reason=ctx.text("card_file_twice"))
+        seen.add(row.number)
+        rows.append(row)
+    if not rows:
+        raise Refusal(Rule.BAD_CARD_FILE, line=1, reason=ctx.text("card_file_empty"))
+    return rows
+
+
+def _row(ctx: LedgerContext, line: int, fields: list[str], today: date) -> CardRow:
+    def bad(reason: str) -> Refusal:
+        return Refusal(Rule.BAD_CARD_FILE, line=line, reason=ctx.text(reason))
+
+    if len(fields) != 4:
+        raise bad("card_file_columns")
+    number, pin, value, expires = (f.strip() for f in fields)
+    if not card_number_ok(number):
+        raise bad("card_file_number")
+    if not card_pin_ok(pin):
+        raise bad("card_file_pin")
+    fen = parse_yuan(value)
+    if fen is None or not 0 < fen <= MAX_VALUE_FEN:
+        raise bad("card_file_value")
+    try:
+        day = date.fromisoformat(expires) if len(expires) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise bad("card_file_expires")
+    if day < today:
+        raise bad("card_file_expired")
+    return CardRow(line, number, pin, fen, day)
+
+
+def card_number_ok(number: str) -> bool:
+    return is_digits(number) and 6 <= len(number) <= 32
+
+
+def card_pin_ok(pin: str) -> bool:
+    return is_digits(pin) and 4 <= len(pin) <= 20
+
+
+async def import_batch(
+    ctx: LedgerContext,
+    name: str,
+    rows: list[CardRow],
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Store a new batch of checked ``rows`` in one transaction (no journal line): the batch's
+    face value in fen. Refused as a whole (BATCH_EXISTS, or BAD_CARD_FILE naming the line of a
+    number already known). ``progress`` hears how many cards each step stored."""
+    if not name.strip() or len(name) > 64:
+        raise Refusal(Rule.BAD_CARD_FILE, line=0, reason=ctx.text("card_file_batch_name"))
+    now = ctx.clock.now()
+    async with unit_of_work(ctx.engine) as conn:
+        try:
+            batch = (
+                await conn.execute(
+                    insert(card_batches)
+                    .values(name=name, created_at=now)
+                    .returning(card_batches.c.id)
+                )
+            ).scalar_one()
+        except IntegrityError:
+            raise Refusal(Rule.BATCH_EXISTS, batch=name) from None
+        await _refuse_known(ctx, conn, rows)
+        for start in range(0, len(rows), CHUNK):
+            chunk = rows[start : start + CHUNK]
+            try:
+                await conn.execute(insert(cards), [_stored(ctx, batch, row) for row in chunk])
+            except IntegrityError:  # a number stored meanwhile by a concurrent import
+                raise Refusal(
+                    Rule.BAD_CARD_FILE, line=chunk[0].line, reason=ctx.text("card_file_known")
+                ) from None
+            if progress is not None:
+                progress(len(chunk))
+        await conn.commit()
+    return sum(row.value_fen for row in rows)
+
+
+async def _refuse_known(ctx: LedgerContext, conn: AsyncConnection, rows: list[CardRow]) -> None:
+    by_number = {row.number: row.line for row in rows}
+    known_stmt = select(cards.c.number).where(
+        cards.c.number.in_(bindparam("numbers", expanding=True))
+    )
+    numbers = list(by_number)
+    for start in range(0, len(numbers), 1000):
+        found = (await conn.execute(known_stmt, {"numbers": numbers[start : start + 1000]})).all()
+        if found:
+            line = min(by_number[r.number] for r in found)
+            raise Refusal(Rule.BAD_CARD_FILE, line=line, reason=ctx.text("card_file_known"))
+
+
+def _stored(ctx: LedgerContext, batch: int, row: CardRow) -> dict[str, Any]:
+    salt = secrets.token_hex(16)
+    return {
+        "number": row.number,
+        "batch_id": batch,
+        "value_fen": row.value_fen,
+        "expires": row.expires,
+        "pin_salt": salt,
+        "pin_hash": ctx.card_pins.hash(salt, row.pin),
+        "status": ISSUED,
+        "failures": 0,
+    }
+
+
+def _status_column(today: date, now: datetime) -> Any:
+    """A card's status as SPEC §8 names it, computed in SQL."""
+    return case(
+        (cards.c.status != ISSUED, cards.c.status),
+        (cards.c.expires < today, EXPIRED),
+        (and_(cards.c.locked_until.is_not(None), cards.c.locked_until > now), LOCKED),
+        else_=ISSUED,
+    )
+
+
+async def show(ctx: LedgerContext, number: str) -> CardView:
+    """One card (never its PIN); CARD_UNKNOWN."""
+    status = _status_column(ctx.today(), ctx.clock.now()).label("shown")
+    stmt = (
+        select(cards.c.number, card_batches.c.name, cards.c.value_fen, cards.c.expires, status)
+        .join(card_batches, card_batches.c.id == cards.c.batch_id)
+        .where(cards.c.number == number)
+    )
+    async with ctx.engine.connect() as conn:
+        row = (await conn.execute(stmt)).first()
+    if row is None:
+        raise Refusal(Rule.CARD_UNKNOWN, number=number)
+    return CardView(row.number, row.name, row.value_fen, row.expires, row.shown)
+
+
+async def stats(ctx: LedgerContext, batch: str | None) -> CardStats:
+    """Counts per status and face values, of one batch or of all (BATCH_UNKNOWN)."""
+    shown = _status_column(ctx.today(), ctx.clock.now())
+    counts = [func.sum(case((shown == name, 1), else_=0)) for name in _COUNTED]
+    stmt = select(
+        *counts,
+        func.coalesce(func.sum(cards.c.value_fen), 0),
+        func.coalesce(func.sum(case((cards.c.status == REDEEMED, cards.c.value_fen), else_=0)), 0),
+    )
+    async with ctx.engine.connect() as conn:
+        if batch is not None:
+            batch_id = await _batch_id(conn, batch)
+            stmt = stmt.where(cards.c.batch_id == batch_id)
+        row = (await conn.execute(stmt)).one()
+    figures = [int(value or 0) for value in row]
+    return CardStats(batch, *figures)
+
+
+_COUNTED = (ISSUED, REDEEMED, EXPIRED, VOID, LOCKED)
+
+
+async def _batch_id(conn: AsyncConnection, batch: str) -> int:
+    found = (
+        await conn.execute(select(card_batches.c.id).where(card_batches.c.name == batch))
+    ).scalar()
+    if found is None:
+        raise Refusal(Rule.BATCH_UNKNOWN, batch=batch)
+    return int(found)
+
+
+async def void(ctx: LedgerContext, batch: str) -> int:
+    """A lost box of cards: every card of ``batch`` not yet redeemed is void; how many."""
+    async with unit_of_work(ctx.engine) as conn:
+        batch_id = await _batch_id(conn, batch)
+        result = await conn.execute(
+            update(cards)
+            .where(cards.c.batch_id == batch_id, cards.c.status == ISSUED)
+            .values(status=VOID)
+        )
+        await conn.execute(
+            update(card_batches)
+            .where(card_batches.c.id == batch_id)
+            .values(voided_at=ctx.clock.now())
+        )
+        await conn.commit()
+    return int(result.rowcount)
+
+
+# ---- redemption ------------------------------------------------------------------------------
+
+_NOW = bindparam("now", type_=UTCDateTime())
+_UNTIL = bindparam("until", type_=UTCDateTime())
+
+
+def _count(table: Any, key: Any, failures: Any, locked: Any) -> Any:
+    """Count one attempt unless a lock holds (a lock that ended starts a new count); the one
+    that makes the count three sets the lock."""
+    return (
+        update(table)
+        .where(key == bindparam("key"), or_(locked.is_(None), locked <= _NOW))
+        .values(
+            {
+                failures: case((locked.is_(None), failures + 1), else_=1),
+                locked: case(
+                    (and_(locked.is_(None), failures + 1 >= rules.PIN_MAX_FAILURES), _UNTIL),
+                    else_=None,
+                ),
+            }
+        )
+        .returning(failures.label("failures"), locked.label("locked_until"))
+    )
+
+
+_COUNT_PHONE = _count(
+    subscribers, subscribers.c.number, subscribers.c.card_failures, subscribers.c.card_locked_until
+)
+_COUNT_CARD = _count(cards, cards.c.number, cards.c.failures, cards.c.locked_until).returning(
+    cards.c.id, cards.c.pin_salt, cards.c.pin_hash
+)
+_PHONE_LOCK = select(
+    subscribers.c.card_failures.label("failures"),
+    subscribers.c.card_locked_until.label("locked_until"),
+).where(subscribers.c.number == bindparam("key"))
+_CARD_LOCK = select(cards.c.failures, cards.c.locked_until).where(
+    cards.c.number == bindparam("key")
+)
+
+
+def _confirm_lock(table: Any, key: Any, failures: Any, locked: Any) -> Any:
+    return (
+        update(table)
+        .where(key == bindparam("key"), locked == bindparam("own", type_=UTCDateTime()))
+        .values({failures: 0})
+    )
+
+
+_CONFIRM_PHONE = _confirm_lock(
+    subscribers, subscribers.c.number, subscribers.c.card_failures, subscribers.c.card_locked_until
+)
+_CONFIRM_CARD = _confirm_lock(cards, cards.c.number, cards.c.failures, cards.c.locked_until)
+
+
+def _clear(table: Any, key: Any, failures: Any, locked: Any) -> Any:
+    """A right PIN clears the count and its own lock (not another attempt's)."""
+    own = bindparam("own", type_=UTCDateTime())
+    return (
+        update(table)
+        .where(key == bindparam("key"), or_(locked.is_(None), locked <= _NOW, locked == own))
+        .values({failures: 0, locked: None})
+    )
+
+
+_CLEAR_PHONE = _clear(
+    subscribers, subscribers.c.number, subscribers.c.card_failures, subscribers.c.card_locked_until
+)
+_CLEAR_CARD = _clear(cards, cards.c.number, cards.c.failures, cards.c.locked_until)
+
+_REDEEM = (
+    update(cards)
+    .where(
+        cards.c.id == bindparam("card"),
+        cards.c.status == ISSUED,
+        cards.c.expires >= bindparam("today"),
+    )
+    .values(
+        status=REDEEMED,
+        redeemed_by=bindparam("phone"),
+        txn_id=bindparam("txn"),
+        redeemed_at=_NOW,
+        failures=0,
+        locked_until=None,
+    )
+    .returning(cards.c.value_fen)
+)
+_SUBSCRIBER = (
+    select(subscribers.c.account_id, subscribers.c.status)
+    .where(subscribers.c.number == bindparam("phone"))
+    .with_for_update()
+)
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    card_id: int
+    phone_lock: datetime | None  # the lock this attempt set (it was the third), if any
+    card_lock: datetime | None
+
+
+async def redeem(
+    ctx: LedgerContext,
+    phone: str,
+    card_number: str,
+    pin: str,
+    item_code: str | None,
+    key: str,
+    reply_route: Route | None = None,
+) -> RedeemView:
+    """Redeem a card for ``phone`` (call credit, or the item ``item_code``); see the module
+    notes. Refusals: TARGET_UNKNOWN / SUBSCRIBER_CLOSED (the phone), ITEM_UNKNOWN,
+    CARD_INVALID (unknown card or wrong PIN), CARD_LOCKED, CARD_USED, CARD_EXPIRED, CARD_VOID,
+    CARD_VALUE_TOO_LOW."""
+    item = None
+    if item_code is not None:
+        item = ctx.products.item(item_code)
+        if item is None:
+            raise Refusal(Rule.ITEM_UNKNOWN, code=item_code)
+    fingerprint = f"{phone}|{card_number}|{item.code if item else ''}"
+    try:
+        txn = await first_result(ctx.engine, key, "card", fingerprint)
+    except Refusal:
+        pass  # not stored (or another operation's key: claim_key below says so)
+    else:
+        return await _view(ctx, txn)
+    async with ctx.engine.connect() as conn:
+        target = (await conn.execute(sql.SUBSCRIBER_BY_NUMBER, {"number": phone})).first()
+    if target is None:
+        raise Refusal(Rule.TARGET_UNKNOWN, number=phone)
+    if target.status == SubscriberStatus.CLOSED:
+        raise Refusal(Rule.SUBSCRIBER_CLOSED, number=phone)
+    if not card_number_ok(card_number) or not card_pin_ok(pin):
+        raise Refusal(Rule.CARD_INVALID)
+    attempt = await _attempt(ctx, phone, card_number, pin)
+    try:
+        txn = await _redeem(ctx, phone, card_number, attempt, item, key, fingerprint, reply_route)
+    except KeyTaken:
+        txn = await first_result(ctx.engine, key, "card", fingerprint)
+    except Refusal:
+        await _release(ctx, phone, card_number, attempt)
+        raise
+    return await _view(ctx, txn)
+
+
+async def _attempt(ctx: LedgerContext, phone: str, card_number: str, pin: str) -> _Attempt:
+    """Count the attempt against the phone and the card (committed), then compare the PIN.
+    While three attempts are being compared (a lock set, its count still three) a fourth
+    waits for their answer (``passwords.WAITS``), then counts or is refused as locked."""
+    for pause in (*passwords.WAITS, None):
+        now = ctx.clock.now()
+        params = {"now": now, "until": now + rules.PIN_LOCK}
+        async with unit_of_work(ctx.engine) as conn:
+            counted = (await conn.execute(_COUNT_PHONE, {**params, "key": phone})).first()
+            if counted is None:
+                held = (await conn.execute(_PHONE_LOCK, {"key": phone})).first()
+            else:
+                card = (await conn.execute(_COUNT_CARD, {**params, "key": card_number})).first()
+                held = None
+                if card is None:
+                    held = (await conn.execute(_CARD_LOCK, {"key": card_number})).first()
+            if held is None:  # counted (an unknown card counts against the phone only)
+                await conn.commit()
+                break
+        lock = held.locked_until
+        confirmed = lock is not None and lock > now and held.failures < rules.PIN_MAX_FAILURES
+        if confirmed or pause is None:
+            raise Refusal(Rule.CARD_LOCKED, until=lock or params["until"])
+        # Three attempts are being compared (or a lock was lifted since the count looked):
+        # their answer decides.
+        await asyncio.sleep(pause)
+    if card is not None and ctx.card_pins.verify(card.pin_salt, card.pin_hash, pin):
+        return _Attempt(card.id, counted.locked_until, card.locked_until)
+    until = await _confirm(ctx, phone, card_number, counted, card)
+    if until is not None:
+        raise Refusal(Rule.CARD_LOCKED, until=until)
+    raise Refusal(Rule.CARD_INVALID)
+
+
+async def _confirm(
+    ctx: LedgerContext, phone: str, card_number: str, counted: Any, card: Any
+) -> datetime | None:
+    """A wrong third attempt confirms the lock it set (its count back to zero, so that later
+    attempts are refused at once instead of waiting); the lock, if it set one."""
+    phone_lock = counted.locked_until
+    card_lock = card.locked_until if card is not None else None
+    if phone_lock is None and card_lock is None:
+        return None
+    async with unit_of_work(ctx.engine) as conn:
+        if phone_lock is not None:
+            await conn.execute(_CONFIRM_PHONE, {"key": phone, "own": phone_lock})
+        if card_lock is not None:
+            await conn.execute(_CONFIRM_CARD, {"key": card_number, "own": card_lock})
+        await conn.commit()
+    return max(lock for lock in (phone_lock, card_lock) if lock is not None)
+
+
+async def _release(ctx: LedgerContext, phone: str, card_number: str, attempt: _Attempt) -> None:
+    """A right PIN whose redemption was refused for another reason counts as no wrong one."""
+    now = ctx.clock.now()
+    async with unit_of_work(ctx.engine) as conn:
+        await conn.execute(_CLEAR_PHONE, {"key": phone, "now": now, "own": attempt.phone_lock})
+        await conn.execute(_CLEAR_CARD, {"key": card_number, "now": now, "own": attempt.card_lock})
+        await conn.commit()
+
+
+async def _redeem(
+    ctx: LedgerContext,
+    phone: str,
+    card_number: str,
+    attempt: _Attempt,
+    item: Item | None,
+    key: str,
+    fingerprint: str,
+    reply_route: Route | None,
+) -> int:
+    now, today = ctx.clock.now(), ctx.today()
+    async with unit_of_work(ctx.engine) as conn:
+        txn = await claim_key(conn, key, "card", fingerprint, now, number=phone)
+        value = (
+            await conn.execute(
+                _REDEEM,
+                {"card": attempt.card_id, "today": today, "phone": phone, "txn": txn, "now": now},
+            )
+        ).scalar()
+        if value is None:
+            raise await _why_not(conn, attempt.card_id, today)
+        price = item.price_fen if item else 0
+        if price > value:
+            raise Refusal(Rule.CARD_VALUE_TOO_LOW, value_fen=value, price_fen=price)
+        target = (await conn.execute(_SUBSCRIBER, {"phone": phone})).one()
+        if target.status == SubscriberStatus.CLOSED:
+            raise Refusal(Rule.SUBSCRIBER_CLOSED, number=phone)
+        credit = value - price
+        book = [
+            {"txn_id": txn, "account_id": CARD_LIABILITY, "amount_fen": -value},
+            {"txn_id": txn, "account_id": target.account_id, "amount_fen": credit},
+        ]
+        if price:
+            book.append({"txn_id": txn, "account_id": ADDON_SALES, "amount_fen": price})
+        await conn.execute(sql.INSERT_LINES, book)
+        balance = (
+            (await conn.execute(sql.CREDIT, {"acc": target.account_id, "amount": credit}))
+            .one()
+            .balance
+        )
+        valid_until = await validity.extend(conn, ctx, phone, credit)
+        if item is not None:
+            await conn.execute(
+                insert(allowances).values(
+                    number=phone,
+                    code=item.code,
+                    kind=item.kind,
+                    data_mb=item.data_mb,
+                    valid_until=item.valid_until(today),
+                    txn_id=txn,
+                    created_at=now,
+                )
+            )
+        await conn.execute(_CLEAR_PHONE, {"key": phone, "now": now, "own": attempt.phone_lock})
+        await conn.execute(
+            update(txns).where(txns.c.id == txn).values(amount_fen=value, ref=attempt.card_id)
+        )
+        await outbox.add(
+            conn,
+            notices.card_result(
+                ctx,
+                now=now,
+                key=key,
+                txn=txn,
+                phone=phone,
+                value_fen=value,
+                item=item,
+                credit_fen=credit,
+                balance_fen=balance,
+                valid_until=valid_until,
+                route=reply_route,
+            ),
+        )
+        await conn.commit()
+    return txn
+
+
+async def _why_not(conn: AsyncConnection, card_id: int, today: date) -> Refusal:
+    row = (
+        await conn.execute(select(cards.c.status, cards.c.expires).where(cards.c.id == card_id))
+    ).one()
+    if row.status == REDEEMED:
+        return Refusal(Rule.CARD_USED)
+    if row.status == VOID:
+        return Refusal(Rule.CARD_VOID)
+    return Refusal(Rule.CARD_EXPIRED, expires=row.expires.isoformat())
+
+
+async def _view(ctx: LedgerContext, txn: int) -> RedeemView:
+    """What redemption ``txn`` did (also a repeat's first result)."""
+    stmt = (
+        select(
+            txns.c.number,
+            txns.c.amount_fen,
+            txns.c.created_at,
+            cards.c.number.label("card_number"),
+            subscribers.c.valid_until,
+            subscribers.c.billing,
+            accounts.c.balance,
+        )
+        .join(cards, cards.c.id == txns.c.ref)
+        .join(subscribers, subscribers.c.number == txns.c.number)
+        .join(accounts, accounts.c.id == subscribers.c.account_id)
+        .where(txns.c.id == txn)
+    )
+    sold = select(lines.c.amount_fen).where(
+        lines.c.txn_id == txn, lines.c.account_id == ADDON_SALES
+    )
+    held = select(allowances.c.code).where(allowances.c.txn_id == txn)
+    async with ctx.engine.connect() as conn:
+        row = (await conn.execute(stmt)).one()
+        price = int((await conn.execute(sold)).scalar() or 0)
+        code = (await conn.execute(held)).scalar()
+    return RedeemView(
+        tx_id=txn,
+        number=row.number,
+        card_number=row.card_number,
+        value_fen=row.amount_fen,
+        item_code=code,
+        price_fen=price,
+        credit_fen=row.amount_fen - price,
+        balance_fen=row.balance,
+        valid_until=row.valid_until if row.billing == "prepaid" else None,
+        created_at=row.created_at,
+    )
+
+
+def describe_items(items: Iterable[Item]) -> list[str]:
+    """``code name price`` lines for menus."""
+    return [f"{item.code} {item.name} {format_yuan(item.price_fen)}" for item in items]

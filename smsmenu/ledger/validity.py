@@ -1,0 +1,36 @@
+"""Prepaid validity (有效期, SPEC §8): every top-up of a prepaid number extends it by the days
+of its amount band (``products``), never shortening it; one already past runs from today."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from smsmenu.ledger.api import Billing
+from smsmenu.ledger.context import LedgerContext
+from smsmenu.ledger.models import subscribers
+
+
+async def extend(
+    conn: AsyncConnection, ctx: LedgerContext, number: str, amount_fen: int
+) -> date | None:
+    """In the top-up's transaction (after its first write, so that SQLite's write lock holds;
+    the row is locked on PostgreSQL): the number's validity after a top-up of ``amount_fen``
+    (None for a postpaid or unknown number)."""
+    row = (
+        await conn.execute(
+            select(subscribers.c.billing, subscribers.c.valid_until)
+            .where(subscribers.c.number == number)
+            .with_for_update()
+        )
+    ).first()
+    if row is None or row.billing != Billing.PREPAID:
+        return None
+    extended = ctx.products.extended(row.valid_until, ctx.today(), amount_fen)
+    if extended != row.valid_until:
+        await conn.execute(
+            update(subscribers).where(subscribers.c.number == number).values(valid_until=extended)
+        )
+    return extended
