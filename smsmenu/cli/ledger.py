@@ -121,7 +121,9 @@ def agent_text(view: AgentView) -> str:
     )
 
 
-def subscriber_json(view: SubscriberView) -> dict[str, Any]:
+def subscriber_json(view: SubscriberView, held: bool = False) -> dict[str, Any]:
+    """SPEC §12's object; ``held``: with the validity (prepaid) and allowances of §8, as
+    ``subscriber show`` prints it."""
     shown: dict[str, Any] = {
         "number": view.number,
         "kind": view.kind.value,
@@ -129,6 +131,8 @@ def subscriber_json(view: SubscriberView) -> dict[str, Any]:
         "status": view.status.value,
         "balance_fen": view.balance_fen,
     }
+    if not held:
+        return shown
     if view.billing is Billing.PREPAID:
         shown["valid_until"] = view.valid_until and view.valid_until.isoformat()
     shown["allowances"] = [
@@ -144,9 +148,13 @@ def subscriber_json(view: SubscriberView) -> dict[str, Any]:
 
 
 def subscriber_text(view: SubscriberView) -> str:
+    valid = f"  valid until {view.valid_until}" if view.valid_until else ""
+    held = "".join(
+        f"  {a.code} {a.data_mb}MB" if a.data_mb else f"  {a.code}" for a in view.allowances
+    )
     return (
         f"{view.number}  {view.kind.value}  {view.billing.value}  {view.status.value}  "
-        f"balance {format_yuan(view.balance_fen)}"
+        f"balance {format_yuan(view.balance_fen)}{valid}{held}"
     )
 
 
@@ -232,7 +240,7 @@ def subscriber_show(number: str, as_json: bool) -> None:
     view = run_ledger(lambda ledger: ledger.subscriber(number))
     if view is None:
         fail(f"no subscriber {number}")
-    emit(as_json, subscriber_json(view), lambda v: subscriber_text(view))
+    emit(as_json, subscriber_json(view, held=True), lambda v: subscriber_text(view))
 
 
 @subscriber.command("set-status")
@@ -258,7 +266,7 @@ def subscriber_close(number: str, key: str | None, as_json: bool) -> None:
         closed = await ledger.close_subscriber(number, _key(key, "subscriber-close"))
         view = await ledger.subscriber(number)
         assert view is not None
-        return {**subscriber_json(view), "refund_fen": closed.refund_fen}
+        return {**subscriber_json(view, held=True), "refund_fen": closed.refund_fen}
 
     value = run_ledger(action)
     emit(as_json, value, lambda v: f"{number} closed, {format_yuan(v['refund_fen'])} to refund")

@@ -450,16 +450,18 @@ async def _attempt(ctx: LedgerContext, phone: str, card_number: str, pin: str) -
     """Count the attempt against the phone and the card (committed), then compare the PIN.
     While three attempts are being compared (a lock set, its count still three) a fourth
     waits for their answer (``passwords.WAITS``), then counts or is refused as locked."""
+    counted: Any = None
+    card: Any = None
     for pause in (*passwords.WAITS, None):
         now = ctx.clock.now()
         params = {"now": now, "until": now + rules.PIN_LOCK}
+        held: Any = None
         async with unit_of_work(ctx.engine) as conn:
             counted = (await conn.execute(_COUNT_PHONE, {**params, "key": phone})).first()
             if counted is None:
-                held = (await conn.execute(_PHONE_LOCK, {"key": phone})).first()
+                held = (await conn.execute(_PHONE_LOCK, {"key": phone})).one()
             else:
                 card = (await conn.execute(_COUNT_CARD, {**params, "key": card_number})).first()
-                held = None
                 if card is None:
                     held = (await conn.execute(_CARD_LOCK, {"key": card_number})).first()
             if held is None:  # counted (an unknown card counts against the phone only)
@@ -495,7 +497,8 @@ async def _confirm(
         if card_lock is not None:
             await conn.execute(_CONFIRM_CARD, {"key": card_number, "own": card_lock})
         await conn.commit()
-    return max(lock for lock in (phone_lock, card_lock) if lock is not None)
+    until: datetime = max(lock for lock in (phone_lock, card_lock) if lock is not None)
+    return until
 
 
 async def _release(ctx: LedgerContext, phone: str, card_number: str, attempt: _Attempt) -> None:

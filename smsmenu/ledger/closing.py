@@ -44,7 +44,7 @@ CODE_TRIES = 3
 _TAKE_TRY = (
     update(closing_codes)
     .where(
-        closing_codes.c.number == bindparam("number"),
+        closing_codes.c.number == bindparam("b_number"),
         closing_codes.c.tries > 0,
         closing_codes.c.expires_at > bindparam("now", type_=UTCDateTime()),
     )
@@ -125,7 +125,9 @@ async def send_code(ctx: LedgerContext, number: str, route: Route | None) -> Sub
 async def _try_code(ctx: LedgerContext, number: str, code: str) -> str:
     """Take one try (committed) and compare; the code's hash if right, else the refusal."""
     async with unit_of_work(ctx.engine) as conn:
-        taken = (await conn.execute(_TAKE_TRY, {"number": number, "now": ctx.clock.now()})).first()
+        taken = (
+            await conn.execute(_TAKE_TRY, {"b_number": number, "now": ctx.clock.now()})
+        ).first()
         await conn.commit()
     if taken is None:
         raise Refusal(Rule.CLOSE_CODE_EXPIRED)

@@ -132,6 +132,7 @@ def transfer_result(
     amount_fen: int,
     float_after: int,
     route: Route | None,
+    valid_until: date | None = None,
 ) -> dict[str, Any]:
     return outbox.row(
         now=now,
@@ -143,7 +144,8 @@ def transfer_result(
             phone=phone,
             balance=format_yuan(float_after),
             tx_id=txn,
-        ),
+        )
+        + validity_clause(ctx, valid_until),
         kind="agent_result",
         dedup_key=f"{key}:agent_result",
         ref=txn,
