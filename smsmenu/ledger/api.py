@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from smsmenu.messages import Route
+from smsmenu.products import Products
 
 
 class Kind(StrEnum):
@@ -390,3 +391,34 @@ class AgentLedger(Protocol):
     async def subscriber(self, number: str) -> SubscriberView | None: ...
 
     async def subscriber_topups(self, number: str, limit: int = 5) -> list[RecordView]: ...
+
+    @property
+    def products(self) -> Products:
+        """The add-ons on sale and the validity bands (config/products.toml)."""
+        ...
+
+    async def redeem_card(
+        self,
+        phone: str,
+        card_number: str,
+        pin: str,
+        item_code: str | None,
+        key: str,
+        reply_route: Route | None = None,
+    ) -> RedeemView:
+        """充值卡充值 for ``phone``; the ledger sends the result SMS."""
+        ...
+
+    async def closing_check(self, number: str) -> SubscriberView:
+        """What 销户 shows first, if the number may be closed (else the refusal)."""
+        ...
+
+    async def send_closing_code(self, number: str, route: Route | None = None) -> SubscriberView:
+        """Send a new 6-digit 销户 code by SMS."""
+        ...
+
+    async def close_subscriber(
+        self, number: str, key: str, code: str | None = None, reply_route: Route | None = None
+    ) -> ClosedView:
+        """销户 with the code (the ledger sends the confirmation SMS)."""
+        ...

@@ -36,7 +36,7 @@ import hashlib
 import hmac
 import io
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -45,7 +45,6 @@ from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsmenu.digits import is_digits
 from smsmenu.ledger import notices, outbox, passwords, rules, validity
 from smsmenu.ledger import statements as sql
 from smsmenu.ledger.api import (
@@ -71,7 +70,7 @@ from smsmenu.ledger.models import (
 )
 from smsmenu.ledger.unit_of_work import KeyTaken, claim_key, first_result, unit_of_work
 from smsmenu.messages import Route
-from smsmenu.money import format_yuan, parse_yuan
+from smsmenu.money import parse_yuan
 from smsmenu.products import Item
 
 HEADER = ["number", "pin", "value", "expires"]
@@ -138,9 +137,9 @@ def _row(ctx: LedgerContext, line: int, fields: list[str], today: date) -> CardR
     if len(fields) != 4:
         raise bad("card_file_columns")
     number, pin, value, expires = (f.strip() for f in fields)
-    if not card_number_ok(number):
+    if not rules.card_number_ok(number):
         raise bad("card_file_number")
-    if not card_pin_ok(pin):
+    if not rules.card_pin_ok(pin):
         raise bad("card_file_pin")
     fen = parse_yuan(value)
     if fen is None or not 0 < fen <= MAX_VALUE_FEN:
@@ -154,14 +153,6 @@ def _row(ctx: LedgerContext, line: int, fields: list[str], today: date) -> CardR
     if day < today:
         raise bad("card_file_expired")
     return CardRow(line, number, pin, fen, day)
-
-
-def card_number_ok(number: str) -> bool:
-    return is_digits(number) and 6 <= len(number) <= 32
-
-
-def card_pin_ok(pin: str) -> bool:
-    return is_digits(pin) and 4 <= len(pin) <= 20
 
 
 async def import_batch(
@@ -433,7 +424,7 @@ async def redeem(
         raise Refusal(Rule.TARGET_UNKNOWN, number=phone)
     if target.status == SubscriberStatus.CLOSED:
         raise Refusal(Rule.SUBSCRIBER_CLOSED, number=phone)
-    if not card_number_ok(card_number) or not card_pin_ok(pin):
+    if not rules.card_number_ok(card_number) or not rules.card_pin_ok(pin):
         raise Refusal(Rule.CARD_INVALID)
     attempt = await _attempt(ctx, phone, card_number, pin)
     try:
@@ -635,8 +626,3 @@ async def _view(ctx: LedgerContext, txn: int) -> RedeemView:
         valid_until=row.valid_until if row.billing == "prepaid" else None,
         created_at=row.created_at,
     )
-
-
-def describe_items(items: Iterable[Item]) -> list[str]:
-    """``code name price`` lines for menus."""
-    return [f"{item.code} {item.name} {format_yuan(item.price_fen)}" for item in items]

@@ -20,6 +20,7 @@ from smsmenu.ledger.context import LedgerContext
 from smsmenu.messages import SMS, Route
 from smsmenu.money import format_yuan
 from smsmenu.products import Item
+from smsmenu.texts import Catalogue
 
 MARK = "\u2063#\u2063"  # invisible separators around '#': never in a catalogue text
 TXN_MARK = "\u2063%\u2063"  # where the txn id goes when only the write knows it
@@ -145,7 +146,7 @@ def transfer_result(
             balance=format_yuan(float_after),
             tx_id=txn,
         )
-        + validity_clause(ctx, valid_until),
+        + validity_clause(ctx.catalogue, valid_until),
         kind="agent_result",
         dedup_key=f"{key}:agent_result",
         ref=txn,
@@ -212,7 +213,7 @@ def card_result(
         credit=format_yuan(credit_fen),
         balance=format_yuan(balance_fen),
         tx_id=txn,
-    ) + validity_clause(ctx, valid_until)
+    ) + validity_clause(ctx.catalogue, valid_until)
     return outbox.row(
         now=now,
         source=ctx.service_number,
@@ -225,6 +226,8 @@ def card_result(
     )
 
 
-def validity_clause(ctx: LedgerContext, valid_until: date | None) -> str:
+def validity_clause(texts: Catalogue, valid_until: date | None) -> str:
     """``有效期至YYYY-MM-DD。`` for a prepaid number, else nothing."""
-    return "" if valid_until is None else ctx.text("validity_until", date=valid_until.isoformat())
+    return (
+        "" if valid_until is None else texts.render("validity_until", date=valid_until.isoformat())
+    )

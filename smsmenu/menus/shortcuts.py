@@ -2,7 +2,9 @@
 
 ``CZ <kind 1-4> <number> <amount> <pin> [notify]`` recharge, ``YE <pin>`` balance,
 ``CS <number>`` retry the latest failed recharge to a number, ``Y <pin>`` confirm what the
-last reply asked to confirm. Case-insensitive; spaces or ``#`` separate the fields.
+last reply asked to confirm; from any phone, ``CK <card number> <card PIN> [item code]``
+redeems a recharge card for the sending number. Case-insensitive; spaces or ``#`` separate
+the fields.
 
 ``parse`` returns None when the text is no shortcut at all (it goes to the menu then), a
 command when it is a well-formed one, and raises ``ShortcutError`` when it starts with a
@@ -19,7 +21,8 @@ from smsmenu.menus import validate
 from smsmenu.menus.validate import Invalid
 
 _SEPARATORS = re.compile(r"[\s#]+")
-KEYWORDS = frozenset({"CZ", "YE", "CS", "Y"})
+KEYWORDS = frozenset({"CZ", "YE", "CS", "Y", "CK"})
+_ITEM_CODE = re.compile(r"[A-Za-z0-9]{1,16}")
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,14 @@ class ConfirmCommand:
     pin: str = field(repr=False)
 
 
-Command = RechargeCommand | BalanceCommand | RetryCommand | ConfirmCommand
+@dataclass(frozen=True)
+class CardCommand:
+    card_number: str
+    pin: str = field(repr=False)
+    item_code: str | None = None
+
+
+Command = RechargeCommand | BalanceCommand | RetryCommand | ConfirmCommand | CardCommand
 
 
 class ShortcutError(ValueError):
@@ -85,6 +95,8 @@ def parse(text: str) -> Command | None:
         if word == "CS":
             _count(args, 1, 1, usage)
             return RetryCommand(_any_number(args[0]))
+        if word == "CK":
+            return _card(args, usage)
         _count(args, 1, 1, usage)
         return ConfirmCommand(validate.pin(args[0]))
     except Invalid as exc:
@@ -118,3 +130,13 @@ def _any_number(text: str) -> str:
     if text.startswith("1"):
         return validate.number(Kind.MOBILE, text)
     return validate.number(Kind.FIXED, text)
+
+
+def _card(args: list[str], usage: str) -> CardCommand:
+    _count(args, 2, 3, usage)
+    item = None
+    if len(args) == 3:
+        if not _ITEM_CODE.fullmatch(args[2]):
+            raise ShortcutError("reason_bad_choice", usage)
+        item = args[2].upper()
+    return CardCommand(validate.card_number(args[0]), validate.card_pin(args[1]), item)

@@ -82,3 +82,30 @@ def test_pin_never_in_repr() -> None:
     command = shortcuts.parse("CZ 2 13812345678 50 135790")
     assert "135790" not in repr(command)
     assert "135790" not in repr(shortcuts.parse("Y 135790"))
+
+
+@pytest.mark.parametrize(
+    ("text", "command"),
+    [
+        ("CK 9100000001 246810", shortcuts.CardCommand("9100000001", "246810")),
+        ("ck#9100000001#246810#d100", shortcuts.CardCommand("9100000001", "246810", "D100")),
+    ],
+)
+def test_card_shortcut(text: str, command: shortcuts.CardCommand) -> None:
+    assert shortcuts.parse(text) == command
+    assert "246810" not in repr(command)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("CK 9100000001", "reason_shortcut_fields"),
+        ("CK 12 246810", "reason_bad_card_number"),
+        ("CK 9100000001 12", "reason_bad_card_pin"),
+        ("CK 9100000001 246810 流量", "reason_bad_choice"),
+    ],
+)
+def test_card_shortcut_errors(text: str, reason: str) -> None:
+    with pytest.raises(shortcuts.ShortcutError) as caught:
+        shortcuts.parse(text)
+    assert (caught.value.reason, caught.value.usage) == (reason, "usage_ck")
