@@ -61,12 +61,17 @@ class Products:
         return days
 
     def extended(self, valid_until: date | None, today: date, amount_fen: int) -> date | None:
-        """The validity after a top-up: never shortened; one already past runs from today."""
-        days = self.validity_days(amount_fen)
-        if days == 0:
-            return valid_until
-        start = today if valid_until is None or valid_until < today else valid_until
-        return start + timedelta(days=days)
+        """The validity after a top-up of ``amount_fen``."""
+        return extend(valid_until, today, self.validity_days(amount_fen))
+
+
+def extend(valid_until: date | None, today: date, days: int) -> date | None:
+    """A validity extended by ``days``: never shortened; one already past runs from today
+    (PostgreSQL's ``ledger_book`` computes the same, migration 0006)."""
+    if days == 0:
+        return valid_until
+    start = today if valid_until is None or valid_until < today else valid_until
+    return start + timedelta(days=days)
 
 
 def _item(entry: Any, index: int) -> Item:

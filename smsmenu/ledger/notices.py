@@ -24,12 +24,20 @@ from smsmenu.texts import Catalogue
 
 MARK = "\u2063#\u2063"  # invisible separators around '#': never in a catalogue text
 TXN_MARK = "\u2063%\u2063"  # where the txn id goes when only the write knows it
+# A receipt's validity clause (prepaid targets: only the write knows): between these two
+# marks, its date at DATE_MARK; the write drops the clause for a number without validity.
+VALID_OPEN, VALID_CLOSE, DATE_MARK = "\u2063<\u2063", "\u2063>\u2063", "\u2063~\u2063"
 
 
-def fill(text: str, txn: int, balance: int | None) -> str:
-    """``text`` with the txn id and a balance put where the markers are (what PostgreSQL's
-    recharge functions do to the texts they store)."""
+def fill(text: str, txn: int, balance: int | None, valid_until: date | None = None) -> str:
+    """``text`` with the txn id, a balance and the validity clause put where the markers are
+    (what PostgreSQL's recharge functions do to the texts they store)."""
     text = text.replace(TXN_MARK, str(txn))
+    start, end = text.find(VALID_OPEN), text.find(VALID_CLOSE)
+    if start >= 0 and end > start:
+        clause = text[start + len(VALID_OPEN) : end]
+        clause = "" if valid_until is None else clause.replace(DATE_MARK, valid_until.isoformat())
+        text = text[:start] + clause + text[end + len(VALID_CLOSE) :]
     return text if balance is None else text.replace(MARK, format_yuan(balance))
 
 
@@ -87,7 +95,10 @@ def recharge_result(
                     balance=target_balance,
                     agent_id=agent_id,
                     tx_id=txn,
-                ),
+                )
+                + VALID_OPEN
+                + ctx.text("validity_until", date=DATE_MARK)
+                + VALID_CLOSE,
                 kind="target_receipt",
                 dedup_key=f"{key}:target_receipt",
                 ref=txn if isinstance(txn, int) else None,

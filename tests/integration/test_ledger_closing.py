@@ -11,7 +11,15 @@ import pytest
 from sqlalchemy import select
 
 from smsmenu.clock import FakeClock
-from smsmenu.ledger.api import Billing, Kind, Refusal, Rule, SubscriberStatus
+from smsmenu.ledger.api import (
+    Billing,
+    Kind,
+    RechargeRequest,
+    Refusal,
+    Rule,
+    SubscriberStatus,
+)
+from smsmenu.ledger.billing import ScriptedBilling
 from smsmenu.ledger.models import REFUNDS, lines, outbox
 from smsmenu.ledger.service import LedgerService
 from tests.ledger_fixtures import TRADE_PIN, new_agent
@@ -95,8 +103,6 @@ async def test_a_closed_number_takes_no_recharge(ledger: LedgerService) -> None:
     agent = await new_agent(ledger)
     await ledger.add_subscriber(PHONE, Kind.MOBILE, Billing.PREPAID, 500)
     await ledger.close_subscriber(PHONE, "close")
-    from smsmenu.ledger.api import RechargeRequest
-
     request = RechargeRequest(agent.agent_id, Kind.MOBILE, PHONE, 5000, TRADE_PIN, "r1")
     await refused(Rule.TARGET_CLOSED, ledger.recharge(request))
 
@@ -131,3 +137,33 @@ async def test_validity_extends_per_band_never_shortens(
     await ledger.transfer_to_phone(agent.agent_id, 1000, TRADE_PIN, "t3")
     sub = await ledger.subscriber(agent.phone)
     assert sub is not None and sub.valid_until == date(2028, 1, 14)
+
+
+@pytest.mark.parametrize("billing", ["internal", "external"])
+@pytest.mark.parametrize("ledger_agent_cache", [False, True])  # PostgreSQL: a worker's cache
+async def test_an_agent_recharge_extends_validity_and_the_receipt_shows_it(
+    ledger: LedgerService, billing: str, clock: FakeClock
+) -> None:
+    if billing == "external":  # reserve, credit through billing, resolve: the same booking
+        ledger.billing = ScriptedBilling()
+    agent = await new_agent(ledger)
+    await ledger.add_subscriber(PHONE, Kind.MOBILE, Billing.PREPAID)
+    await ledger.add_subscriber("02787654321", Kind.FIXED, Billing.POSTPAID)
+    await ledger.recharge(RechargeRequest(agent.agent_id, Kind.MOBILE, PHONE, 5000, TRADE_PIN, "a"))
+    sub = await ledger.subscriber(PHONE)
+    assert sub is not None and sub.valid_until == date(2027, 2, 8)  # 50 yuan: 90 days
+    clock.advance(86400)
+    await ledger.recharge(RechargeRequest(agent.agent_id, Kind.MOBILE, PHONE, 1000, TRADE_PIN, "b"))
+    sub = await ledger.subscriber(PHONE)
+    assert sub is not None and sub.valid_until == date(2027, 3, 10)  # never shortened: +30
+    receipts = await texts(ledger, "target_receipt")
+    assert "有效期至2027-02-08。" in receipts[0] and "有效期至2027-03-10。" in receipts[1]
+    await ledger.recharge(
+        RechargeRequest(
+            agent.agent_id, Kind.FIXED, "02787654321", 5000, TRADE_PIN, "c", notify=PHONE
+        )
+    )
+    postpaid = (await texts(ledger, "target_receipt"))[-1]
+    assert "有效期" not in postpaid and "\u2063" not in postpaid
+    fixed = await ledger.subscriber("02787654321")
+    assert fixed is not None and fixed.valid_until is None

@@ -84,3 +84,14 @@ def _downgrade(connection: Connection, revision: str) -> None:
     cfg = alembic_config()
     cfg.attributes["connection"] = connection
     command.downgrade(cfg, revision)
+
+
+def test_pg_booking_uses_the_validity_markers() -> None:
+    import importlib
+
+    from smsmenu.ledger import notices
+
+    migration = importlib.import_module("smsmenu.ledger.migrations.versions.0006_cards_and_closing")
+    marks = (migration.VALID_OPEN, migration.VALID_CLOSE, migration.DATE_MARK)
+    assert marks == (notices.VALID_OPEN, notices.VALID_CLOSE, notices.DATE_MARK)
+    assert all(mark in migration.FUNCTIONS[0] for mark in marks)
