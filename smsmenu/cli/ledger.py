@@ -574,25 +574,63 @@ def report_daily(day: str | None, as_json: bool) -> None:
     reversals, reversed_fen   reversals done that day and the amounts they took
                               back from the targets
     reversed_commission_fen   the commission those reversals clawed back
+
+    The text ends with the subscriber accounts closed that day and the refunds they are owed
+    (``report refunds --json`` for those as JSON).
     """
     wanted = _day(day, "--date")
 
     async def action(ledger: LedgerService) -> Any:
-        return await ledger.daily_report(wanted or ledger.today())
+        which = wanted or ledger.today()
+        return await ledger.daily_report(which), await ledger.refunds(which)
+
+    rows, refunds = run_ledger(action)
+    lines = [
+        f"{r.day} agent {r.agent_id}: {r.recharges} recharges "
+        f"{format_yuan(r.recharged_fen)}, net commission {format_yuan(r.commission_fen)}, "
+        f"{r.reversals} reversals {format_yuan(r.reversed_fen)} (commission clawed back "
+        f"{format_yuan(r.reversed_commission_fen)})"
+        for r in rows
+    ]
+    if refunds:
+        owed = sum(r.amount_fen for r in refunds)
+        lines.append(f"closed accounts (销户): {len(refunds)}, refunds owed {format_yuan(owed)}")
+    emit(
+        as_json,
+        [{**to_jsonable(r), "day": r.day.isoformat()} for r in rows],
+        lambda _: "\n".join(lines) or "no activity",
+    )
+
+
+@report.command("refunds")
+@click.option("--date", "day", default=None, help="Business day YYYY-MM-DD (default today).")
+@json_option
+def report_refunds(day: str | None, as_json: bool) -> None:
+    """Subscriber accounts closed (销户) on one business day and the refund each is owed."""
+    wanted = _day(day, "--date")
+    zone = _zone()
+
+    async def action(ledger: LedgerService) -> Any:
+        return await ledger.refunds(wanted or ledger.today())
 
     rows = run_ledger(action)
     emit(
         as_json,
-        [{**to_jsonable(r), "day": r.day.isoformat()} for r in rows],
+        [
+            {
+                "tx_id": r.tx_id,
+                "number": r.number,
+                "refund_fen": r.amount_fen,
+                "closed_at": r.created_at.astimezone(zone).isoformat(),
+            }
+            for r in rows
+        ],
         lambda _: (
             "\n".join(
-                f"{r.day} agent {r.agent_id}: {r.recharges} recharges "
-                f"{format_yuan(r.recharged_fen)}, net commission {format_yuan(r.commission_fen)}, "
-                f"{r.reversals} reversals {format_yuan(r.reversed_fen)} (commission clawed back "
-                f"{format_yuan(r.reversed_commission_fen)})"
+                f"{local_time(r.created_at, zone)} {r.number} refund {format_yuan(r.amount_fen)}"
                 for r in rows
             )
-            or "no activity"
+            or "no accounts closed"
         ),
     )
 

@@ -502,6 +502,10 @@ class LedgerService:
         """Per agent, for business day ``day``: recharges (count, sum, commission), reversals."""
         return await reports.daily_report(self.engine, day, self.ctx.zone)
 
+    async def refunds(self, day: date) -> list[RecordView]:
+        """Subscriber accounts closed on business day ``day``, each with its refund owed."""
+        return await reports.refunds(self.engine, day, self.ctx.zone)
+
     async def trial_balance(self) -> TrialBalance:
         """Every account's balance added up (zero when the books balance), and each account's
         stored balance checked against its journal lines and reservations."""

@@ -112,3 +112,11 @@ def test_subscriber_show_and_close_at_the_counter(cli: Cli) -> None:  # noqa: F8
     assert isinstance(postpaid, dict) and "valid_until" not in postpaid
     cli.refused("close_bound_phone", "subscriber", "close", "--number", "13800000001")
     assert cli.json("ledger", "check")["ok"] is True  # type: ignore[index]
+
+
+def test_refunds_show_in_the_daily_report(cli: Cli) -> None:  # noqa: F811
+    seed(cli)
+    cli.json("subscriber", "close", "--number", "13900000002")  # prepaid, 5.00 yuan
+    assert "closed accounts (销户): 1, refunds owed 5.00元" in cli("report", "daily").stdout
+    (refund,) = cli.json("report", "refunds")  # type: ignore[misc]
+    assert (refund["number"], refund["refund_fen"]) == ("13900000002", 500)
