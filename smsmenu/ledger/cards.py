@@ -17,12 +17,16 @@ be imported in seconds, where argon2 would take minutes.
 *Lock-out.* Wrong card PINs count per card and per sending phone (``cards.failures``,
 ``subscribers.card_failures``): three in a row lock the card, or the phone's card redemptions,
 for 30 minutes. As with the trade password (``passwords``), the attempt is the guarded write:
-both counts go up, committed, before the PIN is compared, and only while neither is locked; the
-write that makes a count three sets the lock at once, provisionally (a right PIN in that attempt
-lifts it, a wrong one confirms it); an attempt meeting a provisional lock waits for it to be
-settled. So however many attempts race, at most three per card and three per phone reach the
-comparison in a lock period. An unknown card number counts against the phone and reads exactly
-as a wrong PIN.
+both counts go up before the PIN is compared, and only while neither is locked (the write that
+makes a count three sets the lock). Unlike the trade password (argon2, milliseconds), a card
+PIN is compared in microseconds, so the comparison happens inside the transaction that counted
+it, with the phone's and the card's rows locked: concurrent attempts from one phone or on one
+card queue on those rows. A wrong PIN commits its count and is refused; a right one redeems the
+card and clears the counts in the same commit (one commit per redemption). So however many
+attempts race, at most three per card and three per phone reach the comparison in a lock
+period. An unknown card number counts against the phone and reads exactly as a wrong PIN.
+Rows are locked in one order (phone, card, then the phone's account), so attempts never
+deadlock.
 
 *Once.* The redemption is a guarded ``UPDATE cards ... WHERE status = 'issued' AND expires >=
 today``: of two phones racing the same card, one redeems it, the other is told it was used.
@@ -30,7 +34,6 @@ today``: of two phones racing the same card, one redeems it, the other is told i
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import hashlib
 import hmac
@@ -41,13 +44,25 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import (
+    Date,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsmenu.ledger import notices, outbox, passwords, rules, validity
+from smsmenu.ledger import notices, outbox, rules
 from smsmenu.ledger import statements as sql
 from smsmenu.ledger.api import (
+    Billing,
     CardStats,
     CardView,
     RedeemView,
@@ -190,6 +205,10 @@ async def import_batch(
             if progress is not None:
                 progress(len(chunk))
         await conn.commit()
+    if ctx.postgres:  # the planner's statistics for the rows just stored (else seq scans)
+        async with ctx.engine.connect() as conn:
+            await conn.execute(text("ANALYZE cards"))
+            await conn.commit()
     return sum(row.value_fen for row in rows)
 
 
@@ -320,39 +339,26 @@ def _count(table: Any, key: Any, failures: Any, locked: Any) -> Any:
 
 _COUNT_PHONE = _count(
     subscribers, subscribers.c.number, subscribers.c.card_failures, subscribers.c.card_locked_until
-)
+).returning(subscribers.c.status)
 _COUNT_CARD = _count(cards, cards.c.number, cards.c.failures, cards.c.locked_until).returning(
-    cards.c.id, cards.c.pin_salt, cards.c.pin_hash
+    cards.c.id, cards.c.value_fen, cards.c.pin_salt, cards.c.pin_hash
 )
-_PHONE_LOCK = select(
-    subscribers.c.card_failures.label("failures"),
-    subscribers.c.card_locked_until.label("locked_until"),
-).where(subscribers.c.number == bindparam("key"))
-_CARD_LOCK = select(cards.c.failures, cards.c.locked_until).where(
-    cards.c.number == bindparam("key")
+_PHONE_LOCK = select(subscribers.c.card_locked_until).where(
+    subscribers.c.number == bindparam("key")
 )
+_CARD_LOCK = select(cards.c.locked_until).where(cards.c.number == bindparam("key"))
 
 
-def _confirm_lock(table: Any, key: Any, failures: Any, locked: Any) -> Any:
-    return (
-        update(table)
-        .where(key == bindparam("key"), locked == bindparam("own", type_=UTCDateTime()))
-        .values({failures: 0})
-    )
-
-
-_CONFIRM_PHONE = _confirm_lock(
-    subscribers, subscribers.c.number, subscribers.c.card_failures, subscribers.c.card_locked_until
-)
-_CONFIRM_CARD = _confirm_lock(cards, cards.c.number, cards.c.failures, cards.c.locked_until)
+def _clearable(locked: Any) -> Any:
+    """No lock holds but the attempt's own (``own``) or one that has ended."""
+    return or_(locked.is_(None), locked <= _NOW, locked == bindparam("own", type_=UTCDateTime()))
 
 
 def _clear(table: Any, key: Any, failures: Any, locked: Any) -> Any:
     """A right PIN clears the count and its own lock (not another attempt's)."""
-    own = bindparam("own", type_=UTCDateTime())
     return (
         update(table)
-        .where(key == bindparam("key"), or_(locked.is_(None), locked <= _NOW, locked == own))
+        .where(key == bindparam("key"), _clearable(locked))
         .values({failures: 0, locked: None})
     )
 
@@ -379,18 +385,21 @@ _REDEEM = (
     )
     .returning(cards.c.value_fen)
 )
-_SUBSCRIBER = (
-    select(subscribers.c.account_id, subscribers.c.status)
-    .where(subscribers.c.number == bindparam("phone"))
-    .with_for_update()
+_SUBSCRIBER = select(
+    subscribers.c.account_id, subscribers.c.billing, subscribers.c.valid_until
+).where(subscribers.c.number == bindparam("phone"))
+#: The redeeming phone: its validity extended, its count of wrong card PINs cleared (with its
+#: own lock, not another attempt's).
+_PHONE_CLEARABLE = _clearable(subscribers.c.card_locked_until)
+_SETTLE_PHONE = (
+    update(subscribers)
+    .where(subscribers.c.number == bindparam("b_phone"))
+    .values(
+        valid_until=bindparam("b_valid_until", type_=Date()),
+        card_failures=case((_PHONE_CLEARABLE, 0), else_=subscribers.c.card_failures),
+        card_locked_until=case((_PHONE_CLEARABLE, None), else_=subscribers.c.card_locked_until),
+    )
 )
-
-
-@dataclass(frozen=True)
-class _Attempt:
-    card_id: int
-    phone_lock: datetime | None  # the lock this attempt set (it was the third), if any
-    card_lock: datetime | None
 
 
 async def redeem(
@@ -418,116 +427,95 @@ async def redeem(
         pass  # not stored (or another operation's key: claim_key below says so)
     else:
         return await _view(ctx, txn)
-    async with ctx.engine.connect() as conn:
-        target = (await conn.execute(sql.SUBSCRIBER_BY_NUMBER, {"number": phone})).first()
-    if target is None:
-        raise Refusal(Rule.TARGET_UNKNOWN, number=phone)
-    if target.status == SubscriberStatus.CLOSED:
-        raise Refusal(Rule.SUBSCRIBER_CLOSED, number=phone)
     if not rules.card_number_ok(card_number) or not rules.card_pin_ok(pin):
-        raise Refusal(Rule.CARD_INVALID)
-    attempt = await _attempt(ctx, phone, card_number, pin)
+        raise await _malformed(ctx, phone)
     try:
-        txn = await _redeem(ctx, phone, card_number, attempt, item, key, fingerprint, reply_route)
+        return await _redeem(ctx, phone, card_number, pin, item, key, fingerprint, reply_route)
     except KeyTaken:
         txn = await first_result(ctx.engine, key, "card", fingerprint)
-    except Refusal:
-        await _release(ctx, phone, card_number, attempt)
-        raise
     return await _view(ctx, txn)
 
 
-async def _attempt(ctx: LedgerContext, phone: str, card_number: str, pin: str) -> _Attempt:
-    """Count the attempt against the phone and the card (committed), then compare the PIN.
-    While three attempts are being compared (a lock set, its count still three) a fourth
-    waits for their answer (``passwords.WAITS``), then counts or is refused as locked."""
-    counted: Any = None
-    card: Any = None
-    for pause in (*passwords.WAITS, None):
-        now = ctx.clock.now()
-        params = {"now": now, "until": now + rules.PIN_LOCK}
-        held: Any = None
-        async with unit_of_work(ctx.engine) as conn:
-            counted = (await conn.execute(_COUNT_PHONE, {**params, "key": phone})).first()
-            if counted is None:
-                held = (await conn.execute(_PHONE_LOCK, {"key": phone})).one()
-            else:
-                card = (await conn.execute(_COUNT_CARD, {**params, "key": card_number})).first()
-                if card is None:
-                    held = (await conn.execute(_CARD_LOCK, {"key": card_number})).first()
-            if held is None:  # counted (an unknown card counts against the phone only)
-                await conn.commit()
-                break
-        lock = held.locked_until
-        confirmed = lock is not None and lock > now and held.failures < rules.PIN_MAX_FAILURES
-        if confirmed or pause is None:
-            raise Refusal(Rule.CARD_LOCKED, until=lock or params["until"])
-        # Three attempts are being compared (or a lock was lifted since the count looked):
-        # their answer decides.
-        await asyncio.sleep(pause)
-    if card is not None and ctx.card_pins.verify(card.pin_salt, card.pin_hash, pin):
-        return _Attempt(card.id, counted.locked_until, card.locked_until)
-    until = await _confirm(ctx, phone, card_number, counted, card)
-    if until is not None:
-        raise Refusal(Rule.CARD_LOCKED, until=until)
-    raise Refusal(Rule.CARD_INVALID)
+async def _malformed(ctx: LedgerContext, phone: str) -> Refusal:
+    """A card number or PIN that cannot be one: refused, nothing counted (but the phone's own
+    refusals come first, as for any attempt)."""
+    async with ctx.engine.connect() as conn:
+        target = (await conn.execute(sql.SUBSCRIBER_BY_NUMBER, {"number": phone})).first()
+    if target is None:
+        return Refusal(Rule.TARGET_UNKNOWN, number=phone)
+    if target.status == SubscriberStatus.CLOSED:
+        return Refusal(Rule.SUBSCRIBER_CLOSED, number=phone)
+    return Refusal(Rule.CARD_INVALID)
 
 
-async def _confirm(
-    ctx: LedgerContext, phone: str, card_number: str, counted: Any, card: Any
-) -> datetime | None:
-    """A wrong third attempt confirms the lock it set (its count back to zero, so that later
-    attempts are refused at once instead of waiting); the lock, if it set one."""
-    phone_lock = counted.locked_until
-    card_lock = card.locked_until if card is not None else None
-    if phone_lock is None and card_lock is None:
-        return None
-    async with unit_of_work(ctx.engine) as conn:
-        if phone_lock is not None:
-            await conn.execute(_CONFIRM_PHONE, {"key": phone, "own": phone_lock})
-        if card_lock is not None:
-            await conn.execute(_CONFIRM_CARD, {"key": card_number, "own": card_lock})
-        await conn.commit()
-    until: datetime = max(lock for lock in (phone_lock, card_lock) if lock is not None)
-    return until
-
-
-async def _release(ctx: LedgerContext, phone: str, card_number: str, attempt: _Attempt) -> None:
-    """A right PIN whose redemption was refused for another reason counts as no wrong one."""
-    now = ctx.clock.now()
-    async with unit_of_work(ctx.engine) as conn:
-        await conn.execute(_CLEAR_PHONE, {"key": phone, "now": now, "own": attempt.phone_lock})
-        await conn.execute(_CLEAR_CARD, {"key": card_number, "now": now, "own": attempt.card_lock})
-        await conn.commit()
+async def _count_attempt(
+    conn: AsyncConnection, phone: str, card_number: str, now: datetime
+) -> tuple[Any, Any]:
+    """Count the attempt against the phone, then the card (their rows locked till the end of
+    the transaction): the phone's count and the card's row (None: unknown card, counted against
+    the phone only); refused while either is locked (nothing counted then)."""
+    params = {"now": now, "until": now + rules.PIN_LOCK}
+    counted = (await conn.execute(_COUNT_PHONE, {**params, "key": phone})).first()
+    if counted is None:
+        until = (await conn.execute(_PHONE_LOCK, {"key": phone})).first()
+        if until is None:
+            raise Refusal(Rule.TARGET_UNKNOWN, number=phone)
+        raise Refusal(Rule.CARD_LOCKED, until=until.card_locked_until)
+    if counted.status == SubscriberStatus.CLOSED:
+        raise Refusal(Rule.SUBSCRIBER_CLOSED, number=phone)
+    card = (await conn.execute(_COUNT_CARD, {**params, "key": card_number})).first()
+    if card is None:
+        until = (await conn.execute(_CARD_LOCK, {"key": card_number})).scalar()
+        if until is not None:
+            raise Refusal(Rule.CARD_LOCKED, until=until)
+    return counted, card
 
 
 async def _redeem(
     ctx: LedgerContext,
     phone: str,
     card_number: str,
-    attempt: _Attempt,
+    pin: str,
     item: Item | None,
     key: str,
     fingerprint: str,
     reply_route: Route | None,
-) -> int:
+) -> RedeemView:
+    """One transaction: the attempt counted, the PIN compared; wrong, the count is committed
+    and the attempt refused; right, the card redeemed and the counts cleared, one commit."""
     now, today = ctx.clock.now(), ctx.today()
+    price = item.price_fen if item else 0
     async with unit_of_work(ctx.engine) as conn:
-        txn = await claim_key(conn, key, "card", fingerprint, now, number=phone)
-        value = (
-            await conn.execute(
-                _REDEEM,
-                {"card": attempt.card_id, "today": today, "phone": phone, "txn": txn, "now": now},
+        counted, card = await _count_attempt(conn, phone, card_number, now)
+        if card is None or not ctx.card_pins.verify(card.pin_salt, card.pin_hash, pin):
+            await conn.commit()
+            until = counted.locked_until or (card.locked_until if card is not None else None)
+            if until is not None:
+                raise Refusal(Rule.CARD_LOCKED, until=until)
+            raise Refusal(Rule.CARD_INVALID)
+        try:
+            txn = await claim_key(
+                conn,
+                key,
+                "card",
+                fingerprint,
+                now,
+                number=phone,
+                amount_fen=card.value_fen,
+                ref=card.id,
             )
-        ).scalar()
-        if value is None:
-            raise await _why_not(conn, attempt.card_id, today)
-        price = item.price_fen if item else 0
-        if price > value:
-            raise Refusal(Rule.CARD_VALUE_TOO_LOW, value_fen=value, price_fen=price)
+            params = {"card": card.id, "today": today, "phone": phone, "txn": txn, "now": now}
+            value = (await conn.execute(_REDEEM, params)).scalar()
+            if value is None:
+                raise await _why_not(conn, card.id, today)
+            if price > value:
+                raise Refusal(Rule.CARD_VALUE_TOO_LOW, value_fen=value, price_fen=price)
+        except Refusal:
+            if counted.failures > 1 or card.failures > 1:  # earlier wrong PINs: a right one
+                await conn.rollback()  # ends the run, even when refused for another reason
+                await _clear_counts(ctx, phone, card_number, counted.locked_until, card)
+            raise
         target = (await conn.execute(_SUBSCRIBER, {"phone": phone})).one()
-        if target.status == SubscriberStatus.CLOSED:
-            raise Refusal(Rule.SUBSCRIBER_CLOSED, number=phone)
         credit = value - price
         book = [
             {"txn_id": txn, "account_id": CARD_LIABILITY, "amount_fen": -value},
@@ -541,7 +529,16 @@ async def _redeem(
             .one()
             .balance
         )
-        valid_until = await validity.extend(conn, ctx, phone, credit)
+        valid_until = None
+        if target.billing == Billing.PREPAID:
+            valid_until = ctx.products.extended(target.valid_until, today, credit)
+        settle = {
+            "b_phone": phone,
+            "now": now,
+            "own": counted.locked_until,
+            "b_valid_until": valid_until,
+        }
+        await conn.execute(_SETTLE_PHONE, settle)
         if item is not None:
             await conn.execute(
                 insert(allowances).values(
@@ -554,10 +551,6 @@ async def _redeem(
                     created_at=now,
                 )
             )
-        await conn.execute(_CLEAR_PHONE, {"key": phone, "now": now, "own": attempt.phone_lock})
-        await conn.execute(
-            update(txns).where(txns.c.id == txn).values(amount_fen=value, ref=attempt.card_id)
-        )
         await outbox.add(
             conn,
             notices.card_result(
@@ -575,7 +568,22 @@ async def _redeem(
             ),
         )
         await conn.commit()
-    return txn
+    code = item.code if item else None
+    return RedeemView(
+        txn, phone, card_number, value, code, price, credit, balance, valid_until, now
+    )
+
+
+async def _clear_counts(
+    ctx: LedgerContext, phone: str, card_number: str, phone_lock: datetime | None, card: Any
+) -> None:
+    """A right PIN whose redemption was refused for another reason ends the run of wrong ones
+    before it (as a redemption would have)."""
+    now = ctx.clock.now()
+    async with unit_of_work(ctx.engine) as conn:
+        await conn.execute(_CLEAR_PHONE, {"key": phone, "now": now, "own": phone_lock})
+        await conn.execute(_CLEAR_CARD, {"key": card_number, "now": now, "own": card.locked_until})
+        await conn.commit()
 
 
 async def _why_not(conn: AsyncConnection, card_id: int, today: date) -> Refusal:
