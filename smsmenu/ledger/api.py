@@ -171,6 +171,21 @@ class RedeemView:
 
 
 @dataclass(frozen=True)
+class SaleView:
+    """A data pack or plan an agent sold from its float (``CZ 5``)."""
+
+    tx_id: int
+    agent_id: int
+    number: str
+    item_code: str
+    price_fen: int
+    commission_fen: int
+    debit_fen: int
+    float_after_fen: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class CardView:
     number: str
     batch: str
@@ -382,6 +397,18 @@ class AgentLedger(Protocol):
         self, agent_id: int, amount_fen: int, pin: str, key: str, reply_route: Route | None = None
     ) -> TransferView:
         """Move float to the bound phone's own prepaid account (no commission)."""
+        ...
+
+    async def sell_item(
+        self,
+        agent_id: int,
+        number: str,
+        item_code: str,
+        pin: str,
+        key: str,
+        reply_route: Route | None = None,
+    ) -> SaleView:
+        """Sell a data pack or plan to ``number`` from the float (``CZ 5``)."""
         ...
 
     async def change_trade_pin(self, agent_id: int, old: str, new: str) -> None: ...

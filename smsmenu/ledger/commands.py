@@ -94,6 +94,18 @@ class RedeemCard:
 
 
 @dataclass(frozen=True)
+class SellItem:
+    """An agent sells a data pack or plan to ``number`` from its float (``CZ 5``)."""
+
+    agent_id: int
+    number: str
+    item_code: str
+    pin: str = field(repr=False)
+    key: str
+    reply_route: Route | None = None
+
+
+@dataclass(frozen=True)
 class CloseSubscriber:
     """销户 of a subscriber account: its prepaid remainder booked for refund. ``code``: the
     verification code the phone got (None at the counter, where staff check identity)."""
@@ -113,6 +125,7 @@ Command = (
     | CloseAgent
     | Reverse
     | RedeemCard
+    | SellItem
     | CloseSubscriber
 )
 
@@ -125,6 +138,7 @@ OPERATION = {
     CloseAgent: "close",
     Reverse: "reversal",
     RedeemCard: "card",
+    SellItem: "sale",
     CloseSubscriber: "subscriber_close",
 }
 _SECRET = frozenset({"pin", "trade_pin", "mgmt_pin", "code"})

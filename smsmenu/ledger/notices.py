@@ -242,3 +242,57 @@ def validity_clause(texts: Catalogue, valid_until: date | None) -> str:
     return (
         "" if valid_until is None else texts.render("validity_until", date=valid_until.isoformat())
     )
+
+
+def sale_result(
+    ctx: LedgerContext,
+    *,
+    now: datetime,
+    key: str,
+    txn: int,
+    agent_id: int,
+    agent_phone: str,
+    number: str,
+    item: Item,
+    price: rules.Price,
+    float_after: int,
+    route: Route | None,
+) -> list[dict[str, Any]]:
+    """The agent's result of an item sold from the float, and the target's receipt."""
+    return [
+        outbox.row(
+            now=now,
+            source=ctx.service_number,
+            destination=agent_phone,
+            text=ctx.text(
+                "notice_sale_ok",
+                number=number,
+                name=item.name,
+                price=format_yuan(price.amount_fen),
+                commission=format_yuan(price.commission_fen),
+                debit=format_yuan(price.debit_fen),
+                balance=format_yuan(float_after),
+                tx_id=txn,
+            ),
+            kind="agent_result",
+            dedup_key=f"{key}:agent_result",
+            ref=txn,
+            route=route or SMS,
+        ),
+        outbox.row(
+            now=now,
+            source=ctx.service_number,
+            destination=number,
+            text=ctx.text(
+                "receipt_sale",
+                number=number,
+                name=item.name,
+                price=format_yuan(price.amount_fen),
+                agent_id=agent_id,
+                tx_id=txn,
+            ),
+            kind="target_receipt",
+            dedup_key=f"{key}:target_receipt",
+            ref=txn,
+        ),
+    ]

@@ -36,7 +36,7 @@ async def records(
         .outerjoin(recharges, recharges.c.tx_id == txns.c.id)
         .where(
             txns.c.agent_id == agent_id,
-            txns.c.op.in_(("open", "deposit", "recharge", "transfer", "reversal")),
+            txns.c.op.in_(("open", "deposit", "recharge", "transfer", "reversal", "sale")),
             (recharges.c.status.is_(None)) | recharges.c.status.in_((SUCCEEDED, REVERSED)),
         )
         .order_by(txns.c.id.desc())

@@ -20,6 +20,8 @@ The modules beside this one do the work, one job each:
 * ``two_phase``     external billing: reserve, credit, post or void; recovery after a crash
 * ``operator_functions`` subscribers and an agent's life (open, deposit, suspend, phone, close)
 * ``transfer``      float to the bound phone
+* ``cards``, ``sales``, ``closing``, ``validity``: recharge cards, add-ons sold by agents,
+  销户 of a subscriber, prepaid validity (SPEC §8)
 * ``reversal``      返销 and invoices
 * ``passwords``     trade and management passwords in use: attempts counted, lock-out
 * ``account``       balance and records behind the password, password changes, web login
@@ -49,6 +51,7 @@ from smsmenu.ledger import (
     recharge,
     reports,
     reversal,
+    sales,
     transfer,
     two_phase,
 )
@@ -71,6 +74,7 @@ from smsmenu.ledger.api import (
     RedeemView,
     Refusal,
     ReversalView,
+    SaleView,
     SubscriberStatus,
     SubscriberView,
     TransferView,
@@ -166,6 +170,9 @@ class LedgerService:
             commands.Reverse: lambda c: reversal.reverse(ctx, c.tx_id, c.key),
             commands.RedeemCard: lambda c: cards.redeem(
                 ctx, c.phone, c.card_number, c.pin, c.item_code, c.key, c.reply_route
+            ),
+            commands.SellItem: lambda c: sales.sell(
+                ctx, c.agent_id, c.number, c.item_code, c.pin, c.key, c.reply_route
             ),
             commands.CloseSubscriber: lambda c: closing.close(
                 ctx, c.number, c.key, c.code, c.reply_route
@@ -390,6 +397,22 @@ class LedgerService:
         """Move float to the bound phone's own account (no commission, recharge amounts)."""
         view: TransferView = await self.execute(
             commands.Transfer(agent_id, amount_fen, pin, key, reply_route)
+        )
+        return view
+
+    async def sell_item(
+        self,
+        agent_id: int,
+        number: str,
+        item_code: str,
+        pin: str,
+        key: str,
+        reply_route: Route | None = None,
+    ) -> SaleView:
+        """Sell a data pack or plan to ``number`` from the float (``CZ 5``), commission as for
+        a recharge."""
+        view: SaleView = await self.execute(
+            commands.SellItem(agent_id, number, item_code, pin, key, reply_route)
         )
         return view
 

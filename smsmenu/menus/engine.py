@@ -55,6 +55,7 @@ from smsmenu.menus.shortcuts import (
     ConfirmCommand,
     RechargeCommand,
     RetryCommand,
+    SaleCommand,
     ShortcutError,
 )
 from smsmenu.menus.store import Claim, ClaimStatus, SessionStore
@@ -377,6 +378,20 @@ class MenuEngine:
                     command.kind, number, amount, command.notify, ts + window, turn.new_op_key()
                 )
                 turn.say("shortcut_duplicate", number=number, amount=format_yuan(amount))
+        elif isinstance(command, SaleCommand):
+            key = turn.shortcut_key
+            moved.append(key)
+            try:
+                await self.ledger.sell_item(
+                    agent_id,
+                    command.number,
+                    command.item_code,
+                    command.pin,
+                    key,
+                    turn.route.ending(final=True),
+                )
+            except Refusal as refusal:
+                turn.refusal(refusal)
         elif isinstance(command, BalanceCommand):
             try:
                 balance = await self.ledger.balance(agent_id, command.pin)
