@@ -59,7 +59,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsmenu.ledger import notices, outbox, rules
+from smsmenu.ledger import holdings, notices, outbox, rules
 from smsmenu.ledger import statements as sql
 from smsmenu.ledger.api import (
     Billing,
@@ -540,17 +540,7 @@ async def _redeem(
         }
         await conn.execute(_SETTLE_PHONE, settle)
         if item is not None:
-            await conn.execute(
-                insert(allowances).values(
-                    number=phone,
-                    code=item.code,
-                    kind=item.kind,
-                    data_mb=item.data_mb,
-                    valid_until=item.valid_until(today),
-                    txn_id=txn,
-                    created_at=now,
-                )
-            )
+            await holdings.grant(conn, phone, item, txn, today, now)
         await outbox.add(
             conn,
             notices.card_result(

@@ -8,13 +8,13 @@ receipt in the outbox."""
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
-from smsmenu.ledger import admission, notices, outbox, passwords, queries, rules
+from smsmenu.ledger import admission, holdings, notices, outbox, passwords, queries, rules
 from smsmenu.ledger import statements as sql
 from smsmenu.ledger.api import Kind, Refusal, Rule, SaleView
 from smsmenu.ledger.context import LedgerContext
-from smsmenu.ledger.models import ADDON_SALES, COMMISSION_EXPENSE, allowances, lines, txns
+from smsmenu.ledger.models import ADDON_SALES, COMMISSION_EXPENSE, lines, txns
 from smsmenu.ledger.unit_of_work import KeyTaken, claim_key, first_result, unit_of_work
 from smsmenu.messages import Route
 
@@ -68,17 +68,7 @@ async def sell(
                     {"txn_id": txn, "account_id": agent.account_id, "amount_fen": -price.debit_fen},
                 ],
             )
-            await conn.execute(
-                insert(allowances).values(
-                    number=number,
-                    code=item.code,
-                    kind=item.kind,
-                    data_mb=item.data_mb,
-                    valid_until=item.valid_until(today),
-                    txn_id=txn,
-                    created_at=now,
-                )
-            )
+            await holdings.grant(conn, number, item, txn, today, now)
             after = (
                 await conn.execute(
                     sql.DEBIT_GUARDED, {"acc": agent.account_id, "amount": price.debit_fen}

@@ -20,8 +20,8 @@ The modules beside this one do the work, one job each:
 * ``two_phase``     external billing: reserve, credit, post or void; recovery after a crash
 * ``operator_functions`` subscribers and an agent's life (open, deposit, suspend, phone, close)
 * ``transfer``      float to the bound phone
-* ``cards``, ``sales``, ``closing``, ``validity``: recharge cards, add-ons sold by agents,
-  销户 of a subscriber, prepaid validity (SPEC §8)
+* ``cards``, ``sales``, ``closing``, ``holdings``: recharge cards, add-ons sold by agents,
+  销户 of a subscriber, prepaid validity and allowances (SPEC §8)
 * ``reversal``      返销 and invoices
 * ``passwords``     trade and management passwords in use: attempts counted, lock-out
 * ``account``       balance and records behind the password, password changes, web login

@@ -1,19 +1,22 @@
-"""Prepaid validity (有效期, SPEC §8): every top-up of a prepaid number extends it by the days
-of its amount band (``products``), never shortening it; one already past runs from today."""
+"""What a subscriber holds besides its balance (SPEC §8), written inside the operation's
+unit of work: its prepaid validity (有效期: every top-up of a prepaid number extends it by the
+days of its amount band, ``products``, never shortening it; one already past runs from today)
+and the data packs and plans it bought (``allowances``)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsmenu.ledger.api import Billing
 from smsmenu.ledger.context import LedgerContext
-from smsmenu.ledger.models import subscribers
+from smsmenu.ledger.models import allowances, subscribers
+from smsmenu.products import Item
 
 
-async def extend(
+async def extend_validity(
     conn: AsyncConnection, ctx: LedgerContext, number: str, amount_fen: int
 ) -> date | None:
     """In the top-up's transaction (after its first write, so that SQLite's write lock holds;
@@ -34,3 +37,20 @@ async def extend(
             update(subscribers).where(subscribers.c.number == number).values(valid_until=extended)
         )
     return extended
+
+
+async def grant(
+    conn: AsyncConnection, number: str, item: Item, txn: int, today: date, now: datetime
+) -> None:
+    """``number`` holds ``item`` from ``today`` (bought in ``txn``)."""
+    await conn.execute(
+        insert(allowances).values(
+            number=number,
+            code=item.code,
+            kind=item.kind,
+            data_mb=item.data_mb,
+            valid_until=item.valid_until(today),
+            txn_id=txn,
+            created_at=now,
+        )
+    )
