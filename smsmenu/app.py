@@ -246,11 +246,12 @@ async def delivery_part(
         clock=clock,
     )
     ledger.ctx.claim_for, ledger.ctx.on_committed = sender.claim, sender.hand
+    ledger.ctx.on_queued = sender.nudge
     await sender.start()
     try:
         yield sender
     finally:
-        ledger.ctx.claim_for = ledger.ctx.on_committed = None
+        ledger.ctx.claim_for = ledger.ctx.on_committed = ledger.ctx.on_queued = None
         await sender.stop()
 
 
@@ -321,7 +322,7 @@ async def remember_unanswered_shortcuts(
     """For a worker whose intake memory died with its last run (``ledger.shortcut_acks``):
     remember the recent one-message operations whose message was never acknowledged, and
     start noting the acknowledged ones."""
-    acks = ShortcutAcks(ledger.engine, ledger.clock)
+    acks = ShortcutAcks(ledger.engine, ledger.clock, local=ledger.local_writer)
     since = ledger.clock.now() - UNANSWERED_HORIZON
     unanswered = await acks.unacked(since)
     for item in unanswered:

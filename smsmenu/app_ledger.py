@@ -2,19 +2,25 @@
 built from Settings (``smsmenu.app`` builds the rest of the product on them).
 
 It imports the ledger and nothing else: a CLI command that needs only the ledger starts
-without loading the menus, Redis or SMPP.
+without loading the menus, Redis or SMPP; one that only reads (``open_database`` and
+``ledger.queries``) without loading the ledger's writers, passwords and caches either.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from smsmenu.clock import Clock, SystemClock
-from smsmenu.ledger.agent_cache import AgentCache
-from smsmenu.ledger.billing import BillingBackend
 from smsmenu.ledger.db import check_schema, create_engine
-from smsmenu.ledger.outbox import Outbox
-from smsmenu.ledger.service import LedgerService
 from smsmenu.settings import Settings, config_dir
 from smsmenu.texts import Catalogue
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from smsmenu.ledger.billing import BillingBackend
+    from smsmenu.ledger.outbox import Outbox
+    from smsmenu.ledger.service import LedgerService
 
 
 def load_catalogue(settings: Settings) -> Catalogue:
@@ -35,10 +41,11 @@ async def open_ledger(
     not at the newest migration (``smsmenu db upgrade``). ``agent_cache``: a long-running
     worker's copy of agents (PostgreSQL only; kept current by the database's notices). Close
     it with ``close_ledger``."""
-    engine = create_engine(settings.database_url)
+    from smsmenu.ledger.agent_cache import AgentCache
+    from smsmenu.ledger.service import LedgerService
+
+    engine = await open_database(settings, check)
     try:
-        if check:
-            await check_schema(engine)
         cache = AgentCache() if agent_cache and engine.dialect.name == "postgresql" else None
         ledger = LedgerService(  # raises keys.SecretMissing without a secret where one is needed
             engine,
@@ -60,9 +67,24 @@ async def open_ledger(
         raise
 
 
+async def open_database(settings: Settings, check: bool = True) -> AsyncEngine:
+    """The engine of ``settings.database_url`` (``db.SchemaMissing`` if the schema is not at
+    the newest migration, unless ``check`` is off); ``dispose()`` it when done."""
+    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+    try:
+        if check:
+            await check_schema(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine
+
+
 def ledger_outbox(ledger: LedgerService) -> Outbox:
     """The outbox of ``ledger``'s database, for the outbox sender."""
-    return Outbox(ledger.engine, ledger.clock)
+    from smsmenu.ledger.outbox import Outbox
+
+    return Outbox(ledger.engine, ledger.clock, ledger.local_writer)
 
 
 async def close_ledger(ledger: LedgerService) -> None:

@@ -68,17 +68,14 @@ class Server:
 
     async def handle(self, inbound: Inbound, ack: Ack) -> None:
         """The link's inbound handler: take the message in, acknowledge it, finish it, send its
-        direct replies (one phone's in order). A money operation's notices were handed to the
-        sender when they committed; the sender is nudged for any other rows."""
+        direct replies (one phone's in order). A money operation's notices reached the sender
+        when they committed (``LedgerContext.on_committed`` / ``on_queued``)."""
         if not self.accepting:
             raise ShuttingDown("the server is stopping")
         async with self.turns.turn(inbound.source):
-            try:
-                handled = await self.engine.handle(inbound)
-                acked = ack()
-                await handled.finish(acked)
-            finally:
-                self.sender.nudge()
+            handled = await self.engine.handle(inbound)
+            acked = ack()
+            await handled.finish(acked)
             log.info(
                 "mo id=%s source=%s destination=%s transport=%s len=%d acked=%s replies=%d",
                 handled.message_id or "-",

@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SMSMENU_", extra="forbid", frozen=True)
 
     database_url: str = "sqlite+aiosqlite:///smsmenu.db"
+    database_pool_size: int = Field(32, ge=1)
     secret_key: SecretStr = SecretStr("")
     redis_url: str = ""
     redis_prefix: str = "smsmenu:"

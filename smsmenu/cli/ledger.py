@@ -11,7 +11,7 @@ Every command opens the database of ``SMSMENU_DATABASE_URL``; the schema is crea
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -43,7 +43,10 @@ from smsmenu.money import format_yuan, parse_yuan
 if TYPE_CHECKING:  # types only: a command imports asyncio, SQLAlchemy and the ledger as it runs
     from zoneinfo import ZoneInfo
 
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from smsmenu.ledger.service import LedgerService
+    from smsmenu.settings import Settings
 
 T = TypeVar("T")
 
@@ -59,24 +62,52 @@ def _zone() -> ZoneInfo:
 def run_ledger(action: Callable[[LedgerService], Awaitable[T]]) -> T:
     """Open the ledger from Settings, run ``action`` on it, close it; refusals and what stops
     a command from starting (``startup_errors``) become one line and a non-zero exit."""
+    from smsmenu.app_ledger import close_ledger, open_ledger
+
+    async def main(settings: Settings) -> T:
+        ledger = await open_ledger(settings)
+        try:
+            return await action(ledger)
+        finally:
+            await close_ledger(ledger)
+
+    return _run(main)
+
+
+def run_query(query: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """``run_ledger`` for a command that only reads (``ledger.queries``, ``ledger.reports``):
+    the database alone, without the ledger's writers, passwords and caches (they would double
+    the start-up of a command that scripts call thousands of times)."""
+    from smsmenu.app_ledger import open_database
+
+    async def main(settings: Settings) -> T:
+        engine = await open_database(settings)
+        try:
+            return await query(engine)
+        finally:
+            await engine.dispose()
+
+    return _run(main)
+
+
+def _run(main: Callable[[Settings], Awaitable[T]]) -> T:
     import asyncio
 
-    from smsmenu.app_ledger import close_ledger, open_ledger
+    from smsmenu.app_ledger import load_catalogue
+    from smsmenu.ledger.refusals import refusal_text
 
     settings = command_settings()
     command_logging(settings)
 
-    async def main() -> T:
-        ledger = await open_ledger(settings)
+    async def refusing() -> T:
         try:
-            return await action(ledger)
+            return await main(settings)
         except Refusal as refusal:
-            fail(f"refused ({refusal.rule.value}): {ledger.explain(refusal)}")
-        finally:
-            await close_ledger(ledger)
+            text = refusal_text(load_catalogue(settings), refusal, settings.zone)
+            fail(f"refused ({refusal.rule.value}): {text}")
 
     with startup_errors(settings):
-        return asyncio.run(main())
+        return asyncio.run(refusing())
 
 
 def yuan(text: str, what: str = "amount") -> int:
@@ -237,7 +268,10 @@ def subscriber_add(number: str, kind: str, billing: str, balance: str, as_json: 
 @json_option
 def subscriber_show(number: str, as_json: bool) -> None:
     """One subscriber account."""
-    view = run_ledger(lambda ledger: ledger.subscriber(number))
+    from smsmenu.ledger import queries
+
+    today = datetime.now(_zone()).date()  # the allowances still held (SPEC §8)
+    view = run_query(lambda engine: queries.subscriber(engine, number, today))
     if view is None:
         fail(f"no subscriber {number}")
     emit(as_json, subscriber_json(view, held=True), lambda v: subscriber_text(view))
@@ -320,7 +354,9 @@ def agent_open(
 @json_option
 def agent_show(agent_id: int, as_json: bool) -> None:
     """One agent."""
-    view = run_ledger(lambda ledger: ledger.agent(agent_id))
+    from smsmenu.ledger import queries
+
+    view = run_query(lambda engine: queries.agent(engine, agent_id))
     emit(as_json, agent_json(view), lambda v: agent_text(view))
 
 
@@ -531,7 +567,9 @@ def ledger_group() -> None:
 @json_option
 def ledger_check(as_json: bool) -> None:
     """Trial balance: every account adds up to zero; exits 1 if not."""
-    balance = run_ledger(lambda ledger: ledger.trial_balance())
+    from smsmenu.ledger import reports
+
+    balance = run_query(reports.trial_balance)
     value = {
         "ok": balance.ok,
         "total_fen": balance.total_fen,

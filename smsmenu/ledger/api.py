@@ -13,8 +13,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from smsmenu.ledger.products import Products
 from smsmenu.messages import Route
-from smsmenu.products import Products
 
 
 class Kind(StrEnum):

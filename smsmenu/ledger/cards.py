@@ -83,10 +83,10 @@ from smsmenu.ledger.models import (
     subscribers,
     txns,
 )
+from smsmenu.ledger.products import Item
 from smsmenu.ledger.unit_of_work import KeyTaken, claim_key, first_result, unit_of_work
 from smsmenu.messages import Route
 from smsmenu.money import parse_yuan
-from smsmenu.products import Item
 
 HEADER = ["number", "pin", "value", "expires"]
 ISSUED, REDEEMED, VOID, EXPIRED, LOCKED = "issued", "redeemed", "void", "expired", "locked"

@@ -117,6 +117,7 @@ async def send_code(ctx: LedgerContext, number: str, route: Route | None) -> Sub
             ),
         )
         await conn.commit()
+    ctx.queued()
     view = await queries.subscriber(ctx.engine, number, ctx.today())
     assert view is not None
     return view

@@ -4,9 +4,10 @@
 work (operator, recharge, two_phase, reversal, passwords, reports), with the recharge writer of
 its database (``writer``). A worker that sends the outbox itself sets ``claim_for`` (the claim
 under which a recharge's notices are stored for its sender) and ``on_committed`` (they are
-handed to the sender once committed). ``products`` is the catalogue of add-ons and validity
-bands (config/products.toml). It is mutable on purpose: tests swap the billing backend
-or the fault hook on a running service.
+handed to the sender once committed), and ``on_queued`` (an operation committed notices
+queued for any worker: the sender's claim loop looks now). ``products`` is the catalogue of
+add-ons and validity bands (config/products.toml). It is mutable on purpose: tests swap the
+billing backend or the fault hook on a running service.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from smsmenu.clock import Clock
 from smsmenu.keys import SecretKeys
 from smsmenu.ledger.billing import BillingBackend, InternalBilling
 from smsmenu.ledger.pins import PinVault
-from smsmenu.products import Products, load_products
+from smsmenu.ledger.products import Products, load_products
 from smsmenu.settings import Settings, config_dir
 from smsmenu.texts import Catalogue
 
@@ -53,6 +54,7 @@ class LedgerContext:
     billing_timeout_s: float = 10.0
     claim_for: Callable[[], Claim | None] | None = None
     on_committed: Callable[[tuple[OutboxMessage, ...]], None] | None = None
+    on_queued: Callable[[], None] | None = None
     products: Products = field(default_factory=lambda: load_products(config_dir()))
     writer: RechargeWriter = field(init=False)
     zone: ZoneInfo = field(init=False)
@@ -76,6 +78,11 @@ class LedgerContext:
         """Notices just committed: to this worker's sender if they were claimed for it."""
         if rows and self.on_committed is not None:
             self.on_committed(rows)
+
+    def queued(self) -> None:
+        """An operation committed notices queued for any worker: the sender may claim now."""
+        if self.on_queued is not None:
+            self.on_queued()
 
     def today(self) -> date:
         """Today's business date (``TIMEZONE``)."""

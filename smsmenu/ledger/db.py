@@ -29,17 +29,18 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine for ``url`` (``postgresql+asyncpg://`` or ``sqlite+aiosqlite://``)."""
+def create_engine(url: str, pool_size: int = 10, **kwargs: Any) -> AsyncEngine:
+    """An async engine for ``url`` (``postgresql+asyncpg://`` or ``sqlite+aiosqlite://``).
+    ``pool_size``: PostgreSQL connections kept open (SQLite keeps its default pool)."""
     if is_sqlite(url):
         engine = create_async_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
         )
         _sqlite_pragmas(engine)
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
-    return create_async_engine(url, **kwargs)
+    # No overflow: an overflow connection is closed when it comes back, so under load a pool
+    # with overflow connects and disconnects (TLS probe, authentication) per operation.
+    return create_async_engine(url, pool_size=pool_size, max_overflow=0, **kwargs)
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:

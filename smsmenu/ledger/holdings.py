@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from smsmenu.ledger.api import Billing
 from smsmenu.ledger.context import LedgerContext
 from smsmenu.ledger.models import allowances, subscribers
-from smsmenu.products import Item
+from smsmenu.ledger.products import Item
 
 
 async def extend_validity(

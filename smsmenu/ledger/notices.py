@@ -17,9 +17,9 @@ from typing import Any
 from smsmenu.ledger import outbox, rules
 from smsmenu.ledger.api import Kind
 from smsmenu.ledger.context import LedgerContext
+from smsmenu.ledger.products import Item
 from smsmenu.messages import SMS, Route
 from smsmenu.money import format_yuan
-from smsmenu.products import Item
 from smsmenu.texts import Catalogue
 
 MARK = "\u2063#\u2063"  # invisible separators around '#': never in a catalogue text

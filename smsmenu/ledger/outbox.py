@@ -22,29 +22,36 @@ and by row only to the copy whose SMSC message id they name.
 
 from __future__ import annotations
 
+import functools
+import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
     Row,
     and_,
     bindparam,
-    case,
     func,
     insert,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smsmenu.clock import Clock
-from smsmenu.ledger.models import outbox
+from smsmenu.ledger.models import UTCDateTime, outbox
+from smsmenu.ledger.statements import SqliteStatement
 from smsmenu.messages import SMS, Route, Transport
+
+if TYPE_CHECKING:
+    from smsmenu.ledger.writer_sqlite import SqliteWriter
 
 QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
 DELIVERED, UNDELIVERABLE = "delivered", "undeliverable"
@@ -184,10 +191,15 @@ async def add(conn: AsyncConnection, *rows: dict[str, Any]) -> None:
 class Outbox:
     """The sender's side of the outbox; each method is its own short transaction."""
 
-    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+    def __init__(
+        self, engine: AsyncEngine, clock: Clock, local: SqliteWriter | None = None
+    ) -> None:
+        """``local``: the embedded database's writer, whose connection then records what the
+        sender sent (``SqliteWriter.run``)."""
         self._engine = engine
         self._clock = clock
         self._postgres = engine.dialect.name == "postgresql"
+        self._local = local
 
     async def claim(self, worker_id: str, limit: int, lease_s: float) -> list[OutboxMessage]:
         """Lease up to ``limit`` due rows (oldest first) to ``worker_id`` for ``lease_s``."""
@@ -270,33 +282,46 @@ class Outbox:
         if not submitted and not delivered:
             return set()
         now = self._clock.now()
+        outcomes = [
+            {"rid": i, "mid": m, "st": DELIVERED if ok else UNDELIVERABLE, "at": now}
+            for i, m, ok in delivered
+        ]
+        if self._local is not None:
+            return await self._local.run(lambda conn: _record_local(conn, submitted, outcomes, now))
         recorded: set[int] = set()
         async with self._engine.begin() as conn:
             if submitted:
-                message_ids = {lease.id: message_id for lease, message_id in submitted}
-                result = await conn.execute(
-                    update(outbox)
-                    .where(_held([lease for lease, _ in submitted]))
-                    .values(
-                        status=SENT,
-                        smsc_message_id=case(message_ids, value=outbox.c.id),
-                        submitted_at=now,
-                        claimed_by=None,
-                        claimed_until=None,
-                        error=None,
-                    )
-                    .returning(outbox.c.id)
-                )
-                recorded = set(result.scalars())
-            if delivered:
-                await conn.execute(
-                    self._DELIVERED,
-                    [
-                        {"rid": i, "mid": m, "st": DELIVERED if ok else UNDELIVERABLE, "at": now}
-                        for i, m, ok in delivered
-                    ],
-                )
+                recorded = await self._record_submits(conn, submitted, now)
+            if outcomes:
+                await conn.execute(self._DELIVERED, outcomes)
         return recorded
+
+    # One statement for any batch (prepared once per connection, nothing built per batch): the
+    # batch goes in as arrays on PostgreSQL, as one JSON array on SQLite.
+    _SUBMITTED_PG = text(
+        "UPDATE outbox AS o SET status = :sent, smsc_message_id = s.mid, submitted_at = :now,"
+        " claimed_by = NULL, claimed_until = NULL, error = NULL"
+        " FROM unnest(CAST(:ids AS integer[]), CAST(:workers AS text[]),"
+        " CAST(:attempts AS integer[]), CAST(:mids AS text[])) AS s(id, worker, attempt, mid)"
+        " WHERE o.id = s.id AND o.status = :sending AND o.claimed_by = s.worker"
+        " AND o.attempts = s.attempt RETURNING o.id"
+    ).bindparams(bindparam("now", type_=UTCDateTime))
+
+    async def _record_submits(
+        self, conn: AsyncConnection, submitted: Sequence[tuple[Lease, str]], now: datetime
+    ) -> set[int]:
+        """Rows the SMSC accepted, each under the lease it was sent with: the ids recorded."""
+        values: dict[str, Any] = {"sent": SENT, "sending": SENDING, "now": now}
+        if self._postgres:
+            values["ids"] = [lease.id for lease, _ in submitted]
+            values["workers"] = [lease.worker for lease, _ in submitted]
+            values["attempts"] = [lease.attempt for lease, _ in submitted]
+            values["mids"] = [message_id for _, message_id in submitted]
+            result = await conn.execute(self._SUBMITTED_PG, values)
+        else:
+            values["batch"] = _submit_batch(submitted)
+            result = await conn.execute(SUBMITTED_SQLITE, values)
+        return set(result.scalars())
 
     async def apply_receipts(self, receipts: list[tuple[list[str], bool]]) -> set[str]:
         """Apply receipts (every stored form their id may have, delivered or not) to the rows
@@ -351,3 +376,41 @@ class Outbox:
 
 
 __all__ = ["Lease", "Outbox", "OutboxMessage", "add", "row"]
+
+
+#: The submits of a batch on SQLite, the batch as one JSON array (see ``Outbox.record``).
+SUBMITTED_SQLITE = text(
+    "UPDATE outbox SET status = :sent, smsc_message_id = json_extract(s.value, '$[3]'),"
+    " submitted_at = :now, claimed_by = NULL, claimed_until = NULL, error = NULL"
+    " FROM json_each(:batch) AS s"
+    " WHERE outbox.id = json_extract(s.value, '$[0]') AND outbox.status = :sending"
+    " AND outbox.claimed_by = json_extract(s.value, '$[1]')"
+    " AND outbox.attempts = json_extract(s.value, '$[2]') RETURNING outbox.id"
+).bindparams(bindparam("now", type_=UTCDateTime))
+
+
+def _submit_batch(submitted: Sequence[tuple[Lease, str]]) -> str:
+    return json.dumps([[lease.id, lease.worker, lease.attempt, mid] for lease, mid in submitted])
+
+
+@functools.cache
+def _local_statements() -> tuple[SqliteStatement, SqliteStatement]:
+    return SqliteStatement(SUBMITTED_SQLITE), SqliteStatement(Outbox._DELIVERED)
+
+
+def _record_local(
+    conn: sqlite3.Connection,
+    submitted: Sequence[tuple[Lease, str]],
+    outcomes: list[dict[str, Any]],
+    now: datetime,
+) -> set[int]:
+    """``Outbox.record`` in the embedded writer's transaction (its thread)."""
+    submits, deliveries = _local_statements()
+    recorded: set[int] = set()
+    if submitted:
+        values = {"sent": SENT, "sending": SENDING, "now": now, "batch": _submit_batch(submitted)}
+        rows = conn.execute(submits.sql, submits.params(values)).fetchall()
+        recorded = {row[0] for row in rows}
+    if outcomes:
+        conn.executemany(deliveries.sql, [deliveries.params(o) for o in outcomes])
+    return recorded

@@ -40,6 +40,7 @@ the operation's transaction too.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,7 +68,11 @@ class _Sql:
 
     def __init__(self, statement: Any) -> None:
         self.core = statement
-        self.pg = AsyncpgStatement(statement)
+
+    @functools.cached_property
+    def pg(self) -> AsyncpgStatement:
+        """Compiled on first use: a process on SQLite never loads the PostgreSQL dialect."""
+        return AsyncpgStatement(self.core)
 
 
 class Password:

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -83,33 +83,20 @@ from smsmenu.ledger.api import (
 from smsmenu.ledger.billing import BillingBackend, InternalBilling
 from smsmenu.ledger.context import Faults, LedgerContext
 from smsmenu.ledger.pins import PinVault
+from smsmenu.ledger.products import Products, load_products
+from smsmenu.ledger.refusals import refusal_text
 from smsmenu.ledger.writer import RechargeWriter
 from smsmenu.messages import Route
-from smsmenu.money import format_yuan
-from smsmenu.products import Products, load_products
 from smsmenu.settings import Settings, config_dir
 from smsmenu.texts import Catalogue
 
+if TYPE_CHECKING:
+    from smsmenu.ledger.writer_sqlite import SqliteWriter
+
 money_log = logging.getLogger("smsmenu.money")
-
-
-def refusal_text(catalogue: Catalogue, refusal: Refusal, zone: Any = UTC) -> str:
-    """The catalogue's text for a refusal, its parameters shown for people (yuan, local time).
-
-    Never raises: a refusal goes back to whoever asked (an SMS, a CLI line), so a rule without
-    a text, or whose parameters do not fill its text, still gets a short one: the clauses
-    that can be filled (``Catalogue.render_lenient``), else the generic refusal."""
-    params: dict[str, Any] = {}
-    for name, value in refusal.params.items():
-        if name.endswith("_fen") and isinstance(value, int):
-            params[name.removesuffix("_fen")] = format_yuan(value)
-        elif isinstance(value, datetime):
-            params[name] = value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
-        else:
-            params[name] = value
-    key = f"refusal_{refusal.rule.value}"
-    text = catalogue.render_lenient(key, **params) if key in catalogue else ""
-    return text or catalogue.render("refused_generic")
+#: Commands whose notices the recharge writer hands to the sender at commit; every other one
+#: queues its notices for the sender's claim loop.
+_HANDED = (commands.Recharge, commands.Retry)
 
 
 class LedgerService:
@@ -192,6 +179,8 @@ class LedgerService:
             money_log.error("money %s error=%s", asked, type(exc).__name__)
             raise
         money_log.info("money %s %s", asked, commands.outcome(result))
+        if not isinstance(command, _HANDED):
+            self.ctx.queued()
         return result
 
     async def aclose(self) -> None:
@@ -204,6 +193,12 @@ class LedgerService:
     @property
     def engine(self) -> AsyncEngine:
         return self.ctx.engine
+
+    @property
+    def local_writer(self) -> SqliteWriter | None:
+        """The embedded database's writer (None on PostgreSQL): the process's other frequent
+        writes go through its connection too (``SqliteWriter.run``)."""
+        return None if self.ctx.postgres else self.ctx.writer  # type: ignore[return-value]
 
     @property
     def clock(self) -> Clock:
@@ -546,4 +541,4 @@ def _writer(ctx: LedgerContext, agent_cache: AgentCache | None) -> RechargeWrite
     return SqliteWriter(ctx, database_path(str(ctx.engine.url)))
 
 
-__all__ = ["Faults", "LedgerService", "refusal_text"]
+__all__ = ["Faults", "LedgerService"]

@@ -17,14 +17,17 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smsmenu.clock import Clock
 from smsmenu.ledger.models import shortcut_acks, txns
+from smsmenu.ledger.statements import SqliteStatement
+
+if TYPE_CHECKING:
+    from smsmenu.ledger.writer_sqlite import SqliteWriter
 
 PREFIX = "sms:"
 
@@ -56,16 +59,33 @@ def parse_key(key: str) -> tuple[str, str, str] | None:
 class ShortcutAcks:
     """Notes acknowledged shortcut keys (batched in the background) and lists the others."""
 
-    def __init__(self, engine: AsyncEngine, clock: Clock, flush_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        clock: Clock,
+        flush_s: float = 0.05,
+        local: SqliteWriter | None = None,
+    ) -> None:
+        """``local``: the embedded database's writer, whose connection then writes the notes
+        (``SqliteWriter.run``)."""
         self._engine = engine
         self._clock = clock
+        self._local = local
         self.flush_s = flush_s
         self._queue: list[dict[str, object]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        dialect_insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
         # a key noted twice (a copy of its message was acknowledged too) is noted once
-        self._insert = dialect_insert(shortcut_acks).on_conflict_do_nothing()
+        self._insert: Any
+        if engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            self._insert = pg_insert(shortcut_acks).on_conflict_do_nothing()
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            self._insert = sqlite_insert(shortcut_acks).on_conflict_do_nothing()
+        self._local_insert = SqliteStatement(self._insert) if local is not None else None
 
     def acked(self, key: str) -> None:
         self._queue.append({"key": key, "acked_at": self._clock.now()})
@@ -76,8 +96,13 @@ class ShortcutAcks:
         if not batch:
             return
         try:
-            async with self._engine.begin() as conn:
-                await conn.execute(self._insert, batch)
+            if self._local is not None and self._local_insert is not None:
+                insert = self._local_insert
+                rows = [insert.params(note) for note in batch]
+                await self._local.run(lambda conn: conn.executemany(insert.sql, rows))
+            else:
+                async with self._engine.begin() as conn:
+                    await conn.execute(self._insert, batch)
         except BaseException:
             self._queue[:0] = batch
             raise

@@ -8,11 +8,11 @@ recharge writers execute them compiled once for their drivers (``AsyncpgStatemen
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, case, exists, false, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from smsmenu.ledger.models import UTCDateTime, accounts, agents, lines, recharges, subscribers, txns
 
@@ -223,14 +223,25 @@ AGENT_PASSWORDS = (
 )
 
 
+@functools.cache
+def _dialect(name: str) -> Any:
+    """The dialect the writers' statements are compiled for, imported on first use (a process
+    on SQLite never loads PostgreSQL's, which costs a command line tenths of a second)."""
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+
+        return asyncpg_dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
+    from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+
+    return sqlite_dialect(paramstyle="named")
+
+
 class AsyncpgStatement:
     """A Core statement compiled once for asyncpg ($1, $2 …), for the paths that talk to asyncpg
     directly (one round trip, no SQLAlchemy transaction): ``sql`` and its arguments in order."""
 
-    _DIALECT = postgresql.asyncpg.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
-
     def __init__(self, statement: Any) -> None:
-        compiled = statement.compile(dialect=self._DIALECT)
+        compiled = statement.compile(dialect=_dialect("postgresql"))
         self.sql = str(compiled)
         self._names = list(compiled.positiontup or [])
         # the values the statement carries itself (literals such as ``+ 1``)
@@ -266,10 +277,8 @@ class SqliteStatement:
     parameters), for the embedded writer's own connection. Values go in as SQLite stores them
     (``sqlite_value``: aware datetimes as naive UTC text, as ``models.UTCDateTime`` does)."""
 
-    _DIALECT = sqlite.dialect(paramstyle="named")
-
     def __init__(self, statement: Any) -> None:
-        compiled = statement.compile(dialect=self._DIALECT)
+        compiled = statement.compile(dialect=_dialect("sqlite"))
         self.sql = str(compiled)
         self._constants = {
             name: bind.value for name, bind in compiled.binds.items() if not bind.required

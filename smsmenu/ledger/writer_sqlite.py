@@ -38,6 +38,7 @@ from smsmenu.ledger.entries import (
 from smsmenu.ledger.models import agents, lines, recharges, resolutions, subscribers, txns
 from smsmenu.ledger.models import outbox as outbox_table
 from smsmenu.ledger.outbox import OutboxMessage
+from smsmenu.ledger.products import extend
 from smsmenu.ledger.recharge_plan import (
     AgentRow,
     Claim,
@@ -50,7 +51,6 @@ from smsmenu.ledger.recharge_plan import (
 )
 from smsmenu.ledger.unit_of_work import check_key
 from smsmenu.ledger.writer import RechargeOp, Resolution
-from smsmenu.products import extend
 
 T = TypeVar("T")
 
@@ -172,6 +172,19 @@ class SqliteWriter:
 
     async def _call(self, work: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, work)
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` in one transaction of the writer's connection, in its thread. The embedded
+        process's other frequent writes (the outbox sender's records, the notes of acknowledged
+        shortcuts) go this way too: on a second connection they took SQLite's write lock across
+        several thread hops, and a recharge meeting it waited in SQLite's busy handler, which
+        sleeps 1 to 100 ms a try (BEGIN IMMEDIATE: p99 19 ms, 443 ms at worst, at 250/s)."""
+
+        def transaction() -> T:
+            with self._transaction() as conn:
+                return work(conn)
+
+        return await self._call(transaction)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -39,7 +39,7 @@ from statemachine import StateMachine
 from statemachine.orderedset import OrderedSet
 
 from smsmenu.ledger.api import AgentLedger, Refusal
-from smsmenu.ledger.service import refusal_text
+from smsmenu.ledger.refusals import refusal_text
 from smsmenu.ledger.shortcut_acks import shortcut_key
 from smsmenu.menus.sealing import Sealer
 from smsmenu.menus.validate import Invalid

@@ -67,6 +67,10 @@ from smsmenu.texts import Catalogue
 EVENTS = {"0": "back", "00": "home", "#": "end"}
 
 log = logging.getLogger("smsmenu.menus")
+#: The longest pause between two tries of a phone's lock held elsewhere. Short: with several
+#: workers an agent's next message often arrives at another worker while the first still holds
+#: the lock for its last store calls (the result SMS left at the commit), a few ms at most.
+_BUSY_PAUSE_MAX_S = 0.005
 
 
 class EngineBusy(RuntimeError):
@@ -162,7 +166,7 @@ class MenuEngine:
                 if time.monotonic() > deadline:
                     raise EngineBusy(f"phone {phone} stayed locked for {cfg.lock_wait_s}s")
                 await asyncio.sleep(pause)
-                pause = min(pause * 2, 0.05)
+                pause = min(pause * 2, _BUSY_PAUSE_MAX_S)
                 continue
             if claim.status is ClaimStatus.LIMITED:
                 notice = [self.texts.render("rate_limited")] if claim.notify else []

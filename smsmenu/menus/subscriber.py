@@ -17,10 +17,10 @@ from statemachine import State
 
 from smsmenu.ledger.api import Refusal, Rule
 from smsmenu.ledger.notices import validity_clause
+from smsmenu.ledger.products import DATA, PLAN
 from smsmenu.menus import validate
 from smsmenu.menus.base import MenuMachine, Parser, Turn
 from smsmenu.money import format_yuan
-from smsmenu.products import DATA, PLAN
 
 
 def _parse_card_number(text: str, turn: Turn) -> str:

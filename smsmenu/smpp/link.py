@@ -157,13 +157,21 @@ class _Connection:
         self.session = Session()
         self.waiting: dict[int, asyncio.Future[Response]] = {}
         self.closed = False
+        self._write_due = False
 
     @property
     def bound(self) -> bool:
         return not self.closed and self.session.state is State.BOUND
 
     def flush(self) -> None:
-        """Writes what the session has to say."""
+        """Writes what the session has to say, once this turn of the event loop is over: what
+        many tasks say meanwhile (answers, submits) goes out in one write, one system call."""
+        if not self._write_due and not self.closed:
+            self._write_due = True
+            asyncio.get_running_loop().call_soon(self._write)
+
+    def _write(self) -> None:
+        self._write_due = False
         data = self.session.data_to_send()
         if data and not self.closed:
             self.writer.write(data)
@@ -467,7 +475,7 @@ class SmppLink:
     async def _receipt(self, sm: pdu.ShortMessage, answer: Ack) -> None:
         receipt = receipts.parse(sm)
         message_id = self._sent_ids.get(receipts.normalize(receipt.message_id), receipt.message_id)
-        log.info("receipt id=%s state=%s", message_id, receipt.state)
+        log.debug("receipt id=%s state=%s", message_id, receipt.state)
         if receipt.state not in ("ENROUTE", "ACCEPTD"):
             assert self._on_receipt is not None, "deliveries come only after start()"
             try:

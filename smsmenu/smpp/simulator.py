@@ -9,7 +9,8 @@ with ussd_service_op and its_session_info. A deliver_sm that gets no ROK deliver
 within ``redeliver_after_s`` (or whose link drops) is delivered again, as a real SMSC does.
 
 With ``spread`` the messages of each phone go to the receiving binds in turn (one to each
-worker of several, then again), so that one agent's dialogue travels through every worker.
+worker of several, then again), so that one agent's dialogue travels through every worker;
+the receipts of what a phone received take their own turns.
 
 Fault injection for tests: ``drop_link`` closes the TCP link without unbind; ``throttle``
 answers submit_sm with ESME_RTHROTTLED (or ESME_RMSGQFUL, or any status, e.g. a vendor
@@ -180,7 +181,7 @@ class Simulator:
         # spread: each phone's messages go to the receiving binds in turn (several workers);
         # else all go to the newest bind.
         self.spread = spread
-        self._turns: dict[str, int] = defaultdict(int)
+        self._turns: dict[tuple[str, bool], int] = defaultdict(int)
         self.received: dict[str, list[Received]] = defaultdict(list)
         self.submits: list[pdu.ShortMessage] = []  # every accepted submit_sm, in order
         self.refused: list[tuple[pdu.ShortMessage, int]] = []
@@ -440,8 +441,11 @@ class Simulator:
         waiting, self._waiting = self._waiting, []
         for delivery in waiting:
             if self.spread:
-                turn = self._turns[delivery.sm.source]
-                self._turns[delivery.sm.source] = turn + 1
+                # a phone's own messages and the receipts of what it received take turns
+                # apart: receipts do not decide which worker the phone's next message meets
+                turns = (delivery.sm.source, delivery.sm.esm_class == pdu.ESM_DELIVERY_RECEIPT)
+                turn = self._turns[turns]
+                self._turns[turns] = turn + 1
                 targets[turn % len(targets)].deliver(delivery)
             else:
                 targets[-1].deliver(delivery)

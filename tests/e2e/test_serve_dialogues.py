@@ -190,3 +190,22 @@ async def test_the_same_password_confirms_recharges_before_and_after_a_restart(
         assert sorted(v.amount_fen for v in views) == [1000, 2000, 3000]
         agent = await stack.server.ledger.agent(stack.agent.agent_id)
         assert agent.balance_fen == 1000_00 - 9_80 - 19_60 - 29_40
+
+
+async def test_queued_notices_go_out_at_once_not_at_the_next_poll(sqlite_url: str) -> None:
+    """An operation that queues its notice (opening an agent, a transfer) wakes the sender's
+    claim loop; a message that queues nothing does not make it query (it once did per
+    message). With a poll of a minute, the opening notice still arrives at once."""
+    async with running_stack(sqlite_url, outbox_poll_s=60.0) as stack:
+        claims = 0
+        claim = stack.server.sender.outbox.claim
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            nonlocal claims
+            claims += 1
+            return await claim(*args, **kwargs)  # type: ignore[arg-type]
+
+        stack.server.sender.outbox.claim = counted  # type: ignore[method-assign]
+        stack.sim.send(AGENT, f"CZ 2 {MOBILE} 20 {TRADE_PIN}")
+        assert "20.00" in (await stack.next(AGENT, within_s=5)).text
+        assert claims == 0

@@ -25,7 +25,7 @@ NOT_FOR_THE_LEDGER = (
 )
 
 
-def test_agent_show_loads_only_the_ledger(sqlite_template: Path, tmp_path: Path) -> None:
+def test_agent_show_loads_only_the_ledger_reads(sqlite_template: Path, tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     shutil.copyfile(sqlite_template, path)
     env = {"SMSMENU_DATABASE_URL": f"sqlite+aiosqlite:///{path}"}
@@ -42,6 +42,14 @@ def test_agent_show_loads_only_the_ledger(sqlite_template: Path, tmp_path: Path)
 
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["phone"] == phone
-    assert {"sqlalchemy", "aiosqlite", "smsmenu.app_ledger", "smsmenu.ledger.service"} <= modules
+    assert {"sqlalchemy", "aiosqlite", "smsmenu.app_ledger", "smsmenu.ledger.queries"} <= modules
     assert not within(modules, *NOT_FOR_THE_LEDGER)
+    # a read needs neither the ledger's writers and passwords nor PostgreSQL's dialect
+    assert not within(
+        modules,
+        "smsmenu.ledger.service",
+        "smsmenu.ledger.passwords",
+        "argon2",
+        "sqlalchemy.dialects.postgresql",
+    )
     assert not within(modules, "smsmenu.cli.menus", "smsmenu.cli.serve", "smsmenu.cli.smpp")

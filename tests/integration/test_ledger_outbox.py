@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+
 from smsmenu.clock import FakeClock
 from smsmenu.ledger import outbox
 from smsmenu.ledger.outbox import QUEUED, SENDING, Outbox
@@ -32,8 +34,12 @@ async def queue(ledger: LedgerService, n: int, destination: str = "13800000001")
         )
 
 
-async def test_claim_submit_deliver(ledger: LedgerService, clock: FakeClock) -> None:
-    box = Outbox(ledger.engine, clock)
+@pytest.mark.parametrize("local", [False, True], ids=["engine", "local-writer"])
+async def test_claim_submit_deliver(ledger: LedgerService, clock: FakeClock, local: bool) -> None:
+    """Through SQLAlchemy, and through the embedded writer's own connection where there is one
+    (``serve`` on SQLite records that way; on PostgreSQL there is none and both are the same)."""
+    assert (ledger.local_writer is None) == ledger.ctx.postgres
+    box = Outbox(ledger.engine, clock, ledger.local_writer if local else None)
     await queue(ledger, 3)
     claimed = await box.claim("w1", limit=2, lease_s=30)
     assert [m.text for m in claimed] == ["text 0", "text 1"]
@@ -123,7 +129,7 @@ async def test_a_lapsed_claim_cannot_undo_a_send_by_the_next_claim(
 ) -> None:
     """The "third send": A's lease lapses, B claims and sends; A's late writes change nothing,
     so the row is not queued again for a third worker."""
-    box = Outbox(ledger.engine, clock)
+    box = Outbox(ledger.engine, clock, ledger.local_writer)  # as serve builds it
     await queue(ledger, 1)
     [a] = await box.claim("worker-a", limit=1, lease_s=30)
     clock.advance(31)  # A stalls past its lease
@@ -141,7 +147,7 @@ async def test_a_lapsed_claim_cannot_touch_the_claim_that_holds_the_row(
     ledger: LedgerService, clock: FakeClock
 ) -> None:
     """Even by the same worker: a write names the claim it was made under, not only its owner."""
-    box = Outbox(ledger.engine, clock)
+    box = Outbox(ledger.engine, clock, ledger.local_writer)  # as serve builds it
     await queue(ledger, 1)
     [first] = await box.claim("worker-a", limit=1, lease_s=30)
     clock.advance(31)
@@ -162,7 +168,7 @@ async def test_a_lapsed_claim_cannot_touch_the_claim_that_holds_the_row(
 async def test_renew_keeps_held_rows_even_lapsed_ones_nobody_took(
     ledger: LedgerService, clock: FakeClock
 ) -> None:
-    box = Outbox(ledger.engine, clock)
+    box = Outbox(ledger.engine, clock, ledger.local_writer)  # as serve builds it
     await queue(ledger, 2)
     a, b = await box.claim("w", limit=2, lease_s=30)
     assert await box.record([(b.lease, "smsc-b")], []) == {b.id}
@@ -174,7 +180,7 @@ async def test_renew_keeps_held_rows_even_lapsed_ones_nobody_took(
 async def test_a_delivery_outcome_applies_to_the_copy_it_names(
     ledger: LedgerService, clock: FakeClock
 ) -> None:
-    box = Outbox(ledger.engine, clock)
+    box = Outbox(ledger.engine, clock, ledger.local_writer)  # as serve builds it
     await queue(ledger, 1)
     [a] = await box.claim("w", limit=1, lease_s=30)
     await box.record([(a.lease, "smsc-1")], [(a.id, "smsc-0", False)])

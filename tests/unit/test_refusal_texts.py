@@ -17,7 +17,7 @@ import pytest
 
 import smsmenu
 from smsmenu.ledger.api import Refusal, Rule
-from smsmenu.ledger.service import refusal_text
+from smsmenu.ledger.refusals import refusal_text
 from smsmenu.settings import config_dir
 from smsmenu.texts import Catalogue
 

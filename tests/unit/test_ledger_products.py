@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from smsmenu.products import ProductsError, load_products, parse_products
+from smsmenu.ledger.products import ProductsError, load_products, parse_products
 from smsmenu.settings import config_dir
 
 ITEM = {"code": "D1", "kind": "data", "name": "1M", "price_yuan": 1, "data_mb": 1}
