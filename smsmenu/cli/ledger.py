@@ -79,8 +79,11 @@ def run_query(query: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     the database alone, without the ledger's writers, passwords and caches (they would double
     the start-up of a command that scripts call thousands of times)."""
     from smsmenu.app_ledger import open_database
+    from smsmenu.keys import SecretKeys
 
     async def main(settings: Settings) -> T:
+        # a deployment without its secret hears so from every command, reads included
+        SecretKeys.from_settings(settings)
         engine = await open_database(settings)
         try:
             return await query(engine)
