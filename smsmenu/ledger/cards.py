@@ -339,7 +339,12 @@ def _count(table: Any, key: Any, failures: Any, locked: Any) -> Any:
 
 _COUNT_PHONE = _count(
     subscribers, subscribers.c.number, subscribers.c.card_failures, subscribers.c.card_locked_until
-).returning(subscribers.c.status)
+).returning(
+    subscribers.c.status,
+    subscribers.c.account_id,
+    subscribers.c.billing,
+    subscribers.c.valid_until,
+)
 _COUNT_CARD = _count(cards, cards.c.number, cards.c.failures, cards.c.locked_until).returning(
     cards.c.id, cards.c.value_fen, cards.c.pin_salt, cards.c.pin_hash
 )
@@ -385,9 +390,6 @@ _REDEEM = (
     )
     .returning(cards.c.value_fen)
 )
-_SUBSCRIBER = select(
-    subscribers.c.account_id, subscribers.c.billing, subscribers.c.valid_until
-).where(subscribers.c.number == bindparam("phone"))
 #: The redeeming phone: its validity extended, its count of wrong card PINs cleared (with its
 #: own lock, not another attempt's).
 _PHONE_CLEARABLE = _clearable(subscribers.c.card_locked_until)
@@ -452,8 +454,9 @@ async def _count_attempt(
     conn: AsyncConnection, phone: str, card_number: str, now: datetime
 ) -> tuple[Any, Any]:
     """Count the attempt against the phone, then the card (their rows locked till the end of
-    the transaction): the phone's count and the card's row (None: unknown card, counted against
-    the phone only); refused while either is locked (nothing counted then)."""
+    the transaction): the phone's row (its count, account and validity) and the card's (None:
+    unknown card, counted against the phone only); refused while either is locked (nothing
+    counted then)."""
     params = {"now": now, "until": now + rules.PIN_LOCK}
     counted = (await conn.execute(_COUNT_PHONE, {**params, "key": phone})).first()
     if counted is None:
@@ -515,7 +518,7 @@ async def _redeem(
                 await conn.rollback()  # ends the run, even when refused for another reason
                 await _clear_counts(ctx, phone, card_number, counted.locked_until, card)
             raise
-        target = (await conn.execute(_SUBSCRIBER, {"phone": phone})).one()
+        target = counted  # the phone's row, locked since its count
         credit = value - price
         book = [
             {"txn_id": txn, "account_id": CARD_LIABILITY, "amount_fen": -value},
