@@ -7,6 +7,7 @@ import asyncio
 import re
 from datetime import date
 
+import asyncpg
 import pytest
 from sqlalchemy import select
 
@@ -167,3 +168,36 @@ async def test_an_agent_recharge_extends_validity_and_the_receipt_shows_it(
     assert "有效期" not in postpaid and "\u2063" not in postpaid
     fixed = await ledger.subscriber("02787654321")
     assert fixed is not None and fixed.valid_until is None
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+@pytest.mark.parametrize("ledger_agent_cache", [False, True])
+async def test_a_recharge_racing_a_close_never_credits_the_closed_number(
+    ledger: LedgerService, database_url: str
+) -> None:
+    """销户 holds the number's row until it commits: a recharge admitted meanwhile waits and
+    is refused (before migration 0006 it credited the closed number)."""
+    agent = await new_agent(ledger)
+    await ledger.add_subscriber(PHONE, Kind.MOBILE, Billing.PREPAID, 700)
+    await ledger.recharge(RechargeRequest(agent.agent_id, Kind.MOBILE, PHONE, 1000, TRADE_PIN, "a"))
+    closing = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        async with closing.transaction():  # a 销户 in progress: the number's row locked
+            await closing.execute("SELECT 1 FROM subscribers WHERE number = $1 FOR UPDATE", PHONE)
+            racing = asyncio.create_task(
+                ledger.recharge(
+                    RechargeRequest(agent.agent_id, Kind.MOBILE, PHONE, 2000, TRADE_PIN, "b")
+                )
+            )
+            await asyncio.sleep(0.3)
+            assert not racing.done()  # it waits for the 销户
+            await closing.execute(
+                "UPDATE subscribers SET status = 'closed' WHERE number = $1", PHONE
+            )
+        with pytest.raises(Refusal) as caught:
+            await racing
+    finally:
+        await closing.close()
+    assert caught.value.rule is Rule.TARGET_CLOSED
+    sub = await ledger.subscriber(PHONE)
+    assert sub is not None and sub.balance_fen == 1700

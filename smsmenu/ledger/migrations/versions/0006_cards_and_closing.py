@@ -12,7 +12,9 @@ On PostgreSQL the recharge's booking (``ledger_book``, and ``ledger_recharge`` a
 target's ``valid_until`` becomes the later of it and today, plus those days (never shortened),
 in the same round trip as the credit; the receipt gets the validity clause between the markers
 of ``ledger.notices`` (or loses it: postpaid), and the functions return the date
-(``target_valid``).
+(``target_valid``). ``ledger_admit`` reads the target ``FOR SHARE``: a 销户 that has locked
+the number (``ledger.closing``) is waited for and seen, so that no recharge credits a number
+closed meanwhile (and a 销户 waits for a recharge admitted before it, whose credit it refunds).
 
 Revision ID: 0006
 Revises: 0005
@@ -173,6 +175,15 @@ $$
 """
 
 
+# ledger_admit of 0005 with the target read FOR SHARE (see the module notes).
+_TARGET_READ = """    SELECT account_id INTO target_account FROM subscribers
+        WHERE number = p_number AND kind = p_kind AND status <> 'closed';"""
+assert _TARGET_READ in _0005.ADMIT
+ADMIT = _0005.ADMIT.replace(
+    "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"
+).replace(_TARGET_READ, _TARGET_READ[:-1] + "\n        FOR SHARE;")
+
+
 def _marked(text: str) -> str:
     for name, mark in (
         ("MARK", MARK),
@@ -307,7 +318,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("number", name=op.f("pk_closing_codes")),
     )
     if op.get_bind().dialect.name == "postgresql":
-        for statement in DROP_FUNCTIONS + FUNCTIONS:
+        for statement in [*DROP_FUNCTIONS, *FUNCTIONS, ADMIT]:
             op.execute(statement)
 
 
@@ -316,7 +327,8 @@ def downgrade() -> None:
         for statement in DROP_FUNCTIONS:
             op.execute(statement)
         book, recharge, resolve = (_0005.FUNCTIONS[i] for i in (1, 2, 4))
-        for statement in (book, recharge, resolve):
+        admit = _0005.ADMIT.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
+        for statement in (book, recharge, resolve, admit):
             op.execute(statement)
     op.drop_table("closing_codes")
     op.drop_index(op.f("ix_allowances_number"), table_name="allowances")
