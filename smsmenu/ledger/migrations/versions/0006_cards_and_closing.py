@@ -179,9 +179,9 @@ $$
 _TARGET_READ = """    SELECT account_id INTO target_account FROM subscribers
         WHERE number = p_number AND kind = p_kind AND status <> 'closed';"""
 assert _TARGET_READ in _0005.ADMIT
-ADMIT = _0005.ADMIT.replace(
-    "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"
-).replace(_TARGET_READ, _TARGET_READ[:-1] + "\n        FOR SHARE;")
+ADMIT = _0005.ADMIT.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION").replace(
+    _TARGET_READ, _TARGET_READ[:-1] + "\n        FOR SHARE;"
+)
 
 
 def _marked(text: str) -> str:
