@@ -342,7 +342,7 @@ async def test_pg_recharge_round_trips(
     """A worker's recharge whose agent it has cached and whose password the cache knows is one
     function call; with nothing cached, a read comes first; a password the cache does not know
     adds its count (statements seen by the only connection)."""
-    engine = create_engine(ledger_settings.database_url, pool_size=1, max_overflow=0)
+    engine = create_engine(ledger_settings.database_url, pool_size=1)
     cache = AgentCache()
     service = LedgerService(engine, clock, ledger.catalogue, ledger_settings, agent_cache=cache)
     try:
