@@ -7,7 +7,9 @@ so that a key leaked from one use says nothing of another:
 
 * ``pin-pepper``   trade/management password hashes are argon2 of an HMAC of the PIN;
 * ``session-seal`` passwords a dialogue carries between messages, sealed in the session;
-* ``inbound``      a message's content, where it must be matched (a redelivered copy).
+* ``inbound``      a message's content, where it must be matched (a redelivered copy);
+* ``card-pin``     recharge card PINs, kept as HMAC-SHA256 of a salt and the PIN;
+* ``closing-code`` the verification codes of a subscriber closing its account.
 
 Where the secret comes from (``SecretKeys.from_settings``):
 

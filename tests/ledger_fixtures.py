@@ -30,7 +30,8 @@ from tests import servers
 TRADE_PIN = "135790"
 MGMT_PIN = "246801"
 LEDGER_TABLES = (
-    "dead_letters, shortcut_acks, outbox, resolutions, recharges, lines, txns, agents, subscribers"
+    "dead_letters, shortcut_acks, outbox, resolutions, recharges, allowances, closing_codes,"
+    " cards, card_batches, lines, txns, agents, subscribers"
 )
 
 
@@ -65,7 +66,7 @@ async def truncate(sa_url: str) -> None:
     try:
         await conn.execute(
             f"TRUNCATE {LEDGER_TABLES} RESTART IDENTITY CASCADE;"
-            " DELETE FROM accounts WHERE id > 4;"
+            " DELETE FROM accounts WHERE id > 6;"
             " UPDATE accounts SET balance = 0, pending = 0;"
         )
     finally:

@@ -11,7 +11,7 @@ Every command opens the database of ``SMSMENU_DATABASE_URL``; the schema is crea
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -155,20 +155,40 @@ def agent_text(view: AgentView) -> str:
     )
 
 
-def subscriber_json(view: SubscriberView) -> dict[str, Any]:
-    return {
+def subscriber_json(view: SubscriberView, held: bool = False) -> dict[str, Any]:
+    """SPEC §12's object; ``held``: with the validity (prepaid) and allowances of §8, as
+    ``subscriber show`` prints it."""
+    shown: dict[str, Any] = {
         "number": view.number,
         "kind": view.kind.value,
         "billing": view.billing.value,
         "status": view.status.value,
         "balance_fen": view.balance_fen,
     }
+    if not held:
+        return shown
+    if view.billing is Billing.PREPAID:
+        shown["valid_until"] = view.valid_until and view.valid_until.isoformat()
+    shown["allowances"] = [
+        {
+            "code": held.code,
+            "kind": held.kind,
+            "data_mb": held.data_mb,
+            "valid_until": held.valid_until and held.valid_until.isoformat(),
+        }
+        for held in view.allowances
+    ]
+    return shown
 
 
 def subscriber_text(view: SubscriberView) -> str:
+    valid = f"  valid until {view.valid_until}" if view.valid_until else ""
+    held = "".join(
+        f"  {a.code} {a.data_mb}MB" if a.data_mb else f"  {a.code}" for a in view.allowances
+    )
     return (
         f"{view.number}  {view.kind.value}  {view.billing.value}  {view.status.value}  "
-        f"balance {format_yuan(view.balance_fen)}"
+        f"balance {format_yuan(view.balance_fen)}{valid}{held}"
     )
 
 
@@ -253,10 +273,11 @@ def subscriber_show(number: str, as_json: bool) -> None:
     """One subscriber account."""
     from smsmenu.ledger import queries
 
-    view = run_query(lambda engine: queries.subscriber(engine, number))
+    today = datetime.now(_zone()).date()  # the allowances still held (SPEC §8)
+    view = run_query(lambda engine: queries.subscriber(engine, number, today))
     if view is None:
         fail(f"no subscriber {number}")
-    emit(as_json, subscriber_json(view), lambda v: subscriber_text(view))
+    emit(as_json, subscriber_json(view, held=True), lambda v: subscriber_text(view))
 
 
 @subscriber.command("set-status")
@@ -268,6 +289,24 @@ def subscriber_set_status(number: str, status: str, as_json: bool) -> None:
     number's status cannot change again (refused: subscriber_closed)."""
     view = run_ledger(lambda ledger: ledger.set_subscriber_status(number, SubscriberStatus(status)))
     emit(as_json, subscriber_json(view), lambda v: subscriber_text(view))
+
+
+@subscriber.command("close")
+@click.option("--number", required=True)
+@click.option("--key", default=None, help="Idempotency key (generated if absent).")
+@json_option
+def subscriber_close(number: str, key: str | None, as_json: bool) -> None:
+    """销户 at the counter (identity checked in person): refused while anything is owed or
+    while the number is an agent's bound phone; a prepaid remainder is booked for refund."""
+
+    async def action(ledger: LedgerService) -> dict[str, Any]:
+        closed = await ledger.close_subscriber(number, _key(key, "subscriber-close"))
+        view = await ledger.subscriber(number)
+        assert view is not None
+        return {**subscriber_json(view, held=True), "refund_fen": closed.refund_fen}
+
+    value = run_ledger(action)
+    emit(as_json, value, lambda v: f"{number} closed, {format_yuan(v['refund_fen'])} to refund")
 
 
 # ---- agent --------------------------------------------------------------------------------
@@ -576,25 +615,63 @@ def report_daily(day: str | None, as_json: bool) -> None:
     reversals, reversed_fen   reversals done that day and the amounts they took
                               back from the targets
     reversed_commission_fen   the commission those reversals clawed back
+
+    The text ends with the subscriber accounts closed that day and the refunds they are owed
+    (``report refunds --json`` for those as JSON).
     """
     wanted = _day(day, "--date")
 
     async def action(ledger: LedgerService) -> Any:
-        return await ledger.daily_report(wanted or ledger.today())
+        which = wanted or ledger.today()
+        return await ledger.daily_report(which), await ledger.refunds(which)
+
+    rows, refunds = run_ledger(action)
+    lines = [
+        f"{r.day} agent {r.agent_id}: {r.recharges} recharges "
+        f"{format_yuan(r.recharged_fen)}, net commission {format_yuan(r.commission_fen)}, "
+        f"{r.reversals} reversals {format_yuan(r.reversed_fen)} (commission clawed back "
+        f"{format_yuan(r.reversed_commission_fen)})"
+        for r in rows
+    ]
+    if refunds:
+        owed = sum(r.amount_fen for r in refunds)
+        lines.append(f"closed accounts (销户): {len(refunds)}, refunds owed {format_yuan(owed)}")
+    emit(
+        as_json,
+        [{**to_jsonable(r), "day": r.day.isoformat()} for r in rows],
+        lambda _: "\n".join(lines) or "no activity",
+    )
+
+
+@report.command("refunds")
+@click.option("--date", "day", default=None, help="Business day YYYY-MM-DD (default today).")
+@json_option
+def report_refunds(day: str | None, as_json: bool) -> None:
+    """Subscriber accounts closed (销户) on one business day and the refund each is owed."""
+    wanted = _day(day, "--date")
+    zone = _zone()
+
+    async def action(ledger: LedgerService) -> Any:
+        return await ledger.refunds(wanted or ledger.today())
 
     rows = run_ledger(action)
     emit(
         as_json,
-        [{**to_jsonable(r), "day": r.day.isoformat()} for r in rows],
+        [
+            {
+                "tx_id": r.tx_id,
+                "number": r.number,
+                "refund_fen": r.amount_fen,
+                "closed_at": r.created_at.astimezone(zone).isoformat(),
+            }
+            for r in rows
+        ],
         lambda _: (
             "\n".join(
-                f"{r.day} agent {r.agent_id}: {r.recharges} recharges "
-                f"{format_yuan(r.recharged_fen)}, net commission {format_yuan(r.commission_fen)}, "
-                f"{r.reversals} reversals {format_yuan(r.reversed_fen)} (commission clawed back "
-                f"{format_yuan(r.reversed_commission_fen)})"
+                f"{local_time(r.created_at, zone)} {r.number} refund {format_yuan(r.amount_fen)}"
                 for r in rows
             )
-            or "no activity"
+            or "no accounts closed"
         ),
     )
 

@@ -17,6 +17,9 @@ from smsmenu.cli.lazy import LazyCommand, LazyGroup
 
 COMMANDS = {
     "agent": LazyCommand("smsmenu.cli.ledger:agent", "Agents (代办户) and their float accounts."),
+    "cards": LazyCommand(
+        "smsmenu.cli.cards:cards", "Recharge cards (充值卡): batches, cards, counts."
+    ),
     "chat": LazyCommand(
         "smsmenu.cli.menus:chat",
         "Talk to the menus as PHONE: one message per line, until end of input.",

@@ -13,6 +13,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from smsmenu.ledger.products import Products
 from smsmenu.messages import Route
 
 
@@ -95,6 +96,22 @@ class Rule(StrEnum):
     DUPLICATE_RECHARGE = "duplicate_recharge"
     WRONG_MGMT_PIN = "wrong_mgmt_pin"  # a wrong management password (counted)
     MGMT_PIN_LOCKED = "mgmt_pin_locked"  # management operations locked after 3 wrong ones
+    # Added by "subscriber self-service" (issue 9):
+    CARD_INVALID = "card_invalid"  # unknown card or wrong card PIN: one answer for both
+    CARD_LOCKED = "card_locked"  # 3 wrong card PINs on this card or from this phone
+    CARD_USED = "card_used"
+    CARD_EXPIRED = "card_expired"
+    CARD_VOID = "card_void"
+    CARD_VALUE_TOO_LOW = "card_value_too_low"  # the card does not cover the item's price
+    ITEM_UNKNOWN = "item_unknown"
+    BAD_CARD_FILE = "bad_card_file"  # a card batch file refused as a whole (names the line)
+    BATCH_EXISTS = "batch_exists"
+    BATCH_UNKNOWN = "batch_unknown"
+    CARD_UNKNOWN = "card_unknown"  # cards show (operators): no such card
+    CLOSE_OWED = "close_owed"  # 销户 refused while anything is owed
+    CLOSE_BOUND_PHONE = "close_bound_phone"  # 销户 refused: an agent's bound phone
+    CLOSE_CODE_WRONG = "close_code_wrong"
+    CLOSE_CODE_EXPIRED = "close_code_expired"  # none sent, timed out or tries used up
 
 
 class Refusal(Exception):
@@ -116,12 +133,87 @@ class AgentView:
 
 
 @dataclass(frozen=True)
+class AllowanceView:
+    """A data pack or plan held (``products``): until ``valid_until`` (None: no end)."""
+
+    code: str
+    kind: str  # data | plan
+    data_mb: int
+    valid_until: date | None
+
+
+@dataclass(frozen=True)
 class SubscriberView:
     number: str
     kind: Kind
     billing: Billing
     status: SubscriberStatus
     balance_fen: int
+    valid_until: date | None = None  # prepaid validity (有效期), None: not kept or postpaid
+    allowances: tuple[AllowanceView, ...] = ()
+
+
+@dataclass(frozen=True)
+class RedeemView:
+    """A recharge card redeemed: its face value, the item it paid for (if any) and what was
+    left as call credit."""
+
+    tx_id: int
+    number: str
+    card_number: str
+    value_fen: int
+    item_code: str | None
+    price_fen: int
+    credit_fen: int
+    balance_fen: int
+    valid_until: date | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SaleView:
+    """A data pack or plan an agent sold from its float (``CZ 5``)."""
+
+    tx_id: int
+    agent_id: int
+    number: str
+    item_code: str
+    price_fen: int
+    commission_fen: int
+    debit_fen: int
+    float_after_fen: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class CardView:
+    number: str
+    batch: str
+    value_fen: int
+    expires: date
+    status: str  # issued | redeemed | expired | void | locked
+
+
+@dataclass(frozen=True)
+class CardStats:
+    batch: str | None  # None: every batch
+    issued: int
+    redeemed: int
+    expired: int
+    void: int
+    locked: int
+    value_fen: int
+    redeemed_fen: int
+
+
+@dataclass(frozen=True)
+class ClosedView:
+    """A subscriber account closed (销户): its prepaid remainder booked for refund."""
+
+    tx_id: int
+    number: str
+    refund_fen: int
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -307,6 +399,18 @@ class AgentLedger(Protocol):
         """Move float to the bound phone's own prepaid account (no commission)."""
         ...
 
+    async def sell_item(
+        self,
+        agent_id: int,
+        number: str,
+        item_code: str,
+        pin: str,
+        key: str,
+        reply_route: Route | None = None,
+    ) -> SaleView:
+        """Sell a data pack or plan to ``number`` from the float (``CZ 5``)."""
+        ...
+
     async def change_trade_pin(self, agent_id: int, old: str, new: str) -> None: ...
 
     async def change_mgmt_pin(self, agent_id: int, old: str, new: str) -> None: ...
@@ -314,3 +418,34 @@ class AgentLedger(Protocol):
     async def subscriber(self, number: str) -> SubscriberView | None: ...
 
     async def subscriber_topups(self, number: str, limit: int = 5) -> list[RecordView]: ...
+
+    @property
+    def products(self) -> Products:
+        """The add-ons on sale and the validity bands (config/products.toml)."""
+        ...
+
+    async def redeem_card(
+        self,
+        phone: str,
+        card_number: str,
+        pin: str,
+        item_code: str | None,
+        key: str,
+        reply_route: Route | None = None,
+    ) -> RedeemView:
+        """充值卡充值 for ``phone``; the ledger sends the result SMS."""
+        ...
+
+    async def closing_check(self, number: str) -> SubscriberView:
+        """What 销户 shows first, if the number may be closed (else the refusal)."""
+        ...
+
+    async def send_closing_code(self, number: str, route: Route | None = None) -> SubscriberView:
+        """Send a new 6-digit 销户 code by SMS."""
+        ...
+
+    async def close_subscriber(
+        self, number: str, key: str, code: str | None = None, reply_route: Route | None = None
+    ) -> ClosedView:
+        """销户 with the code (the ledger sends the confirmation SMS)."""
+        ...

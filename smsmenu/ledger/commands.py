@@ -80,7 +80,54 @@ class Reverse:
     key: str
 
 
-Command = Recharge | Retry | Transfer | Deposit | OpenAgent | CloseAgent | Reverse
+@dataclass(frozen=True)
+class RedeemCard:
+    """充值卡充值: redeem a recharge card for ``phone``, as call credit or for the catalogue
+    item ``item_code`` (the rest stays as call credit)."""
+
+    phone: str
+    card_number: str
+    pin: str = field(repr=False)
+    item_code: str | None
+    key: str
+    reply_route: Route | None = None
+
+
+@dataclass(frozen=True)
+class SellItem:
+    """An agent sells a data pack or plan to ``number`` from its float (``CZ 5``)."""
+
+    agent_id: int
+    number: str
+    item_code: str
+    pin: str = field(repr=False)
+    key: str
+    reply_route: Route | None = None
+
+
+@dataclass(frozen=True)
+class CloseSubscriber:
+    """销户 of a subscriber account: its prepaid remainder booked for refund. ``code``: the
+    verification code the phone got (None at the counter, where staff check identity)."""
+
+    number: str
+    key: str
+    code: str | None = field(default=None, repr=False)
+    reply_route: Route | None = None
+
+
+Command = (
+    Recharge
+    | Retry
+    | Transfer
+    | Deposit
+    | OpenAgent
+    | CloseAgent
+    | Reverse
+    | RedeemCard
+    | SellItem
+    | CloseSubscriber
+)
 
 OPERATION = {
     Recharge: "recharge",
@@ -90,8 +137,11 @@ OPERATION = {
     OpenAgent: "open",
     CloseAgent: "close",
     Reverse: "reversal",
+    RedeemCard: "card",
+    SellItem: "sale",
+    CloseSubscriber: "subscriber_close",
 }
-_SECRET = frozenset({"pin", "trade_pin", "mgmt_pin"})
+_SECRET = frozenset({"pin", "trade_pin", "mgmt_pin", "code"})
 _NOT_LOGGED = _SECRET | {"reply_route", "duplicate_window_s"}
 _LOG_NAMES = {"agent_id": "agent", "tx_id": "of_tx"}
 

@@ -5,14 +5,16 @@ work (operator, recharge, two_phase, reversal, passwords, reports), with the rec
 its database (``writer``). A worker that sends the outbox itself sets ``claim_for`` (the claim
 under which a recharge's notices are stored for its sender) and ``on_committed`` (they are
 handed to the sender once committed), and ``on_queued`` (an operation committed notices
-queued for any worker: the sender's claim loop looks now). It is mutable on purpose: tests
-swap the billing backend or the fault hook on a running service.
+queued for any worker: the sender's claim loop looks now). ``products`` is the catalogue of
+add-ons and validity bands (config/products.toml). It is mutable on purpose: tests swap the
+billing backend or the fault hook on a running service.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -22,10 +24,12 @@ from smsmenu.clock import Clock
 from smsmenu.keys import SecretKeys
 from smsmenu.ledger.billing import BillingBackend, InternalBilling
 from smsmenu.ledger.pins import PinVault
-from smsmenu.settings import Settings
+from smsmenu.ledger.products import Products, load_products
+from smsmenu.settings import Settings, config_dir
 from smsmenu.texts import Catalogue
 
 if TYPE_CHECKING:
+    from smsmenu.ledger.cards import CardPins
     from smsmenu.ledger.outbox import OutboxMessage
     from smsmenu.ledger.recharge_plan import Claim
     from smsmenu.ledger.writer import RechargeWriter
@@ -51,12 +55,17 @@ class LedgerContext:
     claim_for: Callable[[], Claim | None] | None = None
     on_committed: Callable[[tuple[OutboxMessage, ...]], None] | None = None
     on_queued: Callable[[], None] | None = None
+    products: Products = field(default_factory=lambda: load_products(config_dir()))
     writer: RechargeWriter = field(init=False)
     zone: ZoneInfo = field(init=False)
     service_number: str = field(init=False)
     postgres: bool = field(init=False)
+    card_pins: CardPins = field(init=False)  # keyed with ``keys.derive("card-pin")``
 
     def __post_init__(self) -> None:
+        from smsmenu.ledger.cards import CardPins
+
+        self.card_pins = CardPins(self.keys.derive("card-pin"))
         self.zone = self.settings.zone
         self.service_number = self.settings.service_number
         self.postgres = self.engine.dialect.name == "postgresql"
@@ -74,6 +83,10 @@ class LedgerContext:
         """An operation committed notices queued for any worker: the sender may claim now."""
         if self.on_queued is not None:
             self.on_queued()
+
+    def today(self) -> date:
+        """Today's business date (``TIMEZONE``)."""
+        return self.clock.now().astimezone(self.zone).date()
 
     def fault(self, step: str) -> None:
         if self.faults is not None:

@@ -15,16 +15,24 @@ Theory of operation
   ``pending`` until a ``resolutions`` row (primary key = the recharge: at most once) posts or
   voids it; ``status`` mirrors the outcome for fast queries, the history is the new rows.
 * ``outbox`` rows are written in the same transaction as the money and sent by the SMPP sender.
+* ``card_batches`` / ``cards`` are recharge cards (充值卡, migration 0006): imported without any
+  journal line (the cards were sold outside the ledger); redeeming one moves its face value from
+  ``CARD_LIABILITY`` to the subscriber (``ledger.cards``). A card's PIN is kept only as an
+  HMAC-SHA256 under a key derived from ``SECRET_KEY`` with a salt of the card's own
+  (``ledger.cards.pin_hash``). Wrong card PINs count per card and per phone (``subscribers``).
+* ``allowances`` are data packs and plans a subscriber holds (``products``);
+  ``closing_codes`` the verification codes of a subscriber closing its account (销户).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -81,11 +89,15 @@ CASH = 1  # the operator's cash/bank: deposits in, close pay-outs out
 COMMISSION_EXPENSE = 2  # commissions paid to agents
 REFUNDS = 3  # remaining prepaid balances of closed subscribers, owed back
 BILLING = 4  # counterpart of subscriber balances that arise outside the ledger (opening balances)
+CARD_LIABILITY = 5  # face value of sold recharge cards not yet redeemed (goes down as redeemed)
+ADDON_SALES = 6  # data packs and plans paid for (with a card, or by an agent from the float)
 SYSTEM_ACCOUNTS = {
     CASH: "cash",
     COMMISSION_EXPENSE: "commission_expense",
     REFUNDS: "refunds",
     BILLING: "billing",
+    CARD_LIABILITY: "card_liability",
+    ADDON_SALES: "addon_sales",
 }
 
 
@@ -108,6 +120,12 @@ class Subscriber(Base):
     status: Mapped[str] = mapped_column(String(12))
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Prepaid validity (有效期): the last day (in TIMEZONE) the number may be used; NULL: never
+    # topped up since validity was kept (or postpaid).
+    valid_until: Mapped[date | None] = mapped_column(Date)
+    # Wrong card PINs sent from this number (``ledger.cards``; 3 in a row lock 30 minutes).
+    card_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    card_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Agent(Base):
@@ -141,7 +159,8 @@ class Txn(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
-    # open | deposit | recharge | transfer | reversal | close | subscriber_opening
+    # open | deposit | recharge | transfer | reversal | close | subscriber_opening |
+    # card | subscriber_close
     op: Mapped[str] = mapped_column(String(24))
     fingerprint: Mapped[str] = mapped_column(String(400))
     agent_id: Mapped[int | None] = mapped_column(Integer)
@@ -273,6 +292,66 @@ class ShortcutAck(Base):
     acked_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class CardBatch(Base):
+    """A batch of recharge cards imported from one file (``cards import --batch NAME``)."""
+
+    __tablename__ = "card_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Card(Base):
+    """One recharge card. ``status`` is issued | redeemed | void; expired (past ``expires``)
+    and locked (``locked_until`` ahead) are read from the other columns."""
+
+    __tablename__ = "cards"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("card_batches.id"), index=True)
+    value_fen: Mapped[int] = mapped_column(Money)
+    expires: Mapped[date] = mapped_column(Date)  # valid through this day in TIMEZONE
+    pin_salt: Mapped[str] = mapped_column(String(32))
+    pin_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(12))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    redeemed_by: Mapped[str | None] = mapped_column(String(16))
+    txn_id: Mapped[int | None] = mapped_column(Integer)
+    redeemed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Allowance(Base):
+    """A data pack or plan a subscriber holds (``products``): data in MB, a plan by code,
+    either until ``valid_until`` (inclusive, TIMEZONE) or without end (NULL)."""
+
+    __tablename__ = "allowances"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(16), index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(8))  # data | plan
+    data_mb: Mapped[int] = mapped_column(Integer, default=0)
+    valid_until: Mapped[date | None] = mapped_column(Date)
+    txn_id: Mapped[int] = mapped_column(ForeignKey("txns.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ClosingCode(Base):
+    """The verification code of a subscriber closing its account from the phone (销户): one
+    per number, as an HMAC (never the code), valid until ``expires_at``, ``tries`` left."""
+
+    __tablename__ = "closing_codes"
+
+    number: Mapped[str] = mapped_column(String(16), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    tries: Mapped[int] = mapped_column(Integer)
+
+
 accounts = cast(Table, Account.__table__)
 subscribers = cast(Table, Subscriber.__table__)
 agents = cast(Table, Agent.__table__)
@@ -283,3 +362,7 @@ resolutions = cast(Table, Resolution.__table__)
 outbox = cast(Table, OutboxRow.__table__)
 dead_letters = cast(Table, DeadLetterRow.__table__)
 shortcut_acks = cast(Table, ShortcutAck.__table__)
+card_batches = cast(Table, CardBatch.__table__)
+cards = cast(Table, Card.__table__)
+allowances = cast(Table, Allowance.__table__)
+closing_codes = cast(Table, ClosingCode.__table__)

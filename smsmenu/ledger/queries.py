@@ -3,17 +3,26 @@ operation's rules look at (inside a unit of work, optionally with the agent lock
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import replace
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smsmenu.ledger import statements as sql
 from smsmenu.ledger import views
-from smsmenu.ledger.api import AgentView, RechargeView, RecordView, Refusal, Rule, SubscriberView
+from smsmenu.ledger.api import (
+    AgentView,
+    AllowanceView,
+    RechargeView,
+    RecordView,
+    Refusal,
+    Rule,
+    SubscriberView,
+)
 from smsmenu.ledger.entries import SUCCEEDED
-from smsmenu.ledger.models import accounts, agents, recharges
+from smsmenu.ledger.models import accounts, agents, allowances, recharges
 
 _LOCK_AGENT = select(agents.c.id).where(agents.c.id == bindparam("agent_id")).with_for_update()
 _LOCK_FLOAT = (
@@ -69,10 +78,36 @@ async def agent_for_phone(engine: AsyncEngine, phone: str) -> AgentView | None:
     return None if row is None else views.agent(row)
 
 
-async def subscriber(engine: AsyncEngine, number: str) -> SubscriberView | None:
+async def subscriber(
+    engine: AsyncEngine, number: str, today: date | None = None
+) -> SubscriberView | None:
+    """The subscriber, with the allowances it holds on ``today`` (none if not given)."""
     async with engine.connect() as conn:
         row = (await conn.execute(sql.SUBSCRIBER_BY_NUMBER, {"number": number})).first()
-    return None if row is None else views.subscriber(row)
+        held: list[Any] = []
+        if row is not None and today is not None:
+            held = list(
+                (
+                    await conn.execute(
+                        select(allowances)
+                        .where(
+                            allowances.c.number == number,
+                            or_(
+                                allowances.c.valid_until.is_(None),
+                                allowances.c.valid_until >= today,
+                            ),
+                        )
+                        .order_by(allowances.c.id)
+                    )
+                ).all()
+            )
+    if row is None:
+        return None
+    view = views.subscriber(row)
+    return replace(
+        view,
+        allowances=tuple(AllowanceView(a.code, a.kind, a.data_mb, a.valid_until) for a in held),
+    )
 
 
 async def recharge(engine: AsyncEngine, tx_id: int) -> RechargeView:

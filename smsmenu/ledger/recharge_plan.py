@@ -14,7 +14,7 @@ refusal. ``Written`` is what the writer reports of a recharge it wrote.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -93,6 +93,19 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Validity:
+    """A top-up's gain of prepaid validity: ``days`` (by its amount band) from ``today`` (the
+    business date) or from the validity if later; the write applies it to a prepaid target."""
+
+    days: int
+    today: date
+
+    @classmethod
+    def of(cls, ctx: LedgerContext, amount_fen: int) -> Validity:
+        return cls(ctx.products.validity_days(amount_fen), ctx.today())
+
+
+@dataclass(frozen=True)
 class RechargePlan:
     request: RechargeRequest
     fingerprint: str
@@ -104,6 +117,7 @@ class RechargePlan:
     duplicate_since: datetime | None
     notices: tuple[dict[str, Any], ...]  # the agent's result, then the receipt if any
     claim: Claim | None
+    validity: Validity  # what the target's prepaid validity gains
 
     @property
     def clear_pin(self) -> bool:
@@ -211,6 +225,7 @@ def plan(
             )
         ),
         claim=claim,
+        validity=Validity.of(ctx, request.amount_fen),
     )
 
 
@@ -228,6 +243,7 @@ __all__ = [
     "Facts",
     "Outcome",
     "RechargePlan",
+    "Validity",
     "Written",
     "duplicate_since",
     "notice_args",

@@ -36,7 +36,7 @@ async def records(
         .outerjoin(recharges, recharges.c.tx_id == txns.c.id)
         .where(
             txns.c.agent_id == agent_id,
-            txns.c.op.in_(("open", "deposit", "recharge", "transfer", "reversal")),
+            txns.c.op.in_(("open", "deposit", "recharge", "transfer", "reversal", "sale")),
             (recharges.c.status.is_(None)) | recharges.c.status.in_((SUCCEEDED, REVERSED)),
         )
         .order_by(txns.c.id.desc())
@@ -147,3 +147,21 @@ async def trial_balance(engine: AsyncEngine) -> TrialBalance:
         mismatched_accounts=mismatched,
         pending_mismatch=pending != pending_recharges,
     )
+
+
+async def refunds(engine: AsyncEngine, day: date, zone: ZoneInfo) -> list[RecordView]:
+    """Subscriber accounts closed on business day ``day`` (销户) with the prepaid remainder
+    each left to refund (booked to the refunds account), oldest first."""
+    start, end = day_bounds(day, zone)
+    stmt = (
+        select(txns.c.id, txns.c.number, txns.c.amount_fen, txns.c.created_at)
+        .where(
+            txns.c.op == "subscriber_close",
+            txns.c.created_at >= start,
+            txns.c.created_at < end,
+        )
+        .order_by(txns.c.id)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt)).all()
+    return [RecordView(r.id, "refund", r.number, r.amount_fen, r.created_at) for r in rows]

@@ -34,6 +34,8 @@ BP_DENOMINATOR = 10_000
 _MOBILE = re.compile(r"1[0-9]{10}")
 _AREA_CODED = re.compile(r"0[0-9]{9,11}")
 _PIN = re.compile(r"[0-9]{6}")
+_CARD_NUMBER = re.compile(r"[0-9]{6,32}")
+_CARD_PIN = re.compile(r"[0-9]{4,20}")
 
 
 def agent_rule(status: str, phone_status: str | None) -> Rule | None:
@@ -207,3 +209,16 @@ def reversal_rule(facts: ReversalFacts, zone: ZoneInfo) -> Rule | None:
     if facts.target_balance_fen < facts.amount_fen:
         return Rule.REVERSAL_TARGET_BALANCE
     return None
+
+
+# ---- recharge cards (SPEC §8) ----
+
+
+def card_number_ok(number: str) -> bool:
+    """A recharge card number: 6 to 32 ASCII digits."""
+    return _CARD_NUMBER.fullmatch(number) is not None
+
+
+def card_pin_ok(pin: str) -> bool:
+    """A recharge card PIN: 4 to 20 ASCII digits."""
+    return _CARD_PIN.fullmatch(pin) is not None

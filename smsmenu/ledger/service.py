@@ -20,6 +20,8 @@ The modules beside this one do the work, one job each:
 * ``two_phase``     external billing: reserve, credit, post or void; recovery after a crash
 * ``operator_functions`` subscribers and an agent's life (open, deposit, suspend, phone, close)
 * ``transfer``      float to the bound phone
+* ``cards``, ``sales``, ``closing``, ``holdings``: recharge cards, add-ons sold by agents,
+  销户 of a subscriber, prepaid validity and allowances (SPEC §8)
 * ``reversal``      返销 and invoices
 * ``passwords``     trade and management passwords in use: attempts counted, lock-out
 * ``account``       balance and records behind the password, password changes, web login
@@ -41,12 +43,15 @@ from smsmenu.keys import SecretKeys
 from smsmenu.ledger import (
     account,
     admission,
+    cards,
+    closing,
     commands,
     operator_functions,
     queries,
     recharge,
     reports,
     reversal,
+    sales,
     transfer,
     two_phase,
 )
@@ -55,6 +60,9 @@ from smsmenu.ledger.api import (
     AgentStatus,
     AgentView,
     Billing,
+    CardStats,
+    CardView,
+    ClosedView,
     CloseView,
     DailyReportRow,
     DepositView,
@@ -63,8 +71,10 @@ from smsmenu.ledger.api import (
     RechargeRequest,
     RechargeView,
     RecordView,
+    RedeemView,
     Refusal,
     ReversalView,
+    SaleView,
     SubscriberStatus,
     SubscriberView,
     TransferView,
@@ -73,10 +83,11 @@ from smsmenu.ledger.api import (
 from smsmenu.ledger.billing import BillingBackend, InternalBilling
 from smsmenu.ledger.context import Faults, LedgerContext
 from smsmenu.ledger.pins import PinVault
+from smsmenu.ledger.products import Products, load_products
 from smsmenu.ledger.refusals import refusal_text
 from smsmenu.ledger.writer import RechargeWriter
 from smsmenu.messages import Route
-from smsmenu.settings import Settings
+from smsmenu.settings import Settings, config_dir
 from smsmenu.texts import Catalogue
 
 if TYPE_CHECKING:
@@ -111,6 +122,7 @@ class LedgerService:
         faults: Faults | None = None,
         billing_timeout_s: float = 10.0,
         agent_cache: AgentCache | None = None,
+        products: Products | None = None,
     ) -> None:
         keys = keys or SecretKeys.from_settings(settings)
         self.ctx = LedgerContext(
@@ -123,6 +135,7 @@ class LedgerService:
             billing or InternalBilling(),
             faults,
             billing_timeout_s,
+            products=products or load_products(config_dir()),
         )
         self.ctx.writer = _writer(self.ctx, agent_cache)
         ctx = self.ctx
@@ -142,6 +155,15 @@ class LedgerService:
             ),
             commands.CloseAgent: lambda c: operator_functions.close_agent(ctx, c.agent_id, c.key),
             commands.Reverse: lambda c: reversal.reverse(ctx, c.tx_id, c.key),
+            commands.RedeemCard: lambda c: cards.redeem(
+                ctx, c.phone, c.card_number, c.pin, c.item_code, c.key, c.reply_route
+            ),
+            commands.SellItem: lambda c: sales.sell(
+                ctx, c.agent_id, c.number, c.item_code, c.pin, c.key, c.reply_route
+            ),
+            commands.CloseSubscriber: lambda c: closing.close(
+                ctx, c.number, c.key, c.code, c.reply_route
+            ),
         }
 
     async def execute(self, command: commands.Command) -> Any:
@@ -232,7 +254,8 @@ class LedgerService:
         return await queries.agent_for_phone(self.engine, phone)
 
     async def subscriber(self, number: str) -> SubscriberView | None:
-        return await queries.subscriber(self.engine, number)
+        """The subscriber, with its validity (prepaid) and the allowances it holds today."""
+        return await queries.subscriber(self.engine, number, self.today())
 
     async def recharge_view(self, tx_id: int) -> RechargeView:
         return await queries.recharge(self.engine, tx_id)
@@ -372,6 +395,22 @@ class LedgerService:
         )
         return view
 
+    async def sell_item(
+        self,
+        agent_id: int,
+        number: str,
+        item_code: str,
+        pin: str,
+        key: str,
+        reply_route: Route | None = None,
+    ) -> SaleView:
+        """Sell a data pack or plan to ``number`` from the float (``CZ 5``), commission as for
+        a recharge."""
+        view: SaleView = await self.execute(
+            commands.SellItem(agent_id, number, item_code, pin, key, reply_route)
+        )
+        return view
+
     async def change_trade_pin(self, agent_id: int, old: str, new: str) -> None:
         """New trade password: 6 digits, not the old one, not 6 equal digits, not a run."""
         await account.change_pin(self.ctx, agent_id, old, new, trade=True)
@@ -397,6 +436,67 @@ class LedgerService:
         view: ReversalView = await self.execute(commands.Reverse(tx_id, key))
         return view
 
+    # ---- recharge cards, add-ons, closing a subscriber account (SPEC §8) -----------------------
+
+    @property
+    def products(self) -> Products:
+        return self.ctx.products
+
+    def parse_cards(self, text: str) -> list[cards.CardRow]:
+        """The checked rows of a card batch file; BAD_CARD_FILE naming the line."""
+        return cards.parse_file(self.ctx, text)
+
+    async def import_cards(
+        self,
+        batch: str,
+        rows: list[cards.CardRow],
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """A new batch of cards (no journal line): its face value in fen."""
+        return await cards.import_batch(self.ctx, batch, rows, progress)
+
+    async def card(self, number: str) -> CardView:
+        return await cards.show(self.ctx, number)
+
+    async def card_stats(self, batch: str | None = None) -> CardStats:
+        return await cards.stats(self.ctx, batch)
+
+    async def void_cards(self, batch: str) -> int:
+        """Void every card of ``batch`` not yet redeemed; how many."""
+        return await cards.void(self.ctx, batch)
+
+    async def redeem_card(
+        self,
+        phone: str,
+        card_number: str,
+        pin: str,
+        item_code: str | None,
+        key: str,
+        reply_route: Route | None = None,
+    ) -> RedeemView:
+        """充值卡充值 for ``phone``: call credit, or the catalogue item ``item_code``."""
+        view: RedeemView = await self.execute(
+            commands.RedeemCard(phone, card_number, pin, item_code, key, reply_route)
+        )
+        return view
+
+    async def closing_check(self, number: str) -> SubscriberView:
+        """What 销户 shows first; refused CLOSE_OWED, CLOSE_BOUND_PHONE, SUBSCRIBER_CLOSED."""
+        return await closing.check(self.ctx, number)
+
+    async def send_closing_code(self, number: str, route: Route | None = None) -> SubscriberView:
+        """Check as ``closing_check`` and send a new 6-digit code by SMS (the outbox)."""
+        return await closing.send_code(self.ctx, number, route)
+
+    async def close_subscriber(
+        self, number: str, key: str, code: str | None = None, reply_route: Route | None = None
+    ) -> ClosedView:
+        """销户: with the code from the phone, or without one at the counter."""
+        view: ClosedView = await self.execute(
+            commands.CloseSubscriber(number, key, code, reply_route)
+        )
+        return view
+
     # ---- reports -------------------------------------------------------------------------------
 
     async def records(
@@ -419,6 +519,10 @@ class LedgerService:
     async def daily_report(self, day: date) -> list[DailyReportRow]:
         """Per agent, for business day ``day``: recharges (count, sum, commission), reversals."""
         return await reports.daily_report(self.engine, day, self.ctx.zone)
+
+    async def refunds(self, day: date) -> list[RecordView]:
+        """Subscriber accounts closed on business day ``day``, each with its refund owed."""
+        return await reports.refunds(self.engine, day, self.ctx.zone)
 
     async def trial_balance(self) -> TrialBalance:
         """Every account's balance added up (zero when the books balance), and each account's

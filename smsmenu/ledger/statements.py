@@ -9,7 +9,7 @@ recharge writers execute them compiled once for their drivers (``AsyncpgStatemen
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, case, exists, false, insert, select, update
@@ -289,7 +289,15 @@ class SqliteStatement:
 
 
 def sqlite_value(value: Any) -> Any:
-    """A value as SQLite stores it through ``models.UTCDateTime``."""
+    """A value as SQLite stores it through ``models.UTCDateTime`` (and SQLAlchemy's ``Date``:
+    ISO text)."""
     if isinstance(value, datetime):
         return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if isinstance(value, date):
+        return value.isoformat()
     return value
+
+
+def sqlite_date(value: str | None) -> date | None:
+    """A ``Date`` column's value as SQLite keeps it (ISO text)."""
+    return None if value is None else date.fromisoformat(value)

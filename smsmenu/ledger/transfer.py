@@ -1,11 +1,12 @@
 """转入个人手机: the agent moves float to its bound phone's own prepaid account (SPEC §4): the
-recharge amount rules, no commission, the trade password, one way; debit last and guarded."""
+recharge amount rules, no commission, the trade password, one way; debit last and guarded.
+A prepaid phone's validity is extended as by any top-up (``holdings``)."""
 
 from __future__ import annotations
 
 from sqlalchemy import update
 
-from smsmenu.ledger import admission, notices, outbox, passwords, queries, rules
+from smsmenu.ledger import admission, holdings, notices, outbox, passwords, queries, rules
 from smsmenu.ledger import statements as sql
 from smsmenu.ledger.api import Refusal, Rule, TransferView
 from smsmenu.ledger.context import LedgerContext
@@ -47,6 +48,7 @@ async def transfer_to_phone(
                 ],
             )
             await conn.execute(sql.CREDIT, {"acc": agent.phone_account, "amount": amount_fen})
+            valid_until = await holdings.extend_validity(conn, ctx, agent.phone, amount_fen)
             after = (
                 await conn.execute(
                     sql.DEBIT_GUARDED, {"acc": agent.account_id, "amount": amount_fen}
@@ -68,6 +70,7 @@ async def transfer_to_phone(
                     phone=agent.phone,
                     amount_fen=amount_fen,
                     float_after=after,
+                    valid_until=valid_until,
                     route=reply_route,
                 ),
             )

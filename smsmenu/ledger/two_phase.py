@@ -25,6 +25,7 @@ from smsmenu.ledger.billing import BillingError, Credit
 from smsmenu.ledger.context import LedgerContext
 from smsmenu.ledger.entries import PENDING
 from smsmenu.ledger.models import agents, recharges, txns
+from smsmenu.ledger.recharge_plan import Validity
 from smsmenu.ledger.writer import RechargeOp, Resolution
 from smsmenu.messages import Route
 
@@ -109,7 +110,8 @@ async def resolve(
         route=route,
         error=None if posted else (error or "failed"),
     )
-    resolution = Resolution(txn, posted, error, tuple(rows), ctx.claim())
+    validity = Validity.of(ctx, rec.amount_fen)
+    resolution = Resolution(txn, posted, error, tuple(rows), ctx.claim(), validity)
     written = await ctx.writer.resolve(resolution)
     if written is not None:
         ctx.committed(written.notices)

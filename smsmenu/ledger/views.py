@@ -53,4 +53,5 @@ def subscriber(row: Any) -> SubscriberView:
         billing=Billing(row.billing),
         status=SubscriberStatus(row.status),
         balance_fen=row.balance,
+        valid_until=row.valid_until if row.billing == Billing.PREPAID else None,
     )

@@ -6,7 +6,8 @@ embedded default: one transaction on a connection of its own, in one thread call
 ``writer_pg`` (PostgreSQL: one round trip, the database functions of migration 0005). With
 internal billing a recharge is ``recharge``d at once; through an external billing system it is
 ``reserve``d, then ``resolve``d (posted or voided) once billing answered, or by the recovery
-of a crash. Both writers book a posted recharge the same way (credit, journal, notices).
+of a crash. Both writers book a posted recharge the same way (credit, prepaid validity,
+journal, notices).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 
 from smsmenu.ledger import passwords
 from smsmenu.ledger.api import RechargeRequest
-from smsmenu.ledger.recharge_plan import Claim, Written
+from smsmenu.ledger.recharge_plan import Claim, Validity, Written
 
 
 @dataclass(frozen=True)
@@ -33,13 +34,15 @@ class RechargeOp:
 @dataclass(frozen=True)
 class Resolution:
     """How a reserved recharge ends: posted (billing credited it) or voided; its notices
-    (``notices.recharge_result`` with markers for the balances) and their claim."""
+    (``notices.recharge_result`` with markers for the balances) and their claim; the validity
+    a posted one adds to a prepaid target."""
 
     txn: int
     posted: bool
     error: str | None
     notices: tuple[dict[str, Any], ...]
     claim: Claim | None
+    validity: Validity
 
 
 class RechargeWriter(Protocol):

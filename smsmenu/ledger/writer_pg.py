@@ -3,7 +3,8 @@
 A recharge is planned on the agent's row (a worker's cached copy, ``agent_cache``; else read
 first with the facts around it, ``statements.RECHARGE_CONTEXT``) and written by one call of a
 database function of migration 0005 (``ledger_recharge``; ``ledger_reserve`` and
-``ledger_resolve`` for two-phase recharges), outside an explicit transaction, so that the round
+``ledger_resolve`` for two-phase recharges; the booking extends a prepaid target's validity
+since 0006), outside an explicit transaction, so that the round
 trip is also the commit. The function checks what the plan could not know or assumed and says
 which failed (``recharge_plan.Outcome``): on ``stale``, ``target`` or ``notify`` the writer
 reads the facts and plans again (with the agent's row locked), so that the rules word any
@@ -57,13 +58,15 @@ def _call(function: str, count: int, outputs: str) -> str:
 
 _RECHARGE = _call(
     "ledger_recharge",
-    31,
+    33,
     "outcome, txn, float_after, target_balance, available, agent_outbox, receipt_outbox,"
-    " agent_version",
+    " agent_version, target_valid",
 )
 _RESERVE = _call("ledger_reserve", 18, "outcome, txn, available, agent_version")
 _RESOLVE = _call(
-    "ledger_resolve", 17, "outcome, float_after, target_balance, agent_outbox, receipt_outbox"
+    "ledger_resolve",
+    19,
+    "outcome, float_after, target_balance, agent_outbox, receipt_outbox, target_valid",
 )
 #: Attempts, with the agent locked, to plan on facts that stay put (its target or notify
 #: number can still change meanwhile) before giving up.
@@ -175,7 +178,7 @@ class PostgresWriter:
         p = plan(self._ctx, agent, op.request, op.fingerprint, now, op.proof, facts, op.claim)
         args = self._take_in_args(p)
         if not reserve:
-            args += p.notice_args()
+            args += (p.validity.days, p.validity.today, *p.notice_args())
         fault = ("reserved",) if reserve else ("credited", "posting")
         row = await self._fetch(raw, query, fault, *args)
         outcome = Outcome(row["outcome"])
@@ -226,7 +229,15 @@ class PostgresWriter:
     async def resolve(self, resolution: Resolution) -> Written | None:
         async def work(raw: Any) -> Written | None:
             now = self._ctx.clock.now()
-            args = (resolution.txn, resolution.posted, resolution.error, now)
+            validity = resolution.validity
+            args = (
+                resolution.txn,
+                resolution.posted,
+                resolution.error,
+                now,
+                validity.days,
+                validity.today,
+            )
             notice = notice_args(resolution.notices, resolution.claim)
             row = await self._fetch(raw, _RESOLVE, ("resolving",), *args, *notice)
             if row["outcome"] != Outcome.OK:
@@ -272,7 +283,7 @@ def _stored(
         strict=False,
     ):
         if row_id is not None:
-            text = notices.fill(values["text"], txn, balance)
+            text = notices.fill(values["text"], txn, balance, written["target_valid"])
             found.append(outbox.stored(values, row_id, text, txn, by, until))
     return tuple(found)
 

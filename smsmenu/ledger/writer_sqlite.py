@@ -18,13 +18,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Date, bindparam, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 
 from smsmenu.ledger import notices, outbox, rules, views
 from smsmenu.ledger import statements as sql
-from smsmenu.ledger.api import RechargeView, Refusal, Rule
+from smsmenu.ledger.api import Billing, RechargeView, Refusal, Rule
 from smsmenu.ledger.context import LedgerContext
 from smsmenu.ledger.db import SQLITE_BUSY_TIMEOUT_MS
 from smsmenu.ledger.entries import (
@@ -38,11 +38,13 @@ from smsmenu.ledger.entries import (
 from smsmenu.ledger.models import agents, lines, recharges, resolutions, subscribers, txns
 from smsmenu.ledger.models import outbox as outbox_table
 from smsmenu.ledger.outbox import OutboxMessage
+from smsmenu.ledger.products import extend
 from smsmenu.ledger.recharge_plan import (
     AgentRow,
     Claim,
     Facts,
     RechargePlan,
+    Validity,
     Written,
     duplicate_since,
     plan,
@@ -78,6 +80,16 @@ _CREDIT = sql.SqliteStatement(sql.CREDIT)
 _POST_RESERVED = sql.SqliteStatement(sql.POST_RESERVED)
 _VOID_RESERVED = sql.SqliteStatement(sql.VOID_RESERVED)
 _TXN = sql.SqliteStatement(sql.inserting(txns, _TXN_COLUMNS, txns.c.id))
+_TARGET_VALIDITY = sql.SqliteStatement(
+    select(subscribers.c.billing, subscribers.c.valid_until).where(
+        subscribers.c.account_id == bindparam("acc")
+    )
+)
+_SET_VALIDITY = sql.SqliteStatement(
+    update(subscribers)
+    .where(subscribers.c.account_id == bindparam("acc"))
+    .values(valid_until=bindparam("valid_until", type_=Date()))
+)
 _LINES = sql.SqliteStatement(sql.inserting(lines, ("txn_id", "account_id", "amount_fen")))
 _RECHARGE = sql.SqliteStatement(sql.inserting(recharges, RECHARGE_COLUMNS))
 _OUTBOX = sql.SqliteStatement(sql.inserting(outbox_table, _OUTBOX_COLUMNS, outbox_table.c.id))
@@ -265,8 +277,8 @@ class SqliteWriter:
                 raise Refusal(Rule.INSUFFICIENT_FUNDS, available_fen=row.balance - row.pending)
             txn, view = self._take_in(conn, p, SUCCEEDED, debited[0])
             stored = self._book(
-                conn, txn, True, p.agent.account_id, row.t_account, p.price, debited[0], p.now,
-                p.notices, p.claim,
+                conn, txn, True, p.agent.account_id, row.t_account, p.price, debited[0],
+                p.notices, p.claim, p.validity,
             )  # fmt: skip
             self._ctx.fault("credited")
             self._ctx.fault("posting")
@@ -293,23 +305,30 @@ class SqliteWriter:
         target_account: int,
         price: rules.Price,
         float_after: int,
-        now: datetime,
         notice_rows: tuple[dict[str, Any], ...],
         claim: Claim | None,
+        validity: Validity,
     ) -> tuple[OutboxMessage, ...]:
-        """A recharge's booking: if posted, the target credited and the journal lines; the
-        notices (a receipt only if posted) with the balances and the txn id put in."""
+        """A recharge's booking: if posted, the target credited, its prepaid validity
+        extended and the journal lines; the notices (a receipt only if posted) with the
+        balances, the txn id and the validity put in."""
         balances = [float_after]
+        valid_until = None
         if posted:
             balances.append(
                 self._run(conn, _CREDIT, acc=target_account, amount=price.amount_fen)[0]
             )
+            target = self._run(conn, _TARGET_VALIDITY, acc=target_account)
+            if target is not None and target[0] == Billing.PREPAID:
+                valid_until = extend(sql.sqlite_date(target[1]), validity.today, validity.days)
+                if valid_until != sql.sqlite_date(target[1]):
+                    self._run(conn, _SET_VALIDITY, acc=target_account, valid_until=valid_until)
             for line in posting_lines(txn, float_account, target_account, price):
                 self._run(conn, _LINES, **line)
         by, until = (claim.worker_id, claim.until) if claim is not None else (None, None)
         stored = []
         for values, balance in zip(notice_rows, balances, strict=False):
-            text = notices.fill(values["text"], txn, balance)
+            text = notices.fill(values["text"], txn, balance, valid_until)
             row = outbox.stored(values, 0, text, txn, by, until)
             row_id = self._run(conn, _OUTBOX, **{c: getattr(row, c) for c in _OUTBOX_COLUMNS})[0]
             stored.append(outbox.stored(values, row_id, text, txn, by, until))
@@ -337,7 +356,7 @@ class SqliteWriter:
             price = rules.Price(rec.amount_fen, rec.commission_fen)
             stored = self._book(
                 conn, txn, posted, rec.float_account, rec.target_account, price, float_after,
-                now, resolution.notices, resolution.claim,
+                resolution.notices, resolution.claim, resolution.validity,
             )  # fmt: skip
             self._ctx.fault("resolving")
         return Written(txn, stored)

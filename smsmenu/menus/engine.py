@@ -9,10 +9,11 @@ reached the link (``Handled.finish``): only then may the next message of that ph
 classified. Messages of one phone are handled one at a time; different phones in parallel, on
 any number of engines sharing a store.
 
-A step is a shortcut (agents only: ``CZ``, ``YE``, ``CS``, ``Y``) or one event of the phone's
-menu machine, restored at its saved configuration without re-running entry actions. From a phone
-that is not bound to an agent the shortcut keywords are ordinary menu input, answered exactly
-as any other text the subscriber menu does not know: nothing says whether a number is an agent.
+A step is a shortcut (agents only: ``CZ``, ``YE``, ``CS``, ``Y``; ``CK`` from any phone) or one
+event of the phone's menu machine, restored at its saved configuration without re-running entry
+actions. From a phone that is not bound to an agent the agents' shortcut keywords are ordinary
+menu input, answered exactly as any other text the subscriber menu does not know: nothing says
+whether a number is an agent.
 
 Money operations carry an idempotency key that a copy of the message cannot change: a menu
 operation's is made when its confirmation screen is shown, a ``Y`` confirmation's when the
@@ -50,9 +51,11 @@ from smsmenu.menus.sealing import Sealer
 from smsmenu.menus.session import IDLE, CorruptSession, PendingRecharge, PendingRetry, Session
 from smsmenu.menus.shortcuts import (
     BalanceCommand,
+    CardCommand,
     ConfirmCommand,
     RechargeCommand,
     RetryCommand,
+    SaleCommand,
     ShortcutError,
 )
 from smsmenu.menus.store import Claim, ClaimStatus, SessionStore
@@ -329,7 +332,8 @@ class MenuEngine:
             agent_id=session.agent_id,
             data=session.data,
         )
-        if session.menu == "agent" and shortcuts.keyword(text) is not None:
+        word = shortcuts.keyword(text)
+        if word == "CK" or (session.menu == "agent" and word is not None):
             await self._shortcut(session, turn, text, ts, moved)
             return turn.parts, not session.in_dialogue, session
 
@@ -357,6 +361,11 @@ class MenuEngine:
             turn.say(exc.reason)
             turn.say(exc.usage)
             return
+        if isinstance(command, CardCommand):
+            key = turn.shortcut_key
+            moved.append(key)
+            await self._redeem(turn, command, key)
+            return
         agent_id = session.agent_id
         assert agent_id is not None and command is not None
         window = self.config.duplicate_window_s
@@ -373,6 +382,20 @@ class MenuEngine:
                     command.kind, number, amount, command.notify, ts + window, turn.new_op_key()
                 )
                 turn.say("shortcut_duplicate", number=number, amount=format_yuan(amount))
+        elif isinstance(command, SaleCommand):
+            key = turn.shortcut_key
+            moved.append(key)
+            try:
+                await self.ledger.sell_item(
+                    agent_id,
+                    command.number,
+                    command.item_code,
+                    command.pin,
+                    key,
+                    turn.route.ending(final=True),
+                )
+            except Refusal as refusal:
+                turn.refusal(refusal)
         elif isinstance(command, BalanceCommand):
             try:
                 balance = await self.ledger.balance(agent_id, command.pin)
@@ -397,6 +420,20 @@ class MenuEngine:
             )
         elif isinstance(command, ConfirmCommand):
             await self._confirm(session, turn, command, ts)
+
+    async def _redeem(self, turn: Turn, command: CardCommand, key: str) -> None:
+        """CK: redeem a card for the sending number; the ledger sends the result SMS."""
+        try:
+            await self.ledger.redeem_card(
+                turn.phone,
+                command.card_number,
+                command.pin,
+                command.item_code,
+                key,
+                turn.route.ending(final=True),
+            )
+        except Refusal as refusal:
+            turn.refusal(refusal)
 
     async def _confirm(
         self, session: Session, turn: Turn, command: ConfirmCommand, ts: float

@@ -1,8 +1,11 @@
 """The one-message shortcuts of SPEC §5, parsed from text into commands. Pure.
 
-``CZ <kind 1-4> <number> <amount> <pin> [notify]`` recharge, ``YE <pin>`` balance,
+``CZ <kind 1-4> <number> <amount> <pin> [notify]`` recharge, ``CZ 5 <mobile> <item code>
+<pin>`` sell a data pack or plan from the float, ``YE <pin>`` balance,
 ``CS <number>`` retry the latest failed recharge to a number, ``Y <pin>`` confirm what the
-last reply asked to confirm. Case-insensitive; spaces or ``#`` separate the fields.
+last reply asked to confirm; from any phone, ``CK <card number> <card PIN> [item code]``
+redeems a recharge card for the sending number. Case-insensitive; spaces or ``#`` separate
+the fields.
 
 ``parse`` returns None when the text is no shortcut at all (it goes to the menu then), a
 command when it is a well-formed one, and raises ``ShortcutError`` when it starts with a
@@ -19,7 +22,8 @@ from smsmenu.menus import validate
 from smsmenu.menus.validate import Invalid
 
 _SEPARATORS = re.compile(r"[\s#]+")
-KEYWORDS = frozenset({"CZ", "YE", "CS", "Y"})
+KEYWORDS = frozenset({"CZ", "YE", "CS", "Y", "CK"})
+_ITEM_CODE = re.compile(r"[A-Za-z0-9]{1,16}")
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,24 @@ class ConfirmCommand:
     pin: str = field(repr=False)
 
 
-Command = RechargeCommand | BalanceCommand | RetryCommand | ConfirmCommand
+@dataclass(frozen=True)
+class SaleCommand:
+    number: str
+    item_code: str
+    pin: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class CardCommand:
+    card_number: str
+    pin: str = field(repr=False)
+    item_code: str | None = None
+
+
+Command = (
+    RechargeCommand | SaleCommand | BalanceCommand | RetryCommand | ConfirmCommand | CardCommand
+)
+SALE_KIND = "5"  # CZ 5: a data pack or plan sold from the float
 
 
 class ShortcutError(ValueError):
@@ -78,6 +99,8 @@ def parse(text: str) -> Command | None:
     usage = f"usage_{word.lower()}"
     try:
         if word == "CZ":
+            if args and args[0] == SALE_KIND:
+                return _sale(args, usage)
             return _recharge(args, usage)
         if word == "YE":
             _count(args, 1, 1, usage)
@@ -85,6 +108,8 @@ def parse(text: str) -> Command | None:
         if word == "CS":
             _count(args, 1, 1, usage)
             return RetryCommand(_any_number(args[0]))
+        if word == "CK":
+            return _card(args, usage)
         _count(args, 1, 1, usage)
         return ConfirmCommand(validate.pin(args[0]))
     except Invalid as exc:
@@ -118,3 +143,21 @@ def _any_number(text: str) -> str:
     if text.startswith("1"):
         return validate.number(Kind.MOBILE, text)
     return validate.number(Kind.FIXED, text)
+
+
+def _item_code(text: str, usage: str) -> str:
+    if not _ITEM_CODE.fullmatch(text):
+        raise ShortcutError("reason_bad_choice", usage)
+    return text.upper()
+
+
+def _sale(args: list[str], usage: str) -> SaleCommand:
+    _count(args, 4, 4, usage)
+    number = validate.number(Kind.MOBILE, args[1])
+    return SaleCommand(number, _item_code(args[2], usage), validate.pin(args[3]))
+
+
+def _card(args: list[str], usage: str) -> CardCommand:
+    _count(args, 2, 3, usage)
+    item = _item_code(args[2], usage) if len(args) == 3 else None
+    return CardCommand(validate.card_number(args[0]), validate.card_pin(args[1]), item)

@@ -95,3 +95,27 @@ def choice(text: str, count: int) -> int:
     if picked is not None and 1 <= picked <= count:
         return picked
     raise Invalid("reason_bad_choice")
+
+
+def card_number(text: str) -> str:
+    """A recharge card number (6 to 32 digits)."""
+    text = text.strip()
+    if not rules.card_number_ok(text):
+        raise Invalid("reason_bad_card_number")
+    return text
+
+
+def card_pin(text: str) -> str:
+    """A recharge card PIN (4 to 20 digits)."""
+    text = text.strip()
+    if not rules.card_pin_ok(text):
+        raise Invalid("reason_bad_card_pin")
+    return text
+
+
+def code(text: str) -> str:
+    """A 6-digit verification code."""
+    text = text.strip()
+    if rules.pin_format_rule(text) is not None:
+        raise Invalid("reason_bad_code")
+    return text

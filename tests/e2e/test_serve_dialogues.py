@@ -62,13 +62,22 @@ async def expect_recharge_notices(
         target = await stack.server.ledger.subscriber(number)
         assert target is not None
         receipt = await stack.next(receiver)
-        assert receipt.text == stack.t(
-            "receipt_target",
-            number=number,
-            amount=format_yuan(view.amount_fen),
-            balance=format_yuan(target.balance_fen),
-            agent_id=stack.agent.agent_id,
-            tx_id=view.tx_id,
+        validity = (
+            stack.t("validity_until", date=target.valid_until.isoformat())
+            if target.valid_until
+            else ""
+        )  # a prepaid target's receipt shows its validity (SPEC §8)
+        assert (
+            receipt.text
+            == stack.t(
+                "receipt_target",
+                number=number,
+                amount=format_yuan(view.amount_fen),
+                balance=format_yuan(target.balance_fen),
+                agent_id=stack.agent.agent_id,
+                tx_id=view.tx_id,
+            )
+            + validity
         )
 
 

@@ -180,7 +180,8 @@ def test_recharge_flow(cli: Cli) -> None:
         "commission_bp": 200,
     }
     sub = cli.json("subscriber", "show", "--number", "13900000002")
-    assert isinstance(sub, dict) and set(sub) == SUBSCRIBER_KEYS and sub["balance_fen"] == 10500
+    assert isinstance(sub, dict) and sub["balance_fen"] == 10500
+    assert set(sub) == SUBSCRIBER_KEYS | {"valid_until", "allowances"}  # prepaid: SPEC §8
     fixed = cli.json(
         "recharge",
         "make",

@@ -106,3 +106,14 @@ async def test_the_databases_yuan_is_format_yuan(ledger_pg_url: str) -> None:
     finally:
         await conn.close()
     assert {row["v"]: row["y"] for row in rows} == {v: format_yuan(v) for v in values}
+
+
+def test_pg_booking_uses_the_validity_markers() -> None:
+    import importlib
+
+    from smsmenu.ledger import notices
+
+    migration = importlib.import_module("smsmenu.ledger.migrations.versions.0006_cards_and_closing")
+    marks = (migration.VALID_OPEN, migration.VALID_CLOSE, migration.DATE_MARK)
+    assert marks == (notices.VALID_OPEN, notices.VALID_CLOSE, notices.DATE_MARK)
+    assert all(mark in migration.FUNCTIONS[0] for mark in marks)

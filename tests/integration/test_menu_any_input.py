@@ -51,7 +51,19 @@ AGENT_WALKS: dict[str, list[str]] = {
     "mp_new": [*AIR, "4", "1", WRONG_OLD],
     "mp_again": [*AIR, "4", "1", WRONG_OLD, NEW_PIN],
 }
-SUBSCRIBER_WALKS: dict[str, list[str]] = {"idle": ["00", "#"], "main": ["00"]}
+CARD, CARD_PIN = "9000000001", "246810"
+CARD_WALK = ["00", "2", CARD, CARD_PIN]
+SUBSCRIBER_WALKS: dict[str, list[str]] = {
+    "idle": ["00", "#"],
+    "main": ["00"],
+    "card_number": ["00", "2"],
+    "card_pin": ["00", "2", CARD],
+    "card_use": CARD_WALK,
+    "card_item": [*CARD_WALK, "2"],
+    "card_confirm": [*CARD_WALK, "1"],
+    "close_ask": ["00", "4"],
+    "close_code": ["00", "4", "1"],
+}
 
 # Digits that are not ASCII: decimal digits of every script (full-width, Arabic-Indic, ...) and
 # other numbers (superscripts, circled, fractions); mixed with what menu input is made of.
@@ -118,6 +130,8 @@ async def menus(world: World) -> World:
     world.engine.config = dataclasses.replace(world.engine.config, rate_limit_per_min=10**9)
     world.ledger.billing = ScriptedBilling(fail_numbers=[MOBILE])
     assert await world.send(f"CZ 2 {MOBILE} 30 {TRADE_PIN}") == []
+    cards = f"number,pin,value,expires\n{CARD},{CARD_PIN},50,2099-12-31\n"
+    await world.ledger.import_cards("walks", world.ledger.parse_cards(cards))
     return world
 
 
@@ -142,7 +156,7 @@ async def test_any_text_at_every_subscriber_screen(menus: World, state: str, tex
 
 
 @EMBEDDED
-@pytest.mark.parametrize("keyword", ["CZ", "YE", "CS", "Y"])
+@pytest.mark.parametrize("keyword", ["CZ", "YE", "CS", "Y", "CK"])
 @PROPERTY
 @given(data=st.data())
 async def test_any_shortcut(menus: World, keyword: str, data: st.DataObject) -> None:

@@ -47,3 +47,16 @@ def test_secret_fields_are_the_ones_left_out() -> None:
 def test_a_new_key_is_new_each_time() -> None:
     first, second = commands.new_key("cli-deposit"), commands.new_key("cli-deposit")
     assert first != second and first.startswith("cli-deposit-")
+
+
+def test_card_and_closing_commands_hide_the_card_pin_and_the_code() -> None:
+    redeem = commands.RedeemCard("13900000002", "9100000001", "246810", "D100", "k8")
+    close = commands.CloseSubscriber("13900000002", "k9", "482913")
+    sale = commands.SellItem(7, "13900000002", "P30", PIN, "k10")
+    assert commands.describe(redeem) == (
+        "op=card phone=13900000002 card_number=9100000001 item_code=D100 key=k8"
+    )
+    assert commands.describe(close) == "op=subscriber_close number=13900000002 key=k9"
+    assert commands.describe(sale) == "op=sale agent=7 number=13900000002 item_code=P30 key=k10"
+    for command, secret in ((redeem, "246810"), (close, "482913"), (sale, PIN)):
+        assert secret not in commands.describe(command) and secret not in repr(command)

@@ -41,7 +41,7 @@ PIN_SCREENS = {f"{flow}_{step}" for flow in ("tp", "mp") for step in ("old", "ne
 # Screens that confirm an operation with the password.
 CONFIRM_SCREENS = {"rc_confirm", "retry_pin", "bal_pin", "rec_pin", "tr_pin"}
 # Screens that list records may need more than one SMS (they are sent concatenated).
-LISTS = {"retry_pick"}
+LISTS = {"retry_pick", "card_item"}
 
 
 class NoLedger:
@@ -61,6 +61,10 @@ def longest_data(kind: str = "broadband") -> dict[str, Any]:
         "notify": "13812345678",
         "retries": [{"tx": 9, "number": "027876543210", "amount": 100000}],
         "retry_tx": 9,
+        "card": "1" * 20,
+        "items": [{"code": "P90", "name": "畅聊套餐(季)", "price": 8000}],
+        "item": "P90",
+        "balance": 100000,
     }
 
 
@@ -112,7 +116,8 @@ def test_fixed_texts_fit_one_sms() -> None:
         "goodbye",
         "rate_limited",
         "refused_generic",
-        "sub_not_available",
+        "sub_closed_notice",
+        "usage_ck",
         "retry_none",
         "usage_cz",
         "usage_ye",

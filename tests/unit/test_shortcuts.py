@@ -56,7 +56,7 @@ def test_not_a_shortcut(text: str) -> None:
     [
         ("CZ", "reason_shortcut_fields", "usage_cz"),
         ("CZ 2 13812345678 50", "reason_shortcut_fields", "usage_cz"),
-        ("CZ 5 13812345678 50 135790", "reason_bad_kind", "usage_cz"),
+        ("CZ 6 13812345678 50 135790", "reason_bad_kind", "usage_cz"),
         ("CZ 2 1381234567 50 135790", "reason_bad_mobile", "usage_cz"),
         ("CZ 1 13812345678 50 135790", "reason_bad_area_number", "usage_cz"),
         ("CZ 2 13812345678 55 135790", "reason_bad_amount", "usage_cz"),
@@ -82,3 +82,45 @@ def test_pin_never_in_repr() -> None:
     command = shortcuts.parse("CZ 2 13812345678 50 135790")
     assert "135790" not in repr(command)
     assert "135790" not in repr(shortcuts.parse("Y 135790"))
+
+
+@pytest.mark.parametrize(
+    ("text", "command"),
+    [
+        ("CK 9100000001 246810", shortcuts.CardCommand("9100000001", "246810")),
+        ("ck#9100000001#246810#d100", shortcuts.CardCommand("9100000001", "246810", "D100")),
+    ],
+)
+def test_card_shortcut(text: str, command: shortcuts.CardCommand) -> None:
+    assert shortcuts.parse(text) == command
+    assert "246810" not in repr(command)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("CK 9100000001", "reason_shortcut_fields"),
+        ("CK 12 246810", "reason_bad_card_number"),
+        ("CK 9100000001 12", "reason_bad_card_pin"),
+        ("CK 9100000001 246810 流量", "reason_bad_choice"),
+    ],
+)
+def test_card_shortcut_errors(text: str, reason: str) -> None:
+    with pytest.raises(shortcuts.ShortcutError) as caught:
+        shortcuts.parse(text)
+    assert (caught.value.reason, caught.value.usage) == (reason, "usage_ck")
+
+
+def test_cz_5_sells_an_item_from_the_float() -> None:
+    command = shortcuts.parse("cz 5 13812345678 p30 135790")
+    assert command == shortcuts.SaleCommand("13812345678", "P30", "135790")
+    assert "135790" not in repr(command)
+    for text, reason in (
+        ("CZ 5 13812345678 P30", "reason_shortcut_fields"),
+        ("CZ 5 02787654321 P30 135790", "reason_bad_mobile"),
+        ("CZ 5 13812345678 P-30 135790", "reason_bad_choice"),
+        ("CZ 5 13812345678 P30 1357", "reason_bad_pin"),
+    ):
+        with pytest.raises(shortcuts.ShortcutError) as caught:
+            shortcuts.parse(text)
+        assert (caught.value.reason, caught.value.usage) == (reason, "usage_cz"), text
