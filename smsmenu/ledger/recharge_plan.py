@@ -21,6 +21,7 @@ from typing import Any
 from smsmenu.ledger import admission, notices, passwords, rules
 from smsmenu.ledger.api import RechargeRequest, RechargeView, Refusal, Rule
 from smsmenu.ledger.context import LedgerContext
+from smsmenu.ledger.models import COMMISSION_EXPENSE
 from smsmenu.ledger.outbox import OutboxMessage
 from smsmenu.ledger.unit_of_work import KeyTaken
 
@@ -131,13 +132,14 @@ class RechargePlan:
         return locked is None or locked <= self.now or locked == own
 
     def notice_args(self) -> tuple[Any, ...]:
-        """The notices as the database functions take them (``p_source`` .. ``p_claimed_until``)."""
+        """The notices as the database functions take them (``notice_args``)."""
         return notice_args(self.notices, self.claim)
 
 
 def notice_args(rows: tuple[dict[str, Any], ...], claim: Claim | None) -> tuple[Any, ...]:
-    """Notices (the agent's result, then the receipt if any) and their claim, as the database
-    functions take them (``p_source`` .. ``p_claimed_until``)."""
+    """Notices (the agent's result, then the receipt if any), their claim and the account the
+    commission is booked to, as the database functions take them (``p_source`` ..
+    ``p_commission_account``)."""
     agent = rows[0]
     receipt = rows[1] if len(rows) > 1 else None
     return (
@@ -154,6 +156,7 @@ def notice_args(rows: tuple[dict[str, Any], ...], claim: Claim | None) -> tuple[
         receipt and receipt["dedup_key"],
         claim and claim.worker_id,
         claim and claim.until,
+        COMMISSION_EXPENSE,
     )
 
 

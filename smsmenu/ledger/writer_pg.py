@@ -58,14 +58,14 @@ def _call(function: str, count: int, outputs: str) -> str:
 
 _RECHARGE = _call(
     "ledger_recharge",
-    33,
+    34,
     "outcome, txn, float_after, target_balance, available, agent_outbox, receipt_outbox,"
     " agent_version, target_valid",
 )
 _RESERVE = _call("ledger_reserve", 18, "outcome, txn, available, agent_version")
 _RESOLVE = _call(
     "ledger_resolve",
-    19,
+    20,
     "outcome, float_after, target_balance, agent_outbox, receipt_outbox, target_valid",
 )
 #: Attempts, with the agent locked, to plan on facts that stay put (its target or notify

@@ -15,6 +15,9 @@ of ``ledger.notices`` (or loses it: postpaid), and the functions return the date
 (``target_valid``). ``ledger_admit`` reads the target ``FOR SHARE``: a 销户 that has locked
 the number (``ledger.closing``) is waited for and seen, so that no recharge credits a number
 closed meanwhile (and a 销户 waits for a recharge admitted before it, whose credit it refunds).
+The three also take the account the commission is booked to (``p_commission_account``, after
+the notices: ``recharge_plan.notice_args``), where 0005 wrote it to account 2, a copy in SQL of
+``models.COMMISSION_EXPENSE``.
 
 Revision ID: 0006
 Revises: 0005
@@ -33,6 +36,9 @@ _0005 = importlib.import_module("smsmenu.ledger.migrations.versions.0005_one_rec
 MARK, TXN_MARK = _0005.MARK, _0005.TXN_MARK
 # == ledger.notices.VALID_OPEN, VALID_CLOSE, DATE_MARK (a test checks that they agree)
 VALID_OPEN, VALID_CLOSE, DATE_MARK = "\u2063<\u2063", "\u2063>\u2063", "\u2063~\u2063"
+# 0005's notice arguments, and the commission's account after them
+_NOTICES = _0005._NOTICES + ", p_commission_account integer"
+_PASS_NOTICES = _0005._PASS_NOTICES + ", p_commission_account"
 
 BOOK = r"""
 CREATE FUNCTION ledger_book(
@@ -42,7 +48,7 @@ CREATE FUNCTION ledger_book(
     p_source text, p_agent_dest text, p_agent_text text, p_agent_transport text,
     p_agent_ussd_session integer, p_agent_ussd_umr integer, p_agent_final boolean,
     p_agent_dedup text, p_receipt_dest text, p_receipt_text text, p_receipt_dedup text,
-    p_claimed_by text, p_claimed_until timestamptz,
+    p_claimed_by text, p_claimed_until timestamptz, p_commission_account integer,
     OUT target_balance bigint, OUT agent_outbox integer, OUT receipt_outbox integer,
     OUT target_valid date
 ) LANGUAGE plpgsql AS $$
@@ -60,7 +66,7 @@ BEGIN
             WHERE account_id = p_target AND billing = 'prepaid'
             RETURNING valid_until INTO target_valid;
         INSERT INTO lines (txn_id, account_id, amount_fen)
-            VALUES (p_txn, p_target, p_amount), (p_txn, 2, -p_commission),
+            VALUES (p_txn, p_target, p_amount), (p_txn, p_commission_account, -p_commission),
                 (p_txn, p_float, -p_debit);
     END IF;
     INSERT INTO outbox (created_at, source, destination, text, transport, ussd_session, ussd_umr,
@@ -95,7 +101,7 @@ $$
 
 RECHARGE = f"""
 CREATE FUNCTION ledger_recharge({_0005._TAKE_IN}, p_valid_days integer, p_today date,
-    {_0005._NOTICES},
+    {_NOTICES},
     OUT outcome text, OUT txn integer, OUT float_after bigint, OUT target_balance bigint,
     OUT available bigint, OUT agent_outbox integer, OUT receipt_outbox integer,
     OUT agent_version integer, OUT target_valid date
@@ -117,7 +123,7 @@ BEGIN{_0005._ADMIT_CALL}
         VALUES (txn, p_agent, p_number, p_kind, p_amount, p_commission, p_debit,
             p_notify, 'succeeded', float_after, false, p_retry_of, p_now, p_now);
     SELECT * INTO v_book FROM ledger_book(txn, true, p_float, v_admit.target_account, p_amount,
-        p_commission, p_debit, float_after, p_now, p_valid_days, p_today,{_0005._PASS_NOTICES});
+        p_commission, p_debit, float_after, p_now, p_valid_days, p_today,{_PASS_NOTICES});
     target_balance := v_book.target_balance;
     target_valid := v_book.target_valid;
     agent_outbox := v_book.agent_outbox;
@@ -130,7 +136,7 @@ $$
 RESOLVE = f"""
 CREATE FUNCTION ledger_resolve(
     p_txn integer, p_posted boolean, p_error text, p_now timestamptz, p_valid_days integer,
-    p_today date,{_0005._NOTICES},
+    p_today date,{_NOTICES},
     OUT outcome text, OUT float_after bigint, OUT target_balance bigint,
     OUT agent_outbox integer, OUT receipt_outbox integer, OUT target_valid date
 ) LANGUAGE plpgsql AS $$
@@ -164,7 +170,7 @@ BEGIN
         WHERE tx_id = p_txn;
     SELECT * INTO v_book FROM ledger_book(p_txn, p_posted, v_rec.float_account,
         v_rec.target_account, v_rec.amount_fen, v_rec.commission_fen, v_rec.debit_fen,
-        float_after, p_now, p_valid_days, p_today,{_0005._PASS_NOTICES});
+        float_after, p_now, p_valid_days, p_today,{_PASS_NOTICES});
     target_balance := v_book.target_balance;
     target_valid := v_book.target_valid;
     agent_outbox := v_book.agent_outbox;
