@@ -30,7 +30,8 @@ from tests import servers
 TRADE_PIN = "135790"
 MGMT_PIN = "246801"
 LEDGER_TABLES = (
-    "dead_letters, shortcut_acks, outbox, resolutions, recharges, lines, txns, agents, subscribers"
+    "payments, login_codes, web_sessions, audit_log, api_keys, operators,"
+    " dead_letters, shortcut_acks, outbox, resolutions, recharges, lines, txns, agents, subscribers"
 )
 
 

@@ -39,6 +39,7 @@ from smsmenu.ledger.api import (
 )
 from smsmenu.ledger.commands import new_key
 from smsmenu.money import format_yuan, parse_yuan
+from smsmenu.shapes import agent_json, recharge_json, subscriber_json
 
 if TYPE_CHECKING:  # types only: a command imports asyncio, SQLAlchemy and the ledger as it runs
     from zoneinfo import ZoneInfo
@@ -104,16 +105,6 @@ def _key(key: str | None, operation: str) -> str:
 # ---- output shapes (SPEC §12) -------------------------------------------------------------
 
 
-def agent_json(view: AgentView) -> dict[str, Any]:
-    return {
-        "agent_id": view.agent_id,
-        "phone": view.phone,
-        "status": view.status.value,
-        "balance_fen": view.balance_fen,
-        "commission_bp": view.commission_bp,
-    }
-
-
 def agent_text(view: AgentView) -> str:
     return (
         f"agent {view.agent_id}  phone {view.phone}  {view.status.value}  "
@@ -121,34 +112,11 @@ def agent_text(view: AgentView) -> str:
     )
 
 
-def subscriber_json(view: SubscriberView) -> dict[str, Any]:
-    return {
-        "number": view.number,
-        "kind": view.kind.value,
-        "billing": view.billing.value,
-        "status": view.status.value,
-        "balance_fen": view.balance_fen,
-    }
-
-
 def subscriber_text(view: SubscriberView) -> str:
     return (
         f"{view.number}  {view.kind.value}  {view.billing.value}  {view.status.value}  "
         f"balance {format_yuan(view.balance_fen)}"
     )
-
-
-def recharge_json(view: RechargeView, zone: ZoneInfo) -> dict[str, Any]:
-    return {
-        "tx_id": view.tx_id,
-        "number": view.number,
-        "kind": view.kind.value,
-        "amount_fen": view.amount_fen,
-        "commission_fen": view.commission_fen,
-        "debit_fen": view.debit_fen,
-        "status": view.status.value,
-        "created_at": view.created_at.astimezone(zone).isoformat(),
-    }
 
 
 def recharge_text(view: RechargeView, zone: ZoneInfo) -> str:

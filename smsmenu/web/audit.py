@@ -1,0 +1,52 @@
+"""The audit log: who did what through the web pages and the API, and how it ended."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select
+
+from smsmenu.ledger.models import audit_log
+from smsmenu.web.context import WebContext
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    outcome: str
+
+
+async def record(web: WebContext, actor: str, action: str, target: str, outcome: str) -> None:
+    """One entry: ``outcome`` is ``ok`` or ``refused:<rule>``."""
+    async with web.ledger.engine.begin() as conn:
+        await conn.execute(
+            insert(audit_log).values(
+                at=web.clock.now(),
+                actor=actor[:80],
+                action=action[:40],
+                target=target[:80],
+                outcome=outcome[:60],
+            )
+        )
+
+
+async def rows(web: WebContext, limit: int, offset: int = 0) -> list[AuditRow]:
+    """Newest first."""
+    async with web.ledger.engine.connect() as conn:
+        found = await conn.execute(
+            select(
+                audit_log.c.at,
+                audit_log.c.actor,
+                audit_log.c.action,
+                audit_log.c.target,
+                audit_log.c.outcome,
+            )
+            .order_by(audit_log.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return [AuditRow(*row) for row in found]
