@@ -44,7 +44,9 @@ def rule_of(response: Any) -> str:
 
 async def test_agent_show_object(web_world: WebWorld) -> None:
     headers = await api_key(web_world, "operator")
-    response = await web_world.http.get(f"/api/v1/agents/{web_world.agent.agent_id}", headers=headers)
+    response = await web_world.http.get(
+        f"/api/v1/agents/{web_world.agent.agent_id}", headers=headers
+    )
     assert response.status_code == 200
     assert response.json() == {
         "agent_id": web_world.agent.agent_id,

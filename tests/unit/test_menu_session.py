@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from smsmenu.menus.sealing import Sealer
 from smsmenu.ledger.api import Kind
+from smsmenu.menus.sealing import Sealer
 from smsmenu.menus.session import (
     IDLE,
     CorruptSession,
