@@ -27,8 +27,7 @@ from smsmenu.web.context import WebContext
 from smsmenu.web.openapi import DOCUMENT
 from smsmenu.web.refusals import WebRefusal, WebRule
 
-MAX_ID = 2**31 - 1
-MAX_TX = 2**63 - 1
+MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
 MAX_KEY = 100
 MAX_TEXT = 32
 MAX_FEN = 10**12
@@ -56,7 +55,11 @@ def _web(request: Request) -> WebContext:
     return web
 
 
-async def client_of(request: Request) -> apikeys.ApiClient:
+async def client_of(request: Request, *params: str) -> apikeys.ApiClient:
+    """The caller, by its key (UNAUTHORIZED); a query parameter other than ``params`` is
+    BAD_REQUEST."""
+    if not set(request.query_params) <= set(params):
+        raise WebRefusal(WebRule.BAD_REQUEST)
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     found = await apikeys.client(_web(request), key.strip()) if scheme.lower() == "bearer" else None
     if found is None:
@@ -76,10 +79,11 @@ def _text(value: Any) -> str:
     return value
 
 
-def _path_id(request: Request, name: str, high: int) -> int:
+def _path_id(request: Request, name: str, unknown: Rule) -> int:
+    """An id in the path; beyond the ids the database holds it is unknown (``unknown``)."""
     value: int = request.path_params[name]
-    if not 0 <= value <= high:
-        raise WebRefusal(WebRule.NOT_FOUND)
+    if not 0 <= value <= MAX_ID:
+        raise Refusal(unknown)
     return value
 
 
@@ -103,7 +107,7 @@ def _day(value: str | None) -> date | None:
 
 async def get_agent(request: Request) -> Response:
     web, client = _web(request), await client_of(request)
-    agent_id = _path_id(request, "agent_id", MAX_ID)
+    agent_id = _path_id(request, "agent_id", Rule.AGENT_UNKNOWN)
     if not client.may_see(agent_id):
         raise WebRefusal(WebRule.FORBIDDEN)
     return JSONResponse(agent_json(await web.ledger.agent(agent_id)))
@@ -148,7 +152,7 @@ async def post_recharge(request: Request) -> Response:
 
 
 async def list_recharges(request: Request) -> Response:
-    web, client = _web(request), await client_of(request)
+    web, client = _web(request), await client_of(request, "agent_id", "from", "to")
     query = request.query_params
     raw_agent = query.get("agent_id")
     agent_id = to_int(raw_agent, 10) if raw_agent is not None else None
@@ -167,7 +171,7 @@ async def list_recharges(request: Request) -> Response:
 
 async def post_reversal(request: Request) -> Response:
     web, client = _web(request), await client_of(request)
-    tx_id = _path_id(request, "tx_id", MAX_TX)
+    tx_id = _path_id(request, "tx_id", Rule.RECHARGE_UNKNOWN)
     if client.agent_id is not None:
         raise WebRefusal(WebRule.FORBIDDEN)
     key = _idempotency_key(request, client) or f"api-reversal:{tx_id}"
@@ -181,6 +185,13 @@ async def post_reversal(request: Request) -> Response:
     return JSONResponse(to_jsonable(view, web.ledger.zone), 201)
 
 
+async def recharges(request: Request) -> Response:
+    """One route for both methods, so that a 405 lists both (``Allow``)."""
+    if request.method == "POST":
+        return await post_recharge(request)
+    return await list_recharges(request)
+
+
 async def openapi(request: Request) -> Response:
     return JSONResponse(DOCUMENT)
 
@@ -188,7 +199,6 @@ async def openapi(request: Request) -> Response:
 routes = [
     Route("/api/v1/openapi.json", openapi, methods=["GET"]),
     Route("/api/v1/agents/{agent_id:int}", get_agent, methods=["GET"]),
-    Route("/api/v1/recharges", post_recharge, methods=["POST"]),
-    Route("/api/v1/recharges", list_recharges, methods=["GET"]),
+    Route("/api/v1/recharges", recharges, methods=["GET", "POST"]),
     Route("/api/v1/recharges/{tx_id:int}/reversal", post_reversal, methods=["POST"]),
 ]

@@ -50,7 +50,9 @@ async def _http(request: Request, exc: Exception) -> Response:
     rule = _HTTP_RULES.get(exc.status_code, WebRule.BAD_REQUEST)
     if exc.status_code >= 500:
         return _internal(request)
-    return await _refusal(request, WebRefusal(rule))
+    response = await _refusal(request, WebRefusal(rule))
+    response.headers.update(exc.headers or {})  # a 405's Allow
+    return response
 
 
 def _internal(request: Request) -> Response:
