@@ -7,22 +7,35 @@ import asyncio
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from smsmenu.app import ledger_part, load_catalogue, web_part
-from smsmenu.clock import SystemClock
+from smsmenu.clock import Clock, SystemClock
 from smsmenu.ledger.service import LedgerService
 from smsmenu.settings import Settings
 
 T = TypeVar("T")
 
 
+class ShiftedClock:
+    """Real time moving on from ``start`` (so that date rules, such as no reversal on a
+    month's last day, do not depend on the day the tests run)."""
+
+    def __init__(self, start: datetime) -> None:
+        self._offset = start - datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+
 class WebThread:
     """``with WebThread(settings) as web:`` ``web.url`` answers; ``web.run(coroutine)`` runs
     on the server's loop (to seed or read its ledger)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
+        self.clock = clock or SystemClock()
         self.url = ""
         self._ready = threading.Event()
         self._failed: BaseException | None = None
@@ -40,7 +53,7 @@ class WebThread:
         self._stop = asyncio.Event()
         catalogue = load_catalogue(self.settings)
         async with (
-            ledger_part(self.settings, SystemClock(), catalogue, recover=False) as ledger,
+            ledger_part(self.settings, self.clock, catalogue, recover=False) as ledger,
             web_part(self.settings, ledger, "127.0.0.1", 0) as server,
         ):
             self.ledger: LedgerService = ledger
