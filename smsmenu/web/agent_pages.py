@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -33,6 +32,7 @@ from smsmenu.web.pages import (
     PAGE_SIZE,
     day_param,
     field,
+    for_user,
     form_key,
     form_of,
     logged_agent,
@@ -46,21 +46,11 @@ from smsmenu.web.pages import (
 )
 from smsmenu.web.refusals import WebRefusal, WebRule
 
-Handler = Callable[[Request, int], Awaitable[Response]]
 KINDS = [kind.value for kind in Kind]
 LOGIN = "/agent/login"
 
 
-def agent_page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """A page for a logged-in agent (else to the login page)."""
-
-    async def page(request: Request) -> Response:
-        agent_id = await logged_agent(request)
-        if agent_id is None:
-            return redirect(LOGIN)
-        return await handler(request, agent_id)
-
-    return page
+agent_page = for_user(logged_agent, LOGIN)
 
 
 # ---- login --------------------------------------------------------------------------------
@@ -105,7 +95,12 @@ async def login_code(request: Request) -> Response:
         form = await form_of(request)
         phone, code = field(form, "phone", 16), field(form, "code", 12)
         agent = await web.ledger.agent_for_phone(phone)
-        if agent is None or not await codes.check(web, phone, "login", code):
+        if agent is None:
+            raise WebRefusal(WebRule.CODE_WRONG)
+        locked = await web.ledger.mgmt_lock(agent.agent_id)  # shared with the password login
+        if locked is not None:
+            raise Refusal(Rule.MGMT_PIN_LOCKED, until=locked)
+        if not await codes.check(web, phone, "login", code):
             raise WebRefusal(WebRule.CODE_WRONG)
     except (Refusal, WebRefusal) as exc:
         return refused(request, "agent_login.html", exc, code_sent=True)

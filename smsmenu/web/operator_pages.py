@@ -23,6 +23,7 @@ from smsmenu.web.pages import (
     PAGE_SIZE,
     day_param,
     field,
+    for_user,
     form_key,
     form_of,
     logged_operator,
@@ -37,19 +38,11 @@ from smsmenu.web.pages import (
 )
 from smsmenu.web.refusals import WebRefusal, WebRule
 
-Handler = Callable[[Request, OperatorView], Awaitable[Response]]
 LOGIN = "/operator/login"
 MAX_REPORT_DAYS = 62
 
 
-def operator_page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    async def page(request: Request) -> Response:
-        operator = await logged_operator(request)
-        if operator is None:
-            return redirect(LOGIN)
-        return await handler(request, operator)
-
-    return page
+operator_page = for_user(logged_operator, LOGIN)
 
 
 async def _audited(

@@ -4,9 +4,10 @@ logged in, and turning a refusal into a message on the page."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -21,6 +22,8 @@ from smsmenu.web.context import WebContext
 from smsmenu.web.refusals import WebRefusal, WebRule
 from smsmenu.web.sessions import WebSessions
 
+U = TypeVar("U")
+Page = Callable[[Request], Awaitable[Response]]
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 PAGE_SIZE = 20
 
@@ -138,3 +141,20 @@ async def logged_operator(request: Request) -> operators.OperatorView | None:
     if found is None or not found.startswith("operator:"):
         return None
     return await operators.get(web_of(request), int(found.removeprefix("operator:")))
+
+
+def for_user(
+    find: Callable[[Request], Awaitable[U | None]], login_page: str
+) -> Callable[[Callable[[Request, U], Awaitable[Response]]], Page]:
+    """A decorator of pages for the user ``find`` finds logged in (else to ``login_page``)."""
+
+    def decorate(handler: Callable[[Request, U], Awaitable[Response]]) -> Page:
+        async def page(request: Request) -> Response:
+            user = await find(request)
+            if user is None:
+                return redirect(login_page)
+            return await handler(request, user)
+
+        return page
+
+    return decorate

@@ -55,6 +55,10 @@ async def test_wrong_passwords_share_the_sms_lock(web_world: WebWorld) -> None:
     assert third.value.rule.value == "mgmt_pin_locked"
     locked = await login_by_password(web_world)  # the right one: still locked
     assert locked.status_code == 422 and "锁定" in locked.text
+    await web_world.post_form("/agent/login/code", LOGIN, phone=AGENT_PHONE)
+    code = await web_world.last_code(AGENT_PHONE)
+    by_code = await web_world.post_form("/agent/login/verify", LOGIN, phone=AGENT_PHONE, code=code)
+    assert by_code.status_code == 422 and "锁定" in by_code.text  # a code does not get round it
     assert (await web_world.http.get("/agent")).status_code == 303
 
 
