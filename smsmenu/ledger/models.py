@@ -70,6 +70,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 Money = BigInteger
+MAX_ID = 2**31 - 1  # the largest id an Integer primary key holds (a larger one is no row's)
 
 
 class Base(DeclarativeBase):

@@ -26,6 +26,7 @@ from smsmenu.ledger.api import (
     Rule,
     SubscriberStatus,
 )
+from smsmenu.ledger.models import MAX_ID
 from smsmenu.money import parse_whole_yuan, parse_yuan
 from smsmenu.web import audit, codes, payments, security
 from smsmenu.web.pages import (
@@ -66,7 +67,7 @@ async def login_password(request: Request) -> Response:
         form = await form_of(request)
         agent_id = to_int(field(form, "agent_id"), 12)
         pin = field(form, "password")
-        if agent_id is None or agent_id > 2**31 - 1:
+        if agent_id is None or agent_id > MAX_ID:
             raise WebRefusal(WebRule.LOGIN_FAILED)
         if not await web.ledger.verify_mgmt_pin(agent_id, pin):
             raise WebRefusal(WebRule.LOGIN_FAILED)
@@ -184,6 +185,8 @@ async def retry_run(request: Request, agent_id: int) -> Response:
         tx_id = to_int(field(form, "tx_id"), 18)
         if tx_id is None:
             raise WebRefusal(WebRule.BAD_REQUEST)
+        if tx_id > MAX_ID:
+            raise Refusal(Rule.NOT_RETRYABLE)
         view = await web.ledger.retry(
             agent_id, tx_id, field(form, "pin", 16), field(form, "key", 40) or form_key()
         )

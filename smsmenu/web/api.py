@@ -21,13 +21,13 @@ from starlette.routing import Route
 from smsmenu.cli import to_jsonable
 from smsmenu.digits import to_int
 from smsmenu.ledger.api import Kind, RechargeRequest, Refusal, Rule
+from smsmenu.ledger.models import MAX_ID
 from smsmenu.shapes import agent_json, recharge_json
 from smsmenu.web import apikeys, audit
 from smsmenu.web.context import WebContext
 from smsmenu.web.openapi import DOCUMENT
 from smsmenu.web.refusals import WebRefusal, WebRule
 
-MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
 MAX_KEY = 100
 MAX_TEXT = 32
 MAX_FEN = 10**12

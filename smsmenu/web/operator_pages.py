@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from smsmenu.digits import to_int
 from smsmenu.ledger.api import Billing, DailyReportRow, Kind, Refusal, Rule
+from smsmenu.ledger.models import MAX_ID
 from smsmenu.money import parse_yuan
 from smsmenu.web import audit, operators
 from smsmenu.web.operators import OperatorView, Role
@@ -61,6 +63,14 @@ async def _audited(
         raise
     await audit.record(web_of(request), actor, action, target, "ok")
     return result
+
+
+def _tx_id(form: FormData) -> int:
+    """The transaction id typed in a form (RECHARGE_UNKNOWN beyond any id)."""
+    tx_id = number_field(form, "tx_id")
+    if tx_id > MAX_ID:
+        raise Refusal(Rule.RECHARGE_UNKNOWN)
+    return tx_id
 
 
 def _yuan(text: str, rule: Rule) -> int:
@@ -144,7 +154,7 @@ async def _agent_page(
 
 def _agent_id(request: Request) -> int:
     value: int = request.path_params["agent_id"]
-    return value if value <= 2**31 - 1 else 0
+    return value if value <= MAX_ID else 0
 
 
 async def agent_page(request: Request, operator: OperatorView) -> Response:
@@ -152,7 +162,7 @@ async def agent_page(request: Request, operator: OperatorView) -> Response:
 
 
 async def agent_action(request: Request, operator: OperatorView) -> Response:
-    """Deposit, suspend, resume or close the agent of the page."""
+    """Deposit, suspend, resume, close or change the bound phone of the agent of the page."""
     web, agent_id = web_of(request), _agent_id(request)
     ledger = web.ledger
     action = str(request.path_params["action"])
@@ -167,6 +177,9 @@ async def agent_action(request: Request, operator: OperatorView) -> Response:
         if action == "deposit":
             amount = _yuan(field(form, "amount", 16), Rule.BAD_DEPOSIT)
             runs["deposit"] = lambda: ledger.deposit(agent_id, amount, key)
+        if action == "phone":
+            phone = field(form, "phone", 16)
+            runs["phone"] = lambda: ledger.change_phone(agent_id, phone)
         if action not in runs:
             raise WebRefusal(WebRule.NOT_FOUND)
         await _audited(request, operator, action, f"agent:{agent_id}", runs[action])
@@ -177,18 +190,39 @@ async def agent_action(request: Request, operator: OperatorView) -> Response:
     return await _agent_page(request, operator, agent_id, notice=notice)
 
 
+async def invoice(request: Request, operator: OperatorView) -> Response:
+    """Mark a recharge's invoice printed: it can no longer be reversed."""
+    web = web_of(request)
+    context: dict[str, Any] = {"operator": operator, "key": form_key()}
+    try:
+        form = await form_of(request)
+        tx_id = _tx_id(form)
+        await _audited(
+            request,
+            operator,
+            "invoice",
+            f"tx:{tx_id}",
+            lambda: web.ledger.mark_invoice_printed(tx_id),
+        )
+    except (Refusal, WebRefusal) as exc:
+        return refused(request, "operator_home.html", exc, rule=exc.rule.value, **context)
+    notice = web.catalogue.render("web_invoice_marked", tx_id=tx_id)
+    return render(request, "operator_home.html", notice=notice, **context)
+
+
 async def reversal(request: Request, operator: OperatorView) -> Response:
     """返销 (supervisors only): each refusal names its rule."""
     web = web_of(request)
     context: dict[str, Any] = {"operator": operator, "key": form_key()}
     try:
         form = await form_of(request)
-        tx_id = number_field(form, "tx_id")
+        tx_id = _tx_id(form)
 
         async def run() -> Any:
             if operator.role is not Role.SUPERVISOR:
                 raise WebRefusal(WebRule.SUPERVISOR_ONLY)
-            return await web.ledger.reverse(tx_id, field(form, "key", 40) or form_key())
+            key = field(form, "key", 40) or form_key()
+            return await web.ledger.reverse(tx_id, key)
 
         view = await _audited(request, operator, "reversal", f"tx:{tx_id}", run)
     except (Refusal, WebRefusal) as exc:
@@ -201,7 +235,8 @@ async def reversal(request: Request, operator: OperatorView) -> Response:
 
 
 async def subscribers_page(request: Request, operator: OperatorView) -> Response:
-    number = request.query_params.get("number", "")[:16]
+    number = request.query_params.get("number", "")
+    number = number[:16] if number.isprintable() else ""
     found = await web_of(request).ledger.subscriber(number) if number else None
     context: dict[str, Any] = {"operator": operator, "number": number, "found": found}
     return render(request, "operator_subscribers.html", **context)
@@ -300,6 +335,7 @@ routes = [
         methods=["POST"],
     ),
     Route("/operator/reversal", operator_page(reversal), methods=["POST"]),
+    Route("/operator/invoice", operator_page(invoice), methods=["POST"]),
     Route("/operator/subscribers", operator_page(subscribers_page), methods=["GET"]),
     Route("/operator/subscribers", operator_page(subscriber_add), methods=["POST"]),
     Route("/operator/report", operator_page(report), methods=["GET"]),

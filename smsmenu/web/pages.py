@@ -78,8 +78,13 @@ async def form_of(request: Request) -> FormData:
 
 
 def field(form: FormData, name: str, limit: int = 64) -> str:
+    """A form's field, trimmed to ``limit``; BAD_REQUEST if it holds a control character
+    (no database is asked about a NUL)."""
     value = form.get(name)
-    return value.strip()[:limit] if isinstance(value, str) else ""
+    value = value.strip()[:limit] if isinstance(value, str) else ""
+    if not value.isprintable():
+        raise WebRefusal(WebRule.BAD_REQUEST)
+    return value
 
 
 def number_field(form: FormData, name: str) -> int:

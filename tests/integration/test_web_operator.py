@@ -78,6 +78,23 @@ async def test_open_agent_deposit_suspend_resume_close(web_world: WebWorld) -> N
     assert refused.status_code == 422  # float above 10 yuan
     unknown = await web_world.post_form(f"{agent_page}/explode", agent_page)
     assert unknown.status_code == 404
+    taken = await web_world.post_form(f"{agent_page}/phone", agent_page, phone="13800000001")
+    assert taken.status_code == 422  # another agent's bound phone
+    await web_world.ledger.add_subscriber("13800000078", Kind.MOBILE, Billing.PREPAID)
+    moved = await web_world.post_form(f"{agent_page}/phone", agent_page, phone="13800000078")
+    assert moved.status_code == 200
+    assert (await web_world.ledger.agent(agent_id)).phone == "13800000078"
+
+
+async def test_invoice_printed_blocks_the_reversal(web_world: WebWorld) -> None:
+    tx = await recharge_postpaid(web_world)
+    await login(web_world, "boss", Role.SUPERVISOR)
+    marked = await web_world.post_form("/operator/invoice", "/operator", tx_id=str(tx))
+    assert marked.status_code == 200
+    refused = await web_world.post_form("/operator/reversal", "/operator", tx_id=str(tx), key="r")
+    assert refused.status_code == 422 and "reversal_invoice_printed" in refused.text
+    unknown = await web_world.post_form("/operator/invoice", "/operator", tx_id="99999999999")
+    assert unknown.status_code == 422 and "recharge_unknown" in unknown.text
 
 
 async def test_reversal_by_supervisor_only(web_world: WebWorld) -> None:
