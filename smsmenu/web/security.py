@@ -69,8 +69,10 @@ def csrf_seed(request: Request) -> str:
     """The visitor's CSRF cookie, or a new one (``ensure_csrf_cookie`` sets it)."""
     seed = request.cookies.get(CSRF_COOKIE, "")
     if len(seed) < 20:
-        seed = request.state.__dict__.setdefault("new_csrf", secrets.token_urlsafe(24))
-    return seed
+        seed = getattr(request.state, "new_csrf", "")
+        if not seed:
+            seed = request.state.new_csrf = secrets.token_urlsafe(24)
+    return str(seed)
 
 
 def csrf_token(web: WebContext, request: Request) -> str:
@@ -78,7 +80,7 @@ def csrf_token(web: WebContext, request: Request) -> str:
 
 
 def ensure_csrf_cookie(web: WebContext, request: Request, response: Response) -> None:
-    new = request.state.__dict__.get("new_csrf")
+    new = getattr(request.state, "new_csrf", None)
     if new:
         set_cookie(web, response, CSRF_COOKIE, new)
 
