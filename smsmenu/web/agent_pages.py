@@ -9,6 +9,7 @@ web login and the SMS menus share one count and one lock-out (SPEC §10).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 
@@ -77,14 +78,16 @@ async def login_password(request: Request) -> Response:
 
 
 async def login_code_request(request: Request) -> Response:
-    """Send a login code to a bound phone; the page never says whether the phone is one."""
+    """Send a login code to a bound phone; the page never says whether the phone is one (nor
+    that a bound phone had its codes for the hour: only a bound phone can have them)."""
     web = web_of(request)
     try:
         form = await form_of(request)
         phone = field(form, "phone", 16)
         agent = await web.ledger.agent_for_phone(phone) if phone else None
         if agent is not None and agent.status is not AgentStatus.CLOSED:
-            await codes.send(web, phone, "login")
+            with contextlib.suppress(WebRefusal):  # CODE_RATE_LIMITED
+                await codes.send(web, phone, "login")
     except (Refusal, WebRefusal) as exc:
         return refused(request, "agent_login.html", exc)
     return render(request, "agent_login.html", phone=phone, code_sent=True)

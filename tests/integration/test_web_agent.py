@@ -110,11 +110,20 @@ async def test_codes_are_rate_limited_per_phone(web_world: WebWorld) -> None:
     for _ in range(limit):
         response = await web_world.post_form("/agent/login/code", LOGIN, phone=AGENT_PHONE)
         assert response.status_code == 200
+    sent = await codes_sent(web_world, AGENT_PHONE)
     over = await web_world.post_form("/agent/login/code", LOGIN, phone=AGENT_PHONE)
-    assert over.status_code == 429
+    assert over.status_code == 200  # the same page as for a number that is no agent's
+    assert web_world.web.catalogue.render("web_code_sent_if_bound") in over.text
+    assert await codes_sent(web_world, AGENT_PHONE) == sent == limit
     web_world.ledger.clock.advance(3601)  # type: ignore[attr-defined]
     again = await web_world.post_form("/agent/login/code", LOGIN, phone=AGENT_PHONE)
     assert again.status_code == 200
+    assert await codes_sent(web_world, AGENT_PHONE) == limit + 1
+
+
+async def codes_sent(world: WebWorld, phone: str) -> int:
+    rows = await Outbox(world.ledger.engine, world.ledger.clock).rows(destination=phone)
+    return len([row for row in rows if row.kind == "web_code"])
 
 
 async def test_a_code_takes_three_tries(web_world: WebWorld) -> None:
