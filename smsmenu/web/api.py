@@ -140,14 +140,13 @@ async def post_recharge(request: Request) -> Response:
     )
     if not client.may_see(agent_id):
         raise WebRefusal(WebRule.FORBIDDEN)
-    try:
-        view = await web.ledger.recharge(recharge)
-    except Refusal as refusal:
-        await audit.record(
-            web, f"apikey:{client.name}", "recharge", f"agent:{agent_id}", f"refused:{refusal.rule}"
-        )
-        raise
-    await audit.record(web, f"apikey:{client.name}", "recharge", f"tx:{view.tx_id}", "ok")
+    view = await audit.audited(
+        web,
+        f"apikey:{client.name}",
+        "recharge",
+        f"agent:{agent_id}",
+        lambda: web.ledger.recharge(recharge),
+    )
     return JSONResponse(recharge_json(view, web.ledger.zone), 201)
 
 
@@ -175,13 +174,8 @@ async def post_reversal(request: Request) -> Response:
     if client.agent_id is not None:
         raise WebRefusal(WebRule.FORBIDDEN)
     key = _idempotency_key(request, client) or f"api-reversal:{tx_id}"
-    actor = f"apikey:{client.name}"
-    try:
-        view = await web.ledger.reverse(tx_id, key)
-    except Refusal as refusal:
-        await audit.record(web, actor, "reversal", f"tx:{tx_id}", f"refused:{refusal.rule}")
-        raise
-    await audit.record(web, actor, "reversal", f"tx:{tx_id}", "ok")
+    actor, reverse = f"apikey:{client.name}", web.ledger.reverse
+    view = await audit.audited(web, actor, "reversal", f"tx:{tx_id}", lambda: reverse(tx_id, key))
     return JSONResponse(to_jsonable(view, web.ledger.zone), 201)
 
 

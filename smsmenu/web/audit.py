@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import insert, select
 
+from smsmenu.ledger.api import Refusal
 from smsmenu.ledger.models import audit_log
 from smsmenu.web.context import WebContext
+from smsmenu.web.refusals import WebRefusal
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,19 @@ async def record(web: WebContext, actor: str, action: str, target: str, outcome:
                 outcome=outcome[:60],
             )
         )
+
+
+async def audited(
+    web: WebContext, actor: str, action: str, target: str, run: Callable[[], Awaitable[T]]
+) -> T:
+    """Run an operation and write its entry: ``ok``, or the rule that refused it."""
+    try:
+        result = await run()
+    except (Refusal, WebRefusal) as exc:
+        await record(web, actor, action, target, f"refused:{exc.rule.value}")
+        raise
+    await record(web, actor, action, target, "ok")
+    return result
 
 
 async def rows(web: WebContext, limit: int, offset: int = 0) -> list[AuditRow]:

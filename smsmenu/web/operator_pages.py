@@ -54,15 +54,8 @@ async def _audited(
     target: str,
     run: Callable[[], Awaitable[Any]],
 ) -> Any:
-    """Run an operation and write its audit entry (ok, or the rule that refused it)."""
-    actor = f"operator:{operator.name}"
-    try:
-        result = await run()
-    except (Refusal, WebRefusal) as exc:
-        await audit.record(web_of(request), actor, action, target, f"refused:{exc.rule.value}")
-        raise
-    await audit.record(web_of(request), actor, action, target, "ok")
-    return result
+    """Run an operation of ``operator`` with its audit entry."""
+    return await audit.audited(web_of(request), f"operator:{operator.name}", action, target, run)
 
 
 def _tx_id(form: FormData) -> int:

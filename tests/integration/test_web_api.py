@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from smsmenu.web import apikeys
+from smsmenu.web import apikeys, audit
 from tests.ledger_fixtures import TRADE_PIN
 from tests.web_fixtures import FIXED, MOBILE, POSTPAID_MOBILE, WebWorld, api_key
 
@@ -249,6 +249,10 @@ async def test_reversal_and_its_rules(web_world: WebWorld) -> None:
     assert unknown.status_code == 404 and rule_of(unknown) == "recharge_unknown"
     huge = await web_world.http.post(f"/api/v1/recharges/{2**70}/reversal", headers=headers)
     assert huge.status_code == 404
+    logged = [(r.actor, r.action, r.outcome) for r in await audit.rows(web_world.web, 20)]
+    assert ("apikey:operator", "reversal", "refused:reversal_not_postpaid") in logged
+    assert ("apikey:operator", "reversal", "ok") in logged
+    assert ("apikey:operator", "recharge", "ok") in logged
 
 
 async def test_openapi_document(web_world: WebWorld) -> None:
