@@ -28,13 +28,15 @@ def web(host: str, port: int, as_json: bool) -> None:
     One-time codes wait in the outbox until a ``smsmenu serve`` worker sends them. SIGTERM or
     SIGINT stops it."""
     import signal
+    from pathlib import Path
 
     from smsmenu.app import run_web
     from smsmenu.cli.logs import configure_logging
     from smsmenu.cli.serve import run_loop
 
     settings = command_settings()
-    configure_logging(settings.log_level, as_json, settings.zone)
+    path = Path(settings.log_file) if settings.log_file else None
+    configure_logging(settings.log_level, as_json, settings.zone, path=path)
 
     async def main() -> None:
         stop = asyncio.Event()

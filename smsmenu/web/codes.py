@@ -13,7 +13,7 @@ import secrets
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from smsmenu.ledger import outbox
 from smsmenu.ledger.models import login_codes
@@ -50,6 +50,11 @@ async def send(web: WebContext, phone: str, purpose: str) -> None:
         ).scalar_one()
         if sent >= settings.web_codes_per_hour:
             raise WebRefusal(WebRule.CODE_RATE_LIMITED)
+        await conn.execute(  # codes older than the hourly count are of no use any more
+            delete(login_codes).where(
+                login_codes.c.phone == phone, login_codes.c.created_at <= now - timedelta(hours=1)
+            )
+        )
         await conn.execute(
             insert(login_codes).values(
                 phone=phone,

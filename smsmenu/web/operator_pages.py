@@ -18,7 +18,7 @@ from starlette.routing import Route
 from smsmenu.digits import to_int
 from smsmenu.ledger.api import Billing, DailyReportRow, Kind, Refusal, Rule
 from smsmenu.ledger.models import MAX_ID
-from smsmenu.money import parse_yuan
+from smsmenu.money import format_yuan, parse_yuan
 from smsmenu.web import audit, operators
 from smsmenu.web.operators import OperatorView, Role
 from smsmenu.web.pages import (
@@ -175,11 +175,12 @@ async def agent_action(request: Request, operator: OperatorView) -> Response:
             runs["phone"] = lambda: ledger.change_phone(agent_id, phone)
         if action not in runs:
             raise WebRefusal(WebRule.NOT_FOUND)
-        await _audited(request, operator, action, f"agent:{agent_id}", runs[action])
+        done = await _audited(request, operator, action, f"agent:{agent_id}", runs[action])
     except (Refusal, WebRefusal) as exc:
         status = exc.status if isinstance(exc, WebRefusal) else 422
         return await _agent_page(request, operator, agent_id, status, error=message(web, exc))
-    notice = web.catalogue.render(f"web_done_{action}")
+    paid_out = getattr(done, "paid_out_fen", 0)
+    notice = web.catalogue.render(f"web_done_{action}", paid_out=format_yuan(paid_out))
     return await _agent_page(request, operator, agent_id, notice=notice)
 
 

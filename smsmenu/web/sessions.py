@@ -34,10 +34,12 @@ class WebSessions:
         return token if token and hmac.compare_digest(signature, expected) else None
 
     async def create(self, who: str) -> str:
-        """A new login for ``who`` (``agent:<id>``, ``operator:<id>``): its cookie value."""
+        """A new login for ``who`` (``agent:<id>``, ``operator:<id>``): its cookie value. The
+        logins that expired are deleted meanwhile."""
         token = secrets.token_urlsafe(32)
         now = self._clock.now()
         async with self._engine.begin() as conn:
+            await conn.execute(delete(web_sessions).where(web_sessions.c.expires_at <= now))
             await conn.execute(
                 insert(web_sessions).values(
                     id=self._id(token), who=who, created_at=now, expires_at=now + self._ttl

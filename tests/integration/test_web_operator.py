@@ -84,6 +84,11 @@ async def test_open_agent_deposit_suspend_resume_close(web_world: WebWorld) -> N
     moved = await web_world.post_form(f"{agent_page}/phone", agent_page, phone="13800000078")
     assert moved.status_code == 200
     assert (await web_world.ledger.agent(agent_id)).phone == "13800000078"
+    await web_world.ledger.recharge(  # 540.00 less 2% is 529.20 of the float's 530.00
+        RechargeRequest(agent_id, Kind.MOBILE, POSTPAID_MOBILE, 54000, "135790", "big")
+    )
+    closed = await web_world.post_form(f"{agent_page}/close", agent_page, key="c2")
+    assert closed.status_code == 200 and "0.80元" in closed.text
 
 
 async def test_invoice_printed_blocks_the_reversal(web_world: WebWorld) -> None:
