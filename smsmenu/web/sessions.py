@@ -8,7 +8,7 @@ import hmac
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smsmenu.clock import Clock
@@ -48,34 +48,27 @@ class WebSessions:
         return self.sign(token)
 
     async def who(self, cookie: str | None) -> str | None:
-        """Who the cookie logs in (its expiry moved on), or None."""
+        """Who the cookie logs in, or None. Its expiry is moved on once half of it has run (a
+        page view is a read, not a write, most of the time)."""
         token = self.unsign(cookie) if cookie else None
         if token is None:
             return None
         now, key = self._clock.now(), self._id(token)
-        async with self._engine.begin() as conn:
-            who = (
+        live = and_(web_sessions.c.id == key, web_sessions.c.expires_at > now)
+        async with self._engine.connect() as conn:
+            found = select(web_sessions.c.who, web_sessions.c.expires_at).where(live)
+            row = (await conn.execute(found)).first()
+        if row is None:
+            return None
+        if row.expires_at - now < self._ttl / 2:
+            async with self._engine.begin() as conn:
                 await conn.execute(
-                    update(web_sessions)
-                    .where(web_sessions.c.id == key, web_sessions.c.expires_at > now)
-                    .values(expires_at=now + self._ttl)
-                    .returning(web_sessions.c.who)
+                    update(web_sessions).where(live).values(expires_at=now + self._ttl)
                 )
-            ).scalar()
-        return None if who is None else str(who)
+        return str(row.who)
 
     async def end(self, cookie: str | None) -> None:
         token = self.unsign(cookie) if cookie else None
         if token is not None:
             async with self._engine.begin() as conn:
                 await conn.execute(delete(web_sessions).where(web_sessions.c.id == self._id(token)))
-
-    async def end_all(self, who: str) -> None:
-        """Log ``who`` out everywhere (a closed agent)."""
-        async with self._engine.begin() as conn:
-            await conn.execute(delete(web_sessions).where(web_sessions.c.who == who))
-
-    async def count(self, who: str) -> int:
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(select(web_sessions.c.id).where(web_sessions.c.who == who))
-            return len(rows.all())

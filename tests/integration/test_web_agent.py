@@ -266,6 +266,17 @@ async def test_another_agents_payment_is_not_found(web_world: WebWorld) -> None:
     assert (await web_world.http.get(pay_page)).status_code == 404
 
 
+async def test_a_login_lasts_while_used(web_world: WebWorld) -> None:
+    await login_by_password(web_world)
+    ttl = web_world.web.settings.web_session_s
+    clock = web_world.ledger.clock
+    for _ in range(4):  # used every two thirds of its time: it lasts
+        clock.advance(ttl * 2 // 3)  # type: ignore[attr-defined]
+        assert (await web_world.http.get("/agent")).status_code == 200
+    clock.advance(ttl + 1)  # type: ignore[attr-defined]
+    assert (await web_world.http.get("/agent")).status_code == 303
+
+
 async def test_logout_ends_the_session(web_world: WebWorld) -> None:
     await login_by_password(web_world)
     token = await web_world.csrf("/agent")
