@@ -11,13 +11,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smsmenu.digits import to_int
 from smsmenu.ledger.models import api_keys
 from smsmenu.web.context import WebContext
 from smsmenu.web.refusals import WebRefusal, WebRule
+from smsmenu.web.statements import one_statement
 
 OPERATOR = "operator"
 PREFIX = "smk_"
@@ -95,17 +96,17 @@ async def revoke(web: WebContext, name: str) -> bool:
         return done.first() is not None
 
 
+#: Every API call looks its key up: the statement is built once.
+_LIVE_KEY = select(api_keys.c.name, api_keys.c.scope, api_keys.c.created_at).where(
+    api_keys.c.key_hash == bindparam("key_hash"), api_keys.c.revoked_at.is_(None)
+)
+
+
 async def client(web: WebContext, key: str) -> ApiClient | None:
     """The live client of ``key``, or None."""
     if not key.startswith(PREFIX):
         return None
-    async with web.ledger.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(api_keys.c.name, api_keys.c.scope, api_keys.c.created_at).where(
-                    api_keys.c.key_hash == web.keys.mac("api-key", key),
-                    api_keys.c.revoked_at.is_(None),
-                )
-            )
-        ).first()
+    async with one_statement(web.ledger.engine) as conn:
+        found = await conn.execute(_LIVE_KEY, {"key_hash": web.keys.mac("api-key", key)})
+        row = found.first()
     return None if row is None else ApiClient(*row)

@@ -13,6 +13,7 @@ from smsmenu.ledger.api import Refusal
 from smsmenu.ledger.models import audit_log
 from smsmenu.web.context import WebContext
 from smsmenu.web.refusals import WebRefusal
+from smsmenu.web.statements import one_statement
 
 T = TypeVar("T")
 
@@ -26,18 +27,21 @@ class AuditRow:
     outcome: str
 
 
+_INSERT = insert(audit_log)
+
+
 async def record(web: WebContext, actor: str, action: str, target: str, outcome: str) -> None:
-    """One entry: ``outcome`` is ``ok`` or ``refused:<rule>``."""
-    async with web.ledger.engine.begin() as conn:
-        await conn.execute(
-            insert(audit_log).values(
-                at=web.clock.now(),
-                actor=actor[:80],
-                action=action[:40],
-                target=target[:80],
-                outcome=outcome[:60],
-            )
-        )
+    """One entry: ``outcome`` is ``ok`` or ``refused:<rule>`` (one statement: an entry is
+    written on every API call)."""
+    values = {
+        "at": web.clock.now(),
+        "actor": actor[:80],
+        "action": action[:40],
+        "target": target[:80],
+        "outcome": outcome[:60],
+    }
+    async with one_statement(web.ledger.engine) as conn:
+        await conn.execute(_INSERT, values)
 
 
 async def audited(

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from smsmenu.clock import Clock
 from smsmenu.keys import SecretKeys
 from smsmenu.ledger.models import web_sessions
+from smsmenu.web.statements import one_statement
 
 
 class WebSessions:
@@ -55,7 +56,7 @@ class WebSessions:
             return None
         now, key = self._clock.now(), self._id(token)
         live = and_(web_sessions.c.id == key, web_sessions.c.expires_at > now)
-        async with self._engine.connect() as conn:
+        async with one_statement(self._engine) as conn:
             found = select(web_sessions.c.who, web_sessions.c.expires_at).where(live)
             row = (await conn.execute(found)).first()
         if row is None:
