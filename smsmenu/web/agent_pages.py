@@ -74,7 +74,8 @@ async def login_password(request: Request) -> Response:
             raise WebRefusal(WebRule.LOGIN_FAILED)
     except (Refusal, WebRefusal) as exc:
         return refused(request, "agent_login.html", exc)
-    return await login(request, f"agent:{agent_id}", "/agent")
+    who = f"agent:{agent_id}"
+    return await login(request, who, "/agent", who, "password")
 
 
 async def login_code_request(request: Request) -> Response:
@@ -108,7 +109,8 @@ async def login_code(request: Request) -> Response:
             raise WebRefusal(WebRule.CODE_WRONG)
     except (Refusal, WebRefusal) as exc:
         return refused(request, "agent_login.html", exc, code_sent=True)
-    return await login(request, f"agent:{agent.agent_id}", "/agent")
+    who = f"agent:{agent.agent_id}"
+    return await login(request, who, "/agent", who, "code")
 
 
 async def logout(request: Request) -> Response:

@@ -88,7 +88,8 @@ async def login_post(request: Request) -> Response:
         )
     except WebRefusal as exc:
         return refused(request, "operator_login.html", exc)
-    return await login(request, f"operator:{operator.id}", "/operator")
+    who, actor = f"operator:{operator.id}", f"operator:{operator.name}"
+    return await login(request, who, "/operator", actor, "password")
 
 
 async def home(request: Request, operator: OperatorView) -> Response:

@@ -17,7 +17,7 @@ from starlette.templating import Jinja2Templates
 from smsmenu.digits import to_int
 from smsmenu.ledger.api import Refusal
 from smsmenu.money import format_yuan
-from smsmenu.web import operators, security
+from smsmenu.web import audit, operators, security
 from smsmenu.web.context import WebContext
 from smsmenu.web.refusals import WebRefusal, WebRule
 from smsmenu.web.sessions import WebSessions
@@ -116,8 +116,9 @@ def redirect(url: str) -> Response:
     return RedirectResponse(url, status_code=303)
 
 
-async def login(request: Request, who: str, url: str) -> Response:
-    """Log ``who`` in and go to ``url``."""
+async def login(request: Request, who: str, url: str, actor: str, how: str) -> Response:
+    """Log ``who`` in and go to ``url``; the audit log gets ``actor``'s login (by ``how``)."""
+    await audit.record(web_of(request), actor, f"login_{how}", actor, "ok")
     response = redirect(url)
     cookie = await sessions_of(request).create(who)
     security.set_cookie(web_of(request), response, security.SESSION_COOKIE, cookie)

@@ -12,7 +12,7 @@ import pytest
 
 from smsmenu.ledger.api import Billing, Kind, Refusal
 from smsmenu.ledger.outbox import Outbox
-from smsmenu.web import codes
+from smsmenu.web import audit, codes
 from tests.ledger_fixtures import MGMT_PIN, TRADE_PIN
 from tests.web_fixtures import AGENT_PHONE, MOBILE, WebWorld
 
@@ -95,6 +95,8 @@ async def test_login_by_code(web_world: WebWorld) -> None:
     assert (await web_world.http.get("/agent")).status_code == 200
     reused = await web_world.post_form("/agent/login/verify", LOGIN, phone=AGENT_PHONE, code=code)
     assert reused.status_code == 400  # used once
+    entries = [(r.actor, r.action) for r in await audit.rows(web_world.web, 10)]
+    assert (f"agent:{web_world.agent.agent_id}", "login_code") in entries
 
 
 async def test_code_for_a_number_that_is_no_agent_says_the_same(web_world: WebWorld) -> None:

@@ -118,6 +118,7 @@ async def test_reversal_by_supervisor_only(web_world: WebWorld) -> None:
     assert limit.status_code == 422 and "reversal_monthly_limit" in limit.text
     audit = await web_world.http.get("/operator/audit")
     for entry in (
+        "login_password",
         "operator:staffer",
         "refused:supervisor_only",
         "operator:boss",
