@@ -281,7 +281,8 @@ async def web_part(
     from smsmenu.web.http import http_server
     from smsmenu.web.payments import provider
 
-    app = build_app(WebContext.of(ledger, provider(settings.web_payment_provider)))
+    payments = provider(settings.web_payment_provider, ledger.ctx.keys)
+    app = build_app(WebContext.of(ledger, payments))
     server = http_server(app, host, port)
     task = asyncio.create_task(server.serve(), name="web")
     while not server.started:

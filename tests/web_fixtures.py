@@ -70,7 +70,7 @@ async def web_world(ledger: LedgerService) -> AsyncIterator[WebWorld]:
     await ledger.add_subscriber(MOBILE, Kind.MOBILE, Billing.PREPAID, 500)
     await ledger.add_subscriber(FIXED, Kind.FIXED, Billing.POSTPAID, -3000)
     await ledger.add_subscriber(POSTPAID_MOBILE, Kind.MOBILE, Billing.POSTPAID, 0)
-    web = WebContext.of(ledger, SandboxProvider())
+    web = WebContext.of(ledger, SandboxProvider(ledger.ctx.keys))
     app = build_app(web)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://web.test") as http:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -324,7 +325,12 @@ async def phone_confirm(request: Request, agent_id: int) -> Response:
 
 
 async def deposit_page(request: Request, agent_id: int) -> Response:
-    return render(request, "agent_deposit.html", enabled=web_of(request).payments is not None)
+    """The deposit form; ``?paid=<id>``: where the provider sends the agent back."""
+    web = web_of(request)
+    paid = await _own_payment(request, agent_id, request.query_params.get("paid", ""))
+    agent = await web.ledger.agent(agent_id) if paid is not None else None
+    context: dict[str, Any] = {"enabled": web.payments is not None, "paid": paid, "agent": agent}
+    return render(request, "agent_deposit.html", **context)
 
 
 async def deposit_start(request: Request, agent_id: int) -> Response:
@@ -340,33 +346,45 @@ async def deposit_start(request: Request, agent_id: int) -> Response:
     return redirect(url)
 
 
-async def _own_payment(request: Request, agent_id: int) -> payments.PaymentView | None:
-    payment_id = to_int(str(request.path_params["payment_id"]), 12)
+async def _own_payment(
+    request: Request, agent_id: int, payment: str
+) -> payments.PaymentView | None:
+    payment_id = to_int(payment, 9)
     found = await payments.get(web_of(request), payment_id) if payment_id is not None else None
     return found if found is not None and found.agent_id == agent_id else None
 
 
 async def sandbox_page(request: Request, agent_id: int) -> Response:
-    """The sandbox provider's payment page (no real money moves)."""
-    payment = await _own_payment(request, agent_id)
-    if payment is None:
-        text = web_of(request).catalogue.render("web_refusal_not_found")
-        return render(request, "message.html", 404, text=text)
-    return render(request, "sandbox_pay.html", payment=payment)
-
-
-async def sandbox_pay(request: Request, agent_id: int) -> Response:
+    """The sandbox provider's payment page (no real money moves): its button posts the
+    provider's signed notification, as a real provider's server would."""
     web = web_of(request)
-    payment = await _own_payment(request, agent_id)
-    try:
-        await form_of(request)
-        if payment is None or web.payments is None:
-            raise WebRefusal(WebRule.NOT_FOUND)
-        deposit = await payments.complete(web, payment.id)
-    except (Refusal, WebRefusal) as exc:
-        return refused(request, "agent_deposit.html", exc, enabled=web.payments is not None)
-    await audit.record(web, f"agent:{agent_id}", "online_deposit", f"tx:{deposit.tx_id}", "ok")
-    return render(request, "agent_deposit.html", enabled=True, deposit=deposit)
+    payment = await _own_payment(request, agent_id, str(request.path_params["payment_id"]))
+    if payment is None or not isinstance(web.payments, payments.SandboxProvider):
+        text = web.catalogue.render("web_refusal_not_found")
+        return render(request, "message.html", 404, text=text)
+    signature = web.payments.signature(payment.id)
+    return render(request, "sandbox_pay.html", payment=payment, signature=signature)
+
+
+async def payment_notify(request: Request) -> Response:
+    """A provider's notification that a payment was made: the deposit (once), then the agent
+    back to the deposit page. No CSRF token: the provider's signature is its proof."""
+    web = web_of(request)
+    if web.payments is None or request.path_params["provider"] != web.payments.name:
+        raise WebRefusal(WebRule.NOT_FOUND)
+    form = await request.form()
+    fields = {name: value for name, value in form.items() if isinstance(value, str)}
+    payment_id = web.payments.confirmed(fields)
+    if payment_id is None:
+        raise WebRefusal(WebRule.BAD_REQUEST)
+    deposit = await audit.audited(
+        web,
+        f"provider:{web.payments.name}",
+        "online_deposit",
+        f"payment:{payment_id}",
+        lambda: payments.complete(web, payment_id),
+    )
+    return redirect(f"/agent/deposit?paid={payment_id}&tx={deposit.tx_id}")
 
 
 routes = [
@@ -391,5 +409,5 @@ routes = [
     Route("/agent/deposit", agent_page(deposit_page), methods=["GET"]),
     Route("/agent/deposit", agent_page(deposit_start), methods=["POST"]),
     Route("/pay/sandbox/{payment_id:int}", agent_page(sandbox_page), methods=["GET"]),
-    Route("/pay/sandbox/{payment_id:int}", agent_page(sandbox_pay), methods=["POST"]),
+    Route("/pay/{provider}/notify", payment_notify, methods=["POST"]),
 ]

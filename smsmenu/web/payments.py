@@ -1,21 +1,27 @@
 """Online float deposits (SPEC §9: no 500 yuan floor) through a payment provider.
 
-``PaymentProvider`` is what a real provider plugs in as: ``start`` gives the URL where the
-agent pays, and the provider's confirmation reaches ``complete``. ``SandboxProvider`` is the
-built-in one (setting ``web_payment_provider = "sandbox"``): its "payment page" is ours and
-moves no real money, for demos and tests only.
+``PaymentProvider`` is what a real provider plugs in as: ``start_url`` is where the agent
+goes to pay, and the provider's notification (a POST to ``/pay/<name>/notify``) is read by
+``confirmed``, which checks its signature and names the payment it confirms; the agent comes
+back to ``/agent/deposit?paid=<id>``. ``SandboxProvider`` is the built-in one (setting
+``web_payment_provider = "sandbox"``): its payment page is ours, its "pay" button posts the
+signed notification, and no real money moves (demos and tests only).
 
 A payment is deposited once: ``complete`` runs the ledger's deposit command with the key
-``payment-<id>`` (a repeated confirmation gets the first deposit) and then records it.
+``payment-<id>`` (a repeated notification gets the first deposit) and then records it.
 """
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import insert, select, update
 
+from smsmenu.digits import to_int
+from smsmenu.keys import SecretKeys
 from smsmenu.ledger.api import DepositView, Refusal
 from smsmenu.ledger.models import payments
 from smsmenu.ledger.rules import deposit_rule
@@ -34,22 +40,41 @@ class PaymentProvider(Protocol):
         """Where the agent goes to pay ``payment_id``."""
         ...
 
+    def confirmed(self, fields: Mapping[str, str]) -> int | None:
+        """The payment a notification's ``fields`` confirm, once their signature is checked;
+        None if it does not check."""
+        ...
+
 
 class SandboxProvider:
-    """The built-in sandbox: its payment page is ``/pay/sandbox/<id>`` of this application."""
+    """The built-in sandbox: its payment page is ``/pay/sandbox/<id>`` of this application;
+    its notification is signed with a key derived from ``SECRET_KEY``."""
 
     name = "sandbox"
+
+    def __init__(self, keys: SecretKeys) -> None:
+        self._keys = keys
 
     def start_url(self, payment_id: int, amount_fen: int) -> str:
         return f"/pay/sandbox/{payment_id}"
 
+    def signature(self, payment_id: int) -> str:
+        return self._keys.mac("payment-sandbox", str(payment_id))
 
-def provider(name: str) -> PaymentProvider | None:
+    def confirmed(self, fields: Mapping[str, str]) -> int | None:
+        payment_id = to_int(fields.get("payment_id", ""), 9)
+        signature = fields.get("signature", "")
+        if payment_id is None or not hmac.compare_digest(signature, self.signature(payment_id)):
+            return None
+        return payment_id
+
+
+def provider(name: str, keys: SecretKeys) -> PaymentProvider | None:
     """The provider named by the ``web_payment_provider`` setting ("" for none)."""
     if not name:
         return None
     if name == SandboxProvider.name:
-        return SandboxProvider()
+        return SandboxProvider(keys)
     raise ValueError(f"unknown payment provider {name!r}")
 
 

@@ -1,7 +1,7 @@
 """The web pages in a real browser (headless Chromium, Playwright) against ``web_part``
 served over HTTP, on a phone-sized screen: an agent logs in by a code sent by SMS, recharges,
-sees the record and downloads the CSV; an operator opens an agent and reverses a recharge.
-Screenshots of the main pages are saved (``browser.screenshot_dir``)."""
+sees the record, downloads the CSV and deposits online; an operator opens an agent and
+reverses a recharge. Screenshots of the main pages are saved (``browser.screenshot_dir``)."""
 
 from __future__ import annotations
 
@@ -125,6 +125,15 @@ def test_agent_logs_in_by_code_recharges_and_downloads_the_records(
     text = Path(download.value.path()).read_text(encoding="utf-8-sig")
     rows = list(csv.reader(io.StringIO(text)))
     assert any(row[2] == MOBILE and row[3] == "50.00" for row in rows[1:]), rows
+
+    # online deposit of 20 yuan (no 500 yuan floor) through the sandbox provider
+    page.click("nav a[href='/agent/deposit']")
+    page.fill("#deposit input[name=amount]", "20")
+    page.click("#deposit button")
+    expect(page.locator("h1")).to_have_text("支付（沙箱）")
+    page.click("#sandbox-pay button")
+    expect(page.locator("#deposited")).to_contain_text("971.00元")
+    shot(page, shots, "agent-deposit")
 
 
 def test_operator_opens_an_agent_and_reverses_a_recharge(

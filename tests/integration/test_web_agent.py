@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import httpx
 import pytest
@@ -252,18 +253,43 @@ async def test_online_deposit_without_the_500_floor(web_world: WebWorld) -> None
     assert start.status_code == 303
     pay_page = start.headers["location"]
     assert pay_page.startswith("/pay/sandbox/")
-    paid = await web_world.post_form(pay_page, pay_page)
-    assert paid.status_code == 200 and "1020.00元" in paid.text
-    again = await web_world.post_form(pay_page, pay_page)
-    assert again.status_code == 200
+    waiting = await web_world.http.get(f"/agent/deposit?paid={pay_page.rsplit('/', 1)[1]}")
+    assert "尚未确认" in waiting.text
+    notification = sandbox_form((await web_world.http.get(pay_page)).text)
+    paid = await web_world.http.post("/pay/sandbox/notify", data=notification)
+    assert paid.status_code == 303
+    back = await web_world.http.get(paid.headers["location"])
+    assert back.status_code == 200 and "1020.00元" in back.text
+    again = await web_world.http.post("/pay/sandbox/notify", data=notification)
+    assert again.status_code == 303  # the provider notifies again: the first deposit
     assert (await web_world.ledger.agent(web_world.agent.agent_id)).balance_fen == 102_000
+    entries = [(r.actor, r.action) for r in await audit.rows(web_world.web, 5)]
+    assert ("provider:sandbox", "online_deposit") in entries
+
+
+def sandbox_form(page: str) -> dict[str, str]:
+    """The hidden fields of the sandbox's payment form: its notification."""
+    return dict(re.findall(r'name="(payment_id|signature)" value="([^"]+)"', page))
+
+
+async def test_a_forged_notification_deposits_nothing(web_world: WebWorld) -> None:
+    await login_by_password(web_world)
+    start = await web_world.post_form("/agent/deposit", "/agent/deposit", amount="20")
+    notification = sandbox_form((await web_world.http.get(start.headers["location"])).text)
+    forged = {**notification, "signature": "0" * 64}
+    assert (await web_world.http.post("/pay/sandbox/notify", data=forged)).status_code == 400
+    other = {**notification, "payment_id": str(int(notification["payment_id"]) + 1)}
+    assert (await web_world.http.post("/pay/sandbox/notify", data=other)).status_code == 400
+    elsewhere = await web_world.http.post("/pay/alipay/notify", data=notification)
+    assert elsewhere.status_code == 404
+    assert (await web_world.ledger.agent(web_world.agent.agent_id)).balance_fen == 100_000
 
 
 async def test_another_agents_payment_is_not_found(web_world: WebWorld) -> None:
     await login_by_password(web_world)
     start = await web_world.post_form("/agent/deposit", "/agent/deposit", amount="20")
     pay_page = start.headers["location"]
-    await web_world.http.post("/logout", data={"csrf": await web_world.csrf(pay_page)})
+    await web_world.http.post("/logout", data={"csrf": await web_world.csrf("/agent")})
     await login_by_password(web_world, agent_id=web_world.other.agent_id)
     assert (await web_world.http.get(pay_page)).status_code == 404
 
