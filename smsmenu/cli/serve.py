@@ -52,10 +52,7 @@ def serve(
     configure_logging(settings.log_level, as_json, settings.zone, path=path)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         log.info(
             "starting: database=%s redis=%s smsc=%s:%d system_id=%s",
             safe_url(settings.database_url),
@@ -78,6 +75,15 @@ def serve(
             run_loop(main())
     except OSError as exc:
         fail(f"cannot start: {exc}")
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (call it inside the running loop)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 def run_loop(main: Coroutine[Any, Any, T]) -> T:

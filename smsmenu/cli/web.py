@@ -3,7 +3,6 @@ keys) and ``smsmenu operator`` (staff accounts of the operator's pages)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,23 +26,18 @@ def web(host: str, port: int, as_json: bool) -> None:
 
     One-time codes wait in the outbox until a ``smsmenu serve`` worker sends them. SIGTERM or
     SIGINT stops it."""
-    import signal
     from pathlib import Path
 
     from smsmenu.app import run_web
     from smsmenu.cli.logs import configure_logging
-    from smsmenu.cli.serve import run_loop
+    from smsmenu.cli.serve import run_loop, stop_on_signals
 
     settings = command_settings()
     path = Path(settings.log_file) if settings.log_file else None
     configure_logging(settings.log_level, as_json, settings.zone, path=path)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run_web(settings, host, port, stop)
+        await run_web(settings, host, port, stop_on_signals())
 
     try:
         with startup_errors(settings):
@@ -54,6 +48,8 @@ def web(host: str, port: int, as_json: bool) -> None:
 
 def run_web_context(action: Callable[[WebContext], Awaitable[T]]) -> T:
     """Open the ledger, run ``action`` on the web's context, close it; a refusal is one line."""
+    import asyncio
+
     from smsmenu.app_ledger import close_ledger, open_ledger
     from smsmenu.cli.logs import command_logging
     from smsmenu.ledger.api import Refusal
