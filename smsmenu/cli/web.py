@@ -54,8 +54,7 @@ def run_web_context(action: Callable[[WebContext], Awaitable[T]]) -> T:
     from smsmenu.cli.logs import command_logging
     from smsmenu.ledger.api import Refusal
     from smsmenu.web.context import WebContext
-    from smsmenu.web.pages import message
-    from smsmenu.web.refusals import WebRefusal
+    from smsmenu.web.refusals import WebRefusal, explain
 
     settings = command_settings()
     command_logging(settings)
@@ -66,7 +65,7 @@ def run_web_context(action: Callable[[WebContext], Awaitable[T]]) -> T:
         try:
             return await action(context)
         except (Refusal, WebRefusal) as refusal:
-            fail(f"refused ({refusal.rule.value}): {message(context, refusal)}")
+            fail(f"refused ({refusal.rule.value}): {explain(context, refusal)}")
         finally:
             await close_ledger(ledger)
 

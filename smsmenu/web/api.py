@@ -26,7 +26,7 @@ from smsmenu.shapes import agent_json, recharge_json
 from smsmenu.web import apikeys, audit
 from smsmenu.web.context import WebContext
 from smsmenu.web.openapi import DOCUMENT
-from smsmenu.web.refusals import WebRefusal, WebRule
+from smsmenu.web.refusals import WebRefusal, WebRule, explain
 
 MAX_KEY = 100
 MAX_TEXT = 32
@@ -43,10 +43,8 @@ def refusal_status(refusal: Refusal) -> int:
 
 def error(web: WebContext, exc: Refusal | WebRefusal) -> JSONResponse:
     """The one error shape: the rule as the command line names it, and its text."""
-    if isinstance(exc, Refusal):
-        status, message = refusal_status(exc), web.ledger.explain(exc)
-    else:
-        status, message = exc.status, web.catalogue.render(f"web_refusal_{exc.rule.value}")
+    status = refusal_status(exc) if isinstance(exc, Refusal) else exc.status
+    message = explain(web, exc)
     return JSONResponse({"error": {"rule": exc.rule.value, "message": message}}, status)
 
 

@@ -17,8 +17,8 @@ from starlette.staticfiles import StaticFiles
 from smsmenu.ledger.api import Refusal
 from smsmenu.web import agent_pages, api, operator_pages
 from smsmenu.web.context import WebContext
-from smsmenu.web.pages import message, redirect, render
-from smsmenu.web.refusals import WebRefusal, WebRule
+from smsmenu.web.pages import redirect, render
+from smsmenu.web.refusals import WebRefusal, WebRule, explain
 from smsmenu.web.security import SecurityHeaders
 from smsmenu.web.sessions import WebSessions
 
@@ -42,7 +42,7 @@ async def _refusal(request: Request, exc: Exception) -> Response:
     if _is_api(request):
         return api.error(web, exc)
     status = exc.status if isinstance(exc, WebRefusal) else 422
-    return render(request, "message.html", status, text=message(web, exc))
+    return render(request, "message.html", status, text=explain(web, exc))
 
 
 async def _http(request: Request, exc: Exception) -> Response:

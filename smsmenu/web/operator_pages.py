@@ -30,7 +30,6 @@ from smsmenu.web.pages import (
     form_of,
     logged_operator,
     login,
-    message,
     number_field,
     page_param,
     redirect,
@@ -38,7 +37,7 @@ from smsmenu.web.pages import (
     render,
     web_of,
 )
-from smsmenu.web.refusals import WebRefusal, WebRule
+from smsmenu.web.refusals import WebRefusal, WebRule, explain
 
 LOGIN = "/operator/login"
 MAX_REPORT_DAYS = 62
@@ -140,7 +139,7 @@ async def _agent_page(
     try:
         agent = await web.ledger.agent(agent_id)
     except Refusal as exc:
-        return render(request, "message.html", 404, operator=operator, text=message(web, exc))
+        return render(request, "message.html", 404, operator=operator, text=explain(web, exc))
     views = (await web.ledger.recharges(agent_id))[:PAGE_SIZE]
     context = {"operator": operator, "agent": agent, "recharges": views, "key": form_key()}
     return render(request, "operator_agent.html", status, **context, **extra)
@@ -179,7 +178,7 @@ async def agent_action(request: Request, operator: OperatorView) -> Response:
         done = await _audited(request, operator, action, f"agent:{agent_id}", runs[action])
     except (Refusal, WebRefusal) as exc:
         status = exc.status if isinstance(exc, WebRefusal) else 422
-        return await _agent_page(request, operator, agent_id, status, error=message(web, exc))
+        return await _agent_page(request, operator, agent_id, status, error=explain(web, exc))
     paid_out = getattr(done, "paid_out_fen", 0)
     notice = web.catalogue.render(f"web_done_{action}", paid_out=format_yuan(paid_out))
     return await _agent_page(request, operator, agent_id, notice=notice)

@@ -19,7 +19,7 @@ from smsmenu.ledger.api import Refusal
 from smsmenu.money import format_yuan
 from smsmenu.web import audit, operators, security
 from smsmenu.web.context import WebContext
-from smsmenu.web.refusals import WebRefusal, WebRule
+from smsmenu.web.refusals import WebRefusal, WebRule, explain
 from smsmenu.web.sessions import WebSessions
 
 U = TypeVar("U")
@@ -36,13 +36,6 @@ def web_of(request: Request) -> WebContext:
 def sessions_of(request: Request) -> WebSessions:
     sessions: WebSessions = request.app.state.sessions
     return sessions
-
-
-def message(web: WebContext, exc: Refusal | WebRefusal) -> str:
-    """The text a person reads for a refusal."""
-    if isinstance(exc, Refusal):
-        return web.ledger.explain(exc)
-    return web.catalogue.render_lenient(f"web_refusal_{exc.rule.value}", **exc.params)
 
 
 def render(request: Request, name: str, status: int = 200, **context: Any) -> Response:
@@ -66,7 +59,7 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> Re
 def refused(request: Request, name: str, exc: Refusal | WebRefusal, **context: Any) -> Response:
     """``name`` again with the refusal's message (and its status)."""
     status = exc.status if isinstance(exc, WebRefusal) else 422
-    return render(request, name, status, error=message(web_of(request), exc), **context)
+    return render(request, name, status, error=explain(web_of(request), exc), **context)
 
 
 async def form_of(request: Request) -> FormData:

@@ -9,6 +9,12 @@ catalogue's ``web_refusal_<rule>``.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from smsmenu.ledger.api import Refusal
+
+if TYPE_CHECKING:
+    from smsmenu.web.context import WebContext
 
 
 class WebRule(StrEnum):
@@ -50,3 +56,10 @@ class WebRefusal(Exception):
     @property
     def status(self) -> int:
         return STATUS.get(self.rule, 400)
+
+
+def explain(web: WebContext, exc: Refusal | WebRefusal) -> str:
+    """The text a person reads for a refusal (a page, a CLI line, the API's message)."""
+    if isinstance(exc, Refusal):
+        return web.ledger.explain(exc)
+    return web.catalogue.render_lenient(f"web_refusal_{exc.rule.value}", **exc.params)

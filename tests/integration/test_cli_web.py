@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 
 from tests.integration.test_cli_ledger import Cli, cli, seed  # noqa: F401 (the fixture)
+from tests.probe import loaded, within
 from tests.servers import TEST_SECRET_KEY, free_port
 
 
@@ -107,3 +108,18 @@ def _check_web(process: subprocess.Popen[str], port: int, agent_id: int, key: st
         _, errors = process.communicate(timeout=20)
     assert process.returncode == 0, errors
     assert key not in errors
+
+
+def test_key_commands_load_no_web_server(cli: Cli) -> None:  # noqa: F811
+    """``apikey`` and ``operator`` open the ledger only: no HTTP server, templates, menus or
+    SMPP (the real entry point, a process of its own)."""
+    seed(cli)
+    env = {"SMSMENU_DATABASE_URL": cli.url, "SMSMENU_SECRET_KEY": TEST_SECRET_KEY}
+    modules, listed = loaded("apikey", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "smsmenu.web.apikeys" in modules
+    heavy = ("starlette", "uvicorn", "jinja2", "smsmenu.app", "smsmenu.menus", "smsmenu.smpp")
+    assert not within(modules, *heavy)
+    help_modules, shown = loaded("web", "--help", env=env)
+    assert shown.returncode == 0
+    assert not within(help_modules, "starlette", "uvicorn", "sqlalchemy", "smsmenu.web")
