@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import select
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,7 +18,7 @@ from starlette.routing import Route
 
 from smsmenu.digits import to_int
 from smsmenu.ledger.api import Billing, DailyReportRow, Kind, Refusal, Rule
-from smsmenu.ledger.models import MAX_ID
+from smsmenu.ledger.models import MAX_ID, agents
 from smsmenu.money import format_yuan, parse_yuan
 from smsmenu.web import audit, operators
 from smsmenu.web.operators import OperatorView, Role
@@ -93,6 +94,18 @@ async def login_post(request: Request) -> Response:
 
 async def home(request: Request, operator: OperatorView) -> Response:
     return render(request, "operator_home.html", operator=operator, key=form_key())
+
+
+async def agents_page(request: Request, operator: OperatorView) -> Response:
+    """Every agent, newest first, a page at a time."""
+    web, page = web_of(request), page_param(request.query_params.get("page"))
+    ids = select(agents.c.id).order_by(agents.c.id.desc())
+    async with web.ledger.engine.connect() as conn:
+        found = await conn.execute(ids.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE))
+        agent_ids = [row.id for row in found]
+    shown = [await web.ledger.agent(agent_id) for agent_id in agent_ids[:PAGE_SIZE]]
+    context: dict[str, Any] = {"operator": operator, "agents": shown, "page": page}
+    return render(request, "operator_agents.html", more=len(agent_ids) > PAGE_SIZE, **context)
 
 
 async def find_agent(request: Request, operator: OperatorView) -> Response:
@@ -320,6 +333,7 @@ routes = [
     Route("/operator/login", login_post, methods=["POST"]),
     Route("/operator", operator_page(home), methods=["GET"]),
     Route("/operator/find", operator_page(find_agent), methods=["GET"]),
+    Route("/operator/agents", operator_page(agents_page), methods=["GET"]),
     Route("/operator/agents/open", operator_page(open_form), methods=["GET"]),
     Route("/operator/agents/open", operator_page(open_post), methods=["POST"]),
     Route("/operator/agents/{agent_id:int}", operator_page(agent_page), methods=["GET"]),

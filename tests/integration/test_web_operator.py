@@ -164,6 +164,10 @@ async def test_daily_report_and_chart(web_world: WebWorld) -> None:
 
 async def test_find_agent_and_missing_agent(web_world: WebWorld) -> None:
     await login(web_world, "sun")
+    listed = await web_world.http.get("/operator/agents")
+    assert listed.status_code == 200
+    assert web_world.agent.phone in listed.text and web_world.other.phone in listed.text
+    assert (await web_world.http.get("/operator/agents?page=99")).status_code == 200
     found = await web_world.http.get(f"/operator/find?agent_id={web_world.agent.agent_id}")
     assert found.status_code == 303
     missing = await web_world.http.get("/operator/agents/999")

@@ -39,6 +39,7 @@ OPERATOR_QUERIES = [
     "/operator/subscribers?number=",
     "/operator/report?from=",
     "/operator/audit?page=",
+    "/operator/agents?page=",
     "/operator/find?agent_id=",
 ]
 LOGIN_FORMS = [
