@@ -8,7 +8,10 @@ down), so that a process runs the subset it needs:
 * ``menus_part``    the menu engine on a ledger and a session store
 * ``link_part``     the operator link (SMPP)
 * ``delivery_part`` the outbox sender over a link; a committed recharge's notices go to it
+* ``web_part``      the web pages and the HTTP API on a ledger, served over HTTP; no SMPP (its
+                    one-time codes wait in the outbox for a worker's sender)
 * ``run_server``    all of them, joined by ``server.Server`` (``smsmenu serve``, ``demo``)
+* ``run_web``       the ledger and the web part alone (``smsmenu web``)
 
 Nothing here runs at import time.
 """
@@ -19,8 +22,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
@@ -48,6 +52,9 @@ from smsmenu.settings import Settings
 from smsmenu.smpp.link import SmppLink
 from smsmenu.smpp.parts import InProcessParts, Limits, PartStore, RedisParts
 from smsmenu.texts import Catalogue
+
+if TYPE_CHECKING:  # the web's packages are imported only by a process that serves it
+    from starlette.applications import Starlette
 
 log = logging.getLogger("smsmenu.server")
 
@@ -253,6 +260,57 @@ async def delivery_part(
     finally:
         ledger.ctx.claim_for = ledger.ctx.on_committed = ledger.ctx.on_queued = None
         await sender.stop()
+
+
+@dataclass(frozen=True)
+class WebServer:
+    """The web part running: its application and the URL it answers on."""
+
+    app: Starlette
+    url: str
+
+
+@contextlib.asynccontextmanager
+async def web_part(
+    settings: Settings, ledger: LedgerService, host: str = "127.0.0.1", port: int = 8080
+) -> AsyncIterator[WebServer]:
+    """The web pages and the HTTP API on ``ledger``, served by uvicorn on ``host:port`` (0: a
+    free port) until exit. It needs no SMPP: the SMS it sends (one-time codes) go to the
+    outbox, for the sender of a ``serve`` worker (or of this process)."""
+    from smsmenu.web.app import build_app
+    from smsmenu.web.context import WebContext
+    from smsmenu.web.http import http_server
+    from smsmenu.web.payments import provider
+
+    payments = provider(settings.web_payment_provider, ledger.ctx.keys)
+    app = build_app(WebContext.of(ledger, payments))
+    server = http_server(app, host, port)
+    task = asyncio.create_task(server.serve(), name="web")
+    while not server.started:
+        if task.done():  # it could not bind: its error
+            await task
+            raise OSError(f"cannot listen on {host}:{port}")
+        await asyncio.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    log.info("web: http://%s:%d/", host, bound)
+    try:
+        yield WebServer(app, f"http://{host}:{bound}/")
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def run_web(
+    settings: Settings, host: str, port: int, stop: asyncio.Event, *, clock: Clock | None = None
+) -> None:
+    """``smsmenu web``: the ledger and the web part, until ``stop`` is set."""
+    clock = clock or SystemClock()
+    catalogue = load_catalogue(settings)
+    async with (
+        ledger_part(settings, clock, catalogue, recover=False) as ledger,
+        web_part(settings, ledger, host, port),
+    ):
+        await stop.wait()
 
 
 @contextlib.asynccontextmanager

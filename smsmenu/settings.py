@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     smpp_max_parts: int = Field(16, ge=2, le=255)
     smpp_part_bytes_per_sender: int = Field(8192, ge=140)
     smpp_max_part_sets: int = Field(10_000, ge=1)
+    web_session_s: int = Field(1800, gt=0)
+    web_code_ttl_s: int = Field(300, gt=0)
+    web_codes_per_hour: int = Field(5, ge=1)
+    web_secure_cookies: bool = False
+    web_payment_provider: str = Field("", pattern="^(|sandbox)$")
 
     @field_validator("database_url")
     @classmethod

@@ -16,7 +16,7 @@ from tests.servers import TEST_SECRET_KEY
 os.environ.setdefault("SMSMENU_SECRET_KEY", TEST_SECRET_KEY)
 
 # The ledger's fixtures (database_url, ledger, ledger_settings, …): tests/ledger_fixtures.py
-pytest_plugins = ["tests.ledger_fixtures"]
+pytest_plugins = ["tests.ledger_fixtures", "tests.web_fixtures"]
 
 
 @pytest.fixture(scope="session")

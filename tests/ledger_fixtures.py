@@ -30,7 +30,8 @@ from tests import servers
 TRADE_PIN = "135790"
 MGMT_PIN = "246801"
 LEDGER_TABLES = (
-    "dead_letters, shortcut_acks, outbox, resolutions, recharges, allowances, closing_codes,"
+    "payments, login_codes, web_sessions, audit_log, api_keys, operators,"
+    " dead_letters, shortcut_acks, outbox, resolutions, recharges, allowances, closing_codes,"
     " cards, card_batches, lines, txns, agents, subscribers"
 )
 

@@ -39,6 +39,7 @@ from smsmenu.ledger.api import (
 )
 from smsmenu.ledger.commands import new_key
 from smsmenu.money import format_yuan, parse_yuan
+from smsmenu.shapes import agent_json, recharge_json, subscriber_json
 
 if TYPE_CHECKING:  # types only: a command imports asyncio, SQLAlchemy and the ledger as it runs
     from zoneinfo import ZoneInfo
@@ -138,47 +139,11 @@ def _key(key: str | None, operation: str) -> str:
 # ---- output shapes (SPEC §12) -------------------------------------------------------------
 
 
-def agent_json(view: AgentView) -> dict[str, Any]:
-    return {
-        "agent_id": view.agent_id,
-        "phone": view.phone,
-        "status": view.status.value,
-        "balance_fen": view.balance_fen,
-        "commission_bp": view.commission_bp,
-    }
-
-
 def agent_text(view: AgentView) -> str:
     return (
         f"agent {view.agent_id}  phone {view.phone}  {view.status.value}  "
         f"float {format_yuan(view.balance_fen)}  commission {view.commission_bp} bp"
     )
-
-
-def subscriber_json(view: SubscriberView, held: bool = False) -> dict[str, Any]:
-    """SPEC §12's object; ``held``: with the validity (prepaid) and allowances of §8, as
-    ``subscriber show`` prints it."""
-    shown: dict[str, Any] = {
-        "number": view.number,
-        "kind": view.kind.value,
-        "billing": view.billing.value,
-        "status": view.status.value,
-        "balance_fen": view.balance_fen,
-    }
-    if not held:
-        return shown
-    if view.billing is Billing.PREPAID:
-        shown["valid_until"] = view.valid_until and view.valid_until.isoformat()
-    shown["allowances"] = [
-        {
-            "code": held.code,
-            "kind": held.kind,
-            "data_mb": held.data_mb,
-            "valid_until": held.valid_until and held.valid_until.isoformat(),
-        }
-        for held in view.allowances
-    ]
-    return shown
 
 
 def subscriber_text(view: SubscriberView) -> str:
@@ -190,19 +155,6 @@ def subscriber_text(view: SubscriberView) -> str:
         f"{view.number}  {view.kind.value}  {view.billing.value}  {view.status.value}  "
         f"balance {format_yuan(view.balance_fen)}{valid}{held}"
     )
-
-
-def recharge_json(view: RechargeView, zone: ZoneInfo) -> dict[str, Any]:
-    return {
-        "tx_id": view.tx_id,
-        "number": view.number,
-        "kind": view.kind.value,
-        "amount_fen": view.amount_fen,
-        "commission_fen": view.commission_fen,
-        "debit_fen": view.debit_fen,
-        "status": view.status.value,
-        "created_at": view.created_at.astimezone(zone).isoformat(),
-    }
 
 
 def recharge_text(view: RechargeView, zone: ZoneInfo) -> str:

@@ -17,6 +17,10 @@ from smsmenu.cli.lazy import LazyCommand, LazyGroup
 
 COMMANDS = {
     "agent": LazyCommand("smsmenu.cli.ledger:agent", "Agents (代办户) and their float accounts."),
+    "apikey": LazyCommand(
+        "smsmenu.cli.web:apikey",
+        "Keys of the HTTP API (SPEC §9): one per client, scoped, revocable.",
+    ),
     "cards": LazyCommand(
         "smsmenu.cli.cards:cards", "Recharge cards (充值卡): batches, cards, counts."
     ),
@@ -36,6 +40,10 @@ COMMANDS = {
     ),
     "ledger": LazyCommand("smsmenu.cli.ledger:ledger_group", "The books."),
     "menu": LazyCommand("smsmenu.cli.menus:menu", "The menu state machines."),
+    "operator": LazyCommand(
+        "smsmenu.cli.web:operator",
+        "Staff accounts of the operator's web pages (roles staff and supervisor).",
+    ),
     "outbox": LazyCommand(
         "smsmenu.cli.ledger:outbox_group", "Texts waiting in (or sent from) the outbox."
     ),
@@ -53,6 +61,10 @@ COMMANDS = {
         "The SMSC simulator: an SMPP server with a phone console (or a scripted dialogue).",
     ),
     "subscriber": LazyCommand("smsmenu.cli.ledger:subscriber", "Subscriber accounts."),
+    "web": LazyCommand(
+        "smsmenu.cli.web:web",
+        "Serve the web pages and the HTTP API (SPEC §9) on the ledger, without SMPP.",
+    ),
 }
 
 

@@ -4,6 +4,7 @@ in one process on a fresh SQLite file, with the simulator's phone console or a s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import tempfile
@@ -29,14 +30,20 @@ T = TypeVar("T")
 
 @click.command("serve")
 @click.option("--status-interval", type=float, default=None, help="Seconds between status lines.")
+@click.option("--web", "with_web", is_flag=True, help="Serve the web pages and the API too.")
+@click.option("--web-host", default="127.0.0.1", show_default=True)
+@click.option("--web-port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @json_option
-def serve(status_interval: float | None, as_json: bool) -> None:
+def serve(
+    status_interval: float | None, with_web: bool, web_host: str, web_port: int, as_json: bool
+) -> None:
     """Run the server: bind to the SMSC, answer the menus, send the outbox.
 
     Settings come from config/settings.toml and SMSMENU_* variables. SIGTERM or SIGINT stops
     it cleanly: no new message is taken, sends in flight finish, then it unbinds. ``--json``
-    writes the log as JSON lines."""
-    from smsmenu.app import run_server
+    writes the log as JSON lines. ``--web`` serves the web pages and the HTTP API from the
+    same process (as ``smsmenu web`` does)."""
+    from smsmenu.app import run_server, web_part
 
     settings = command_settings()
     if status_interval is not None:
@@ -45,10 +52,7 @@ def serve(status_interval: float | None, as_json: bool) -> None:
     configure_logging(settings.log_level, as_json, settings.zone, path=path)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         log.info(
             "starting: database=%s redis=%s smsc=%s:%d system_id=%s",
             safe_url(settings.database_url),
@@ -57,7 +61,12 @@ def serve(status_interval: float | None, as_json: bool) -> None:
             settings.smsc_port,
             settings.smsc_system_id,
         )  # the SMSC password is never logged
-        async with run_server(settings):
+        async with contextlib.AsyncExitStack() as parts:
+            server = await parts.enter_async_context(run_server(settings))
+            if with_web:
+                await parts.enter_async_context(
+                    web_part(settings, server.ledger, web_host, web_port)
+                )
             await stop.wait()
             log.info("signal received: stopping")
 
@@ -66,6 +75,15 @@ def serve(status_interval: float | None, as_json: bool) -> None:
             run_loop(main())
     except OSError as exc:
         fail(f"cannot start: {exc}")
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (call it inside the running loop)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 def run_loop(main: Coroutine[Any, Any, T]) -> T:
@@ -83,6 +101,7 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
 AGENT_PHONE = "13800000001"
 TRADE_PIN = "135790"
 MGMT_PIN = "246801"
+OPERATOR = ("demo", "demo-supervisor")  # the demo's operator account (name, password)
 SUBSCRIBERS: list[tuple[str, str, str, int, str]] = [
     # number, kind, billing, balance (fen), what it is for
     ("13900000002", "mobile", "prepaid", 500, "mobile prepaid (receipts go to it)"),
@@ -112,13 +131,28 @@ In every menu: 0 back, 00 main menu, # end. Ctrl-D (end of input) quits."""
 
 
 async def seed_demo(ledger: Any) -> Any:
-    """The demo's agent and subscribers (a fresh database)."""
+    """The demo's agent, subscribers and operator account (a fresh database)."""
     from smsmenu.ledger.api import Billing, Kind
+    from smsmenu.web import operators
+    from smsmenu.web.context import WebContext
 
     await ledger.add_subscriber(AGENT_PHONE, Kind.MOBILE, Billing.PREPAID, 0)
     for number, kind, billing, balance, _ in SUBSCRIBERS:
         await ledger.add_subscriber(number, Kind(kind), Billing(billing), balance)
+    name, password = OPERATOR
+    await operators.create(WebContext.of(ledger), name, operators.Role.SUPERVISOR, password)
     return await ledger.open_agent(AGENT_PHONE, TRADE_PIN, MGMT_PIN, 1000_00, None)
+
+
+async def demo_web(parts: contextlib.AsyncExitStack, settings: Any, ledger: Any, port: int) -> str:
+    """The demo's web part on ``port``, or on a free one if that is taken: its URL."""
+    from smsmenu.app import web_part
+
+    try:
+        web = await parts.enter_async_context(web_part(settings, ledger, "127.0.0.1", port))
+    except OSError:
+        web = await parts.enter_async_context(web_part(settings, ledger, "127.0.0.1", 0))
+    return str(web.url)
 
 
 async def _settle(sim: Any, server: Any, within_s: float = 5.0) -> None:
@@ -154,13 +188,28 @@ async def _settle(sim: Any, server: Any, within_s: float = 5.0) -> None:
     help="Play this dialogue file (simulator script format), check it, exit (1 on a mismatch).",
 )
 @click.option("--reply-timeout", default=10.0, show_default=True, help="Script: per reply.")
+@click.option(
+    "--web-port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port of the web pages (a free one if taken).",
+)
 @json_option
 def demo(
-    db_path: Path | None, port: int, script: Path | None, reply_timeout: float, as_json: bool
+    db_path: Path | None,
+    port: int,
+    script: Path | None,
+    reply_timeout: float,
+    web_port: int,
+    as_json: bool,
 ) -> None:
     """Everything in one process: a fresh SQLite ledger (schema upgraded, seeded), in-process
     sessions, the SMSC simulator with the SMPP link, menus and outbox sender bound to it, and
-    the phone console (or ``--script``)."""
+    the phone console (or ``--script``).
+
+    The web pages and the HTTP API are served too (on ``--web-port``, with the sandbox
+    payment provider); the demo prints their URL and logins."""
     from smsmenu.app import run_server
     from smsmenu.ledger.db import create_engine, upgrade
     from smsmenu.money import format_yuan
@@ -208,11 +257,14 @@ def demo(
                 "smsc_host": "127.0.0.1",
                 "smsc_port": bound_port,
                 "outbox_poll_s": 0.2,
+                "web_payment_provider": "sandbox",
             }
         )
         try:
-            async with run_server(settings) as server:
+            async with contextlib.AsyncExitStack() as parts:
+                server = await parts.enter_async_context(run_server(settings))
                 agent = await seed_demo(server.ledger)
+                web_url = await demo_web(parts, settings, server.ledger, web_port)
                 server.sender.nudge()
                 await server.link.wait_bound(10)
                 out("smsmenu demo: everything runs in this process.")
@@ -222,6 +274,12 @@ def demo(
                 out(
                     f"  SMSC      simulator on 127.0.0.1:{bound_port}; the SMPP link is bound as "
                     f"{settings.smsc_system_id}; service number {settings.service_number}"
+                )
+                out(
+                    f"  web       {web_url}  agents: {web_url}agent/login (agent id"
+                    f" {agent.agent_id} + management password, or the bound phone + a code"
+                    f" shown on the console); operators: {web_url}operator/login"
+                    f" ({OPERATOR[0]} / {OPERATOR[1]}, supervisor)"
                 )
                 out(
                     f"Agent {agent.agent_id}: bound phone {agent.phone},"
@@ -238,6 +296,10 @@ def demo(
                             "database": str(path),
                             "log": str(log_path),
                             "smsc_port": bound_port,
+                            "web": {
+                                "url": web_url,
+                                "operator": {"name": OPERATOR[0], "password": OPERATOR[1]},
+                            },
                             "service_number": settings.service_number,
                             "agent": {
                                 "agent_id": agent.agent_id,

@@ -4,6 +4,7 @@ counts its password's attempts as ``passwords`` describes."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
@@ -86,3 +87,11 @@ async def verify_mgmt_pin(ctx: LedgerContext, agent_id: int, pin: str) -> bool:
         if refusal.rule is Rule.WRONG_MGMT_PIN:
             return False
         raise
+
+
+async def mgmt_lock(ctx: LedgerContext, agent_id: int) -> datetime | None:
+    """Until when the management lock of ``agent_id`` holds (None: it does not): a web login
+    by a one-time code is a management operation too, refused while it holds."""
+    async with ctx.engine.connect() as conn:
+        agent = (await conn.execute(sql.AGENT_PASSWORDS, {"agent_id": agent_id})).first()
+    return None if agent is None else passwords.MGMT.lock_of(agent, ctx.clock.now())

@@ -78,6 +78,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 Money = BigInteger
+MAX_ID = 2**31 - 1  # the largest id an Integer primary key holds (a larger one is no row's)
 
 
 class Base(DeclarativeBase):
@@ -352,6 +353,90 @@ class ClosingCode(Base):
     tries: Mapped[int] = mapped_column(Integer)
 
 
+# ---- web access (SPEC §9): operators, API keys, web sessions, one-time codes, payments ----
+
+
+class Operator(Base):
+    """An operator's staff account for the web pages (``smsmenu operator create``); its
+    password is argon2 of an HMAC under ``SECRET_KEY`` (``pins``), locked like an agent's."""
+
+    __tablename__ = "operators"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # "staff" | "supervisor"
+    password_hash: Mapped[str] = mapped_column(String(200))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ApiKey(Base):
+    """A client of the HTTP API: its key stored only as an HMAC under ``SECRET_KEY``."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(32))  # "operator" | "agent:<id>"
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(Base):
+    """Who did what on the web pages and the API: one row per operation, its outcome."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(80))  # operator:<name> | agent:<id> | apikey:<name>
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(80))
+    outcome: Mapped[str] = mapped_column(String(60))  # "ok" or "refused:<rule>"
+
+
+class WebSession(Base):
+    """A logged-in browser: the HMAC of its cookie's token, who it is, until when."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    who: Mapped[str] = mapped_column(String(40))  # "agent:<id>" | "operator:<id>"
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class LoginCode(Base):
+    """A one-time code sent by SMS (login, a new bound phone): only its HMAC is kept."""
+
+    __tablename__ = "login_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(16), index=True)
+    purpose: Mapped[str] = mapped_column(String(24))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    used: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Payment(Base):
+    """An online float deposit through a payment provider; paid once, deposited once."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+    amount_fen: Mapped[int] = mapped_column(Money)
+    provider: Mapped[str] = mapped_column(String(24))
+    status: Mapped[str] = mapped_column(String(12))  # "created" | "paid"
+    deposit_tx: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 accounts = cast(Table, Account.__table__)
 subscribers = cast(Table, Subscriber.__table__)
 agents = cast(Table, Agent.__table__)
@@ -366,3 +451,9 @@ card_batches = cast(Table, CardBatch.__table__)
 cards = cast(Table, Card.__table__)
 allowances = cast(Table, Allowance.__table__)
 closing_codes = cast(Table, ClosingCode.__table__)
+operators = cast(Table, Operator.__table__)
+api_keys = cast(Table, ApiKey.__table__)
+audit_log = cast(Table, AuditEntry.__table__)
+web_sessions = cast(Table, WebSession.__table__)
+login_codes = cast(Table, LoginCode.__table__)
+payments = cast(Table, Payment.__table__)

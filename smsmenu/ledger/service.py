@@ -425,6 +425,10 @@ class LedgerService:
         is counted; while locked it raises ``Refusal(MGMT_PIN_LOCKED, until=...)``."""
         return await account.verify_mgmt_pin(self.ctx, agent_id, pin)
 
+    async def mgmt_lock(self, agent_id: int) -> datetime | None:
+        """Until when the agent's management operations are locked (SPEC §10), or None."""
+        return await account.mgmt_lock(self.ctx, agent_id)
+
     # ---- reversal, invoices --------------------------------------------------------------------
 
     async def mark_invoice_printed(self, tx_id: int) -> RechargeView:
