@@ -16,10 +16,21 @@ from smsmenu.ledger.models import SYSTEM_ACCOUNTS, accounts, lines, recharges, t
 
 
 def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    """The business day ``day`` (in ``zone``) as a UTC [start, end)."""
-    start = datetime.combine(day, time(0), tzinfo=zone)
-    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
-    return start.astimezone(UTC), end.astimezone(UTC)
+    """The business day ``day`` (in ``zone``) as a UTC [start, end). Any date a person may
+    type is one: at the ends of the calendar the bounds stop where datetimes do."""
+    return _midnight(day, zone), _midnight(
+        day + timedelta(days=1), zone
+    ) if day < date.max else _LAST
+
+
+_FIRST, _LAST = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+
+
+def _midnight(day: date, zone: ZoneInfo) -> datetime:
+    try:
+        return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+    except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it
+        return _FIRST if day.year == 1 else _LAST
 
 
 async def records(
