@@ -155,3 +155,34 @@ async def test_sqlite_writers_serialise(ledger: LedgerService) -> None:
     done = await asyncio.gather(*(one(n) for n in range(12)))
     assert sum(done) == 5
     assert (await ledger.agent(agent.agent_id)).balance_fen == 0
+
+
+async def test_a_workers_phone_cache_never_outlives_a_change_of_bound_phone(
+    pg_ledgers: list[LedgerService],
+) -> None:
+    """A worker answers "whose phone is this?" from its cache; an operator elsewhere moves the
+    agent to another phone, opens an agent on a phone the worker knew as nobody's, closes
+    one: the worker's next answers follow at once (the database's notice clears its cache)."""
+    operator, worker = pg_ledgers[0], pg_ledgers[1]
+    assert worker.ctx.writer.cache is not None  # type: ignore[attr-defined]
+    agent = await new_agent(operator, phone="13800000001")
+    await operator.add_subscriber("13800000002", Kind.MOBILE, Billing.PREPAID)
+    await operator.add_subscriber("13800000003", Kind.MOBILE, Billing.PREPAID)
+    assert await worker.agent_id_for_phone("13800000001") == agent.agent_id  # now cached
+    assert await worker.agent_id_for_phone("13800000003") is None  # cached as nobody's
+
+    async def answers(phone: str, expected: int | None) -> bool:
+        for _ in range(100):  # the notice arrives within milliseconds; allow a second
+            if await worker.agent_id_for_phone(phone) == expected:
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    await operator.change_phone(agent.agent_id, "13800000002")
+    assert await answers("13800000001", None)
+    assert await answers("13800000002", agent.agent_id)
+    other = await new_agent(operator, phone="13800000003", deposit_yuan=500)
+    assert await answers("13800000003", other.agent_id)
+    await operator.transfer_to_phone(other.agent_id, 50_000, TRADE_PIN, "empty")
+    await operator.close_agent(other.agent_id, "close")
+    assert await answers("13800000003", None)
