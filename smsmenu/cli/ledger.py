@@ -670,10 +670,11 @@ def outbox_group() -> None:
 @json_option
 def outbox_list(destination: str | None, as_json: bool) -> None:
     """Outbox rows, oldest first."""
-    from smsmenu.ledger.outbox import Outbox
+    from smsmenu.ledger.outbox import Outbox, for_people
 
     async def action(ledger: LedgerService) -> Any:
-        return await Outbox(ledger.engine, ledger.clock).rows(destination=destination)
+        rows = await Outbox(ledger.engine, ledger.clock).rows(destination=destination)
+        return [for_people(row) for row in rows]
 
     rows = run_ledger(action)
     emit(

@@ -26,7 +26,7 @@ import functools
 import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smsmenu.clock import Clock
+from smsmenu.digits import masked
 from smsmenu.ledger.models import UTCDateTime, outbox
 from smsmenu.ledger.statements import SqliteStatement
 from smsmenu.messages import SMS, Route, Transport
@@ -137,6 +138,15 @@ def stored(
             "error": None,
         }
     )
+
+
+def for_people(message: OutboxMessage) -> OutboxMessage:
+    """``message`` as listed to people (``smsmenu outbox list``): a notice that carries a
+    one-time code (its kind ends in ``_code``: a 销户 code, a web login code) has its digits
+    masked, so that reading the outbox does not hand anyone a code that still works."""
+    if message.kind.endswith("_code"):
+        return replace(message, text=masked(message.text))
+    return message
 
 
 def _held(leases: Sequence[Lease]) -> ColumnElement[bool]:

@@ -9,7 +9,7 @@ import pytest
 
 from smsmenu.clock import FakeClock
 from smsmenu.ledger import outbox
-from smsmenu.ledger.outbox import QUEUED, SENDING, Outbox
+from smsmenu.ledger.outbox import QUEUED, SENDING, Outbox, for_people
 from smsmenu.ledger.service import LedgerService
 from smsmenu.messages import Route, Transport, UssdDialogue
 
@@ -187,3 +187,30 @@ async def test_a_delivery_outcome_applies_to_the_copy_it_names(
     assert (await box.rows())[0].status == "sent"  # a receipt of another copy: ignored
     await box.record([], [(a.id, "smsc-1", True)])
     assert (await box.rows())[0].status == "delivered"
+
+
+async def test_a_one_time_code_is_listed_masked(ledger: LedgerService, clock: FakeClock) -> None:
+    """``outbox list`` shows people every notice but never a code that still works."""
+    now = clock.now()
+    async with ledger.engine.begin() as conn:
+        await outbox.add(
+            conn,
+            *(
+                outbox.row(
+                    now=now,
+                    source="10001",
+                    destination="13900000002",
+                    text=f"code 123456 for {kind}",
+                    kind=kind,
+                    dedup_key=kind,
+                    ref=1,
+                )
+                for kind in ("closing_code", "web_code", "target_receipt")
+            ),
+        )
+    shown = {m.kind: m.text for m in map(for_people, await Outbox(ledger.engine, clock).rows())}
+    assert shown == {
+        "closing_code": "code ****** for closing_code",
+        "web_code": "code ****** for web_code",
+        "target_receipt": "code 123456 for target_receipt",
+    }
