@@ -186,3 +186,35 @@ async def test_a_workers_phone_cache_never_outlives_a_change_of_bound_phone(
     await operator.transfer_to_phone(other.agent_id, 50_000, TRADE_PIN, "empty")
     await operator.close_agent(other.agent_id, "close")
     assert await answers("13800000003", None)
+
+
+@pytest.mark.parametrize("mode", ["internal", "external"])
+async def test_many_agents_recharging_one_prepaid_number_never_deadlock(
+    pg_ledgers: list[LedgerService], mode: str
+) -> None:
+    """Every recharge of a prepaid number updates its row (validity) after locking it at
+    admission: the lock must be taken exclusive, and before the float by every path (the
+    reservation's resolution too), or two recharges of one number deadlock (seen with a
+    shared lock: 'deadlock detected')."""
+    if mode == "external":
+        billing = ScriptedBilling()
+        for service in pg_ledgers:
+            service.billing = billing
+    target = "13900000099"
+    await pg_ledgers[0].add_subscriber(target, Kind.MOBILE, Billing.PREPAID)
+    agents = [
+        await new_agent(pg_ledgers[0], phone=f"1380000{n:04d}", deposit_yuan=5000) for n in range(8)
+    ]
+
+    async def agent_recharges(service: LedgerService, agent_id: int) -> None:
+        for n in range(12):
+            request = RechargeRequest(
+                agent_id, Kind.MOBILE, target, 1000, TRADE_PIN, f"a{agent_id}-{n}"
+            )
+            view = await service.recharge(request)
+            assert view.status is RechargeStatus.SUCCEEDED
+
+    await asyncio.gather(
+        *(agent_recharges(s, a.agent_id) for s, a in zip(pg_ledgers, agents, strict=True))
+    )
+    assert (await pg_ledgers[0].subscriber(target)).balance_fen == 8 * 12 * 1000  # type: ignore[union-attr]

@@ -12,9 +12,13 @@ On PostgreSQL the recharge's booking (``ledger_book``, and ``ledger_recharge`` a
 target's ``valid_until`` becomes the later of it and today, plus those days (never shortened),
 in the same round trip as the credit; the receipt gets the validity clause between the markers
 of ``ledger.notices`` (or loses it: postpaid), and the functions return the date
-(``target_valid``). ``ledger_admit`` reads the target ``FOR SHARE``: a 销户 that has locked
-the number (``ledger.closing``) is waited for and seen, so that no recharge credits a number
-closed meanwhile (and a 销户 waits for a recharge admitted before it, whose credit it refunds).
+(``target_valid``). ``ledger_admit`` locks the target (``FOR NO KEY UPDATE``): a 销户 that
+has locked the number (``ledger.closing``) is waited for and seen, so that no recharge credits a
+number closed meanwhile (and a 销户 waits for a recharge admitted before it, whose credit it
+refunds). The lock is exclusive because the booking updates the row (``valid_until``): two
+recharges of one number holding it shared would each wait for the other to upgrade (a deadlock,
+seen with eight workers on one float); ``ledger_resolve`` takes the target before the float,
+in the order ``ledger_admit`` does.
 The three also take the account the commission is booked to (``p_commission_account``, after
 the notices: ``recharge_plan.notice_args``), where 0005 wrote it to account 2, a copy in SQL of
 ``models.COMMISSION_EXPENSE``.
@@ -156,7 +160,8 @@ BEGIN
         INTO v_rec
         FROM recharges r JOIN agents a ON a.id = r.agent_id
             JOIN subscribers s ON s.number = r.number
-        WHERE r.tx_id = p_txn;
+        WHERE r.tx_id = p_txn
+        FOR NO KEY UPDATE OF s;  -- the target before the float, as ledger_admit takes them
     IF p_posted THEN
         UPDATE accounts SET balance = balance - v_rec.debit_fen,
                 pending = pending - v_rec.debit_fen
@@ -181,12 +186,12 @@ $$
 """
 
 
-# ledger_admit of 0005 with the target read FOR SHARE (see the module notes).
+# ledger_admit of 0005 with the target read FOR NO KEY UPDATE (see the module notes).
 _TARGET_READ = """    SELECT account_id INTO target_account FROM subscribers
         WHERE number = p_number AND kind = p_kind AND status <> 'closed';"""
 assert _TARGET_READ in _0005.ADMIT
 ADMIT = _0005.ADMIT.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION").replace(
-    _TARGET_READ, _TARGET_READ[:-1] + "\n        FOR SHARE;"
+    _TARGET_READ, _TARGET_READ[:-1] + "\n        FOR NO KEY UPDATE;"
 )
 
 
