@@ -348,7 +348,7 @@ _COUNT_PHONE = _count(
 _COUNT_CARD = _count(cards, cards.c.number, cards.c.failures, cards.c.locked_until).returning(
     cards.c.id, cards.c.value_fen, cards.c.pin_salt, cards.c.pin_hash
 )
-_PHONE_LOCK = select(subscribers.c.card_locked_until).where(
+_PHONE_LOCK = select(subscribers.c.card_locked_until, subscribers.c.status).where(
     subscribers.c.number == bindparam("key")
 )
 _CARD_LOCK = select(cards.c.locked_until).where(cards.c.number == bindparam("key"))
@@ -463,6 +463,8 @@ async def _count_attempt(
         until = (await conn.execute(_PHONE_LOCK, {"key": phone})).first()
         if until is None:
             raise Refusal(Rule.TARGET_UNKNOWN, number=phone)
+        if until.status == SubscriberStatus.CLOSED:  # final: it outranks a lock that ends
+            raise Refusal(Rule.SUBSCRIBER_CLOSED, number=phone)
         raise Refusal(Rule.CARD_LOCKED, until=until.card_locked_until)
     if counted.status == SubscriberStatus.CLOSED:
         raise Refusal(Rule.SUBSCRIBER_CLOSED, number=phone)

@@ -154,6 +154,22 @@ async def test_unknown_card_and_wrong_pin_read_the_same_then_lock(ledger: Ledger
     assert view.value_fen == 3000
 
 
+async def test_a_closed_number_hears_it_is_closed_even_while_locked(ledger: LedgerService) -> None:
+    """Closed is final and outranks a lock that ends (the hypothesis machine found the lock
+    answered instead)."""
+    await ledger.add_subscriber(PHONE, Kind.MOBILE, Billing.PREPAID)
+    await imported(ledger)
+    for n in range(3):
+        await refused(
+            (Rule.CARD_INVALID, Rule.CARD_INVALID, Rule.CARD_LOCKED)[n],
+            ledger.redeem_card(PHONE, "1000000001", "000000", None, f"w{n}"),
+        )
+    await ledger.close_subscriber(PHONE, "close")
+    await refused(
+        Rule.SUBSCRIBER_CLOSED, ledger.redeem_card(PHONE, "1000000002", "654321", None, "r")
+    )
+
+
 async def test_a_card_locks_after_three_wrong_pins_from_any_phones(ledger: LedgerService) -> None:
     phones = [f"1390000100{i}" for i in range(4)]
     for phone in phones:
