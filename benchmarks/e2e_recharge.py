@@ -273,12 +273,18 @@ async def measure(
     wall = time.perf_counter() - wall0
     rate = report(f"{name}, {agents} agents", done, lat, secs)
     total_done = max(1.0, done * wall / secs)  # the warm-up ran too
+    workers_used = 0.0
     for group, pids in groups.items():
         # a process that started meanwhile (a PostgreSQL backend) counts from zero
         used = sum(cpu_seconds([pid]) - before.get(pid, 0.0) for pid in pids())
+        workers_used += used if group.startswith("worker ") else 0.0
         print(
             f"    {group:<34} {used / wall * 100:5.1f}% of a core,"
             f" {used / total_done * 1000:5.2f} ms CPU per recharge"
+        )
+    if len(workers) > 1:
+        print(
+            f"    {'workers in all':<34} {workers_used / total_done * 1000:18.2f} ms CPU per recharge"
         )
     return rate
 

@@ -321,7 +321,7 @@ class OutboxSender:
             await self._failed(message, f"{type(exc).__name__}: {exc}", True)
             return
         self.counters.sent += 1
-        log.info(
+        log.debug(
             "outbox id=%d kind=%s ref=%s destination=%s parts=%d ids=%s attempt=%d",
             message.id,
             message.kind,
