@@ -283,9 +283,8 @@ async def measure(
             f" {used / total_done * 1000:5.2f} ms CPU per recharge"
         )
     if len(workers) > 1:
-        print(
-            f"    {'workers in all':<34} {workers_used / total_done * 1000:18.2f} ms CPU per recharge"
-        )
+        in_all = workers_used / total_done * 1000
+        print(f"    {'workers in all':<34} {in_all:18.2f} ms CPU per recharge")
     return rate
 
 
