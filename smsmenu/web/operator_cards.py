@@ -56,7 +56,10 @@ async def _file_text(upload: object) -> str:
     """The uploaded file as text (BAD_REQUEST: no file, not UTF-8, too large)."""
     if not isinstance(upload, UploadFile):
         raise WebRefusal(WebRule.BAD_REQUEST)
-    data = await upload.read(MAX_FILE_MB * 1024 * 1024 + 1)
+    try:
+        data = await upload.read(MAX_FILE_MB * 1024 * 1024 + 1)
+    finally:
+        await upload.close()
     if len(data) > MAX_FILE_MB * 1024 * 1024:
         raise WebRefusal(WebRule.FILE_TOO_LARGE, mb=MAX_FILE_MB)
     try:
