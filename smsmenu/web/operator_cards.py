@@ -53,13 +53,10 @@ async def cards_page(request: Request, operator: OperatorView) -> Response:
 
 
 async def _file_text(upload: object) -> str:
-    """The uploaded file as text (BAD_REQUEST: no file, not UTF-8, too large)."""
+    """The uploaded file as text (BAD_REQUEST: no file, not UTF-8; FILE_TOO_LARGE)."""
     if not isinstance(upload, UploadFile):
         raise WebRefusal(WebRule.BAD_REQUEST)
-    try:
-        data = await upload.read(MAX_FILE_MB * 1024 * 1024 + 1)
-    finally:
-        await upload.close()
+    data = await upload.read(MAX_FILE_MB * 1024 * 1024 + 1)
     if len(data) > MAX_FILE_MB * 1024 * 1024:
         raise WebRefusal(WebRule.FILE_TOO_LARGE, mb=MAX_FILE_MB)
     try:
@@ -74,9 +71,10 @@ async def import_post(request: Request, operator: OperatorView) -> Response:
     web = web_of(request)
     batch = ""
     try:
-        form = await form_of(request)
-        batch = field(form, "batch", 64)
-        text = await _file_text(form.get("file"))
+        async with request.form():  # the uploaded file is closed however this ends
+            form = await form_of(request)
+            batch = field(form, "batch", 64)
+            text = await _file_text(form.get("file"))
         rows = await audited(
             request,
             operator,
