@@ -2,7 +2,8 @@
 served over HTTP, on a phone-sized screen: an agent logs in by a code sent by SMS, recharges,
 sees the record, downloads the CSV and deposits online; an operator opens an agent and
 reverses a recharge; a subscriber logs in by code, redeems a card for a data pack, sees the
-allowance and closes the account with the code sent by SMS. Screenshots of the main pages are saved (``browser.screenshot_dir``)."""
+allowance and closes the account with the code sent by SMS. Screenshots of the main pages are
+saved (``browser.screenshot_dir``)."""
 
 from __future__ import annotations
 
