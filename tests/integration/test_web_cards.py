@@ -9,9 +9,10 @@ import asyncio
 import re
 
 import httpx
+import pytest
 
 from smsmenu.ledger.api import SubscriberStatus
-from smsmenu.web import audit
+from smsmenu.web import audit, operator_cards
 from smsmenu.web.card_imports import ImportJob
 from smsmenu.web.operators import Role
 from tests.web_fixtures import (
@@ -170,3 +171,13 @@ async def test_subscriber_close_at_the_counter(web_world: WebWorld) -> None:
     assert ("subscriber_close", f"number:{FIXED}", "refused:close_owed") in entries
     assert ("subscriber_close", f"number:{AGENT_PHONE}", "refused:close_bound_phone") in entries
     assert (await web_world.ledger.trial_balance()).total_fen == 0
+
+
+async def test_a_file_over_the_limit_is_refused(
+    web_world: WebWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(operator_cards, "MAX_FILE_MB", 0)  # any file is over a limit of 0 MB
+    await login(web_world, "li", Role.STAFF)
+    response = await upload(web_world, "BIG", card_file(6000000000, 2))
+    assert response.status_code == 413 and "文件过大" in response.text
+    assert (await web_world.ledger.card_stats()).issued == 0
