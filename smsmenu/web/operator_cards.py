@@ -15,11 +15,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from smsmenu.ledger.api import CardStats, Refusal
+from smsmenu.ledger.cards import CardRow
 from smsmenu.ledger.models import card_batches
 from smsmenu.web.card_imports import ImportJobs
 from smsmenu.web.operator_pages import audited, operator_page
 from smsmenu.web.operators import OperatorView, Role
-from smsmenu.web.pages import PAGE_SIZE, field, form_of, redirect, refused, render, web_of
+from smsmenu.web.pages import PAGE_SIZE, field, form_of, redirect, render, web_of
 from smsmenu.web.refusals import WebRefusal, WebRule, explain
 
 MAX_FILE_MB = 32
@@ -46,6 +47,14 @@ async def _page(
     total, batches = await _stats(request)
     context = {"operator": operator, "total": total, "batches": batches}
     return render(request, "operator_cards.html", status, **context, **extra)
+
+
+async def _refused(
+    request: Request, operator: OperatorView, exc: Refusal | WebRefusal, **extra: Any
+) -> Response:
+    """The page with the refusal's message (and its status)."""
+    status = exc.status if isinstance(exc, WebRefusal) else 422
+    return await _page(request, operator, status, error=explain(web_of(request), exc), **extra)
 
 
 async def cards_page(request: Request, operator: OperatorView) -> Response:
@@ -83,14 +92,12 @@ async def import_post(request: Request, operator: OperatorView) -> Response:
             lambda: _parsed(request, text),
         )
     except (Refusal, WebRefusal) as exc:
-        total, batches = await _stats(request)
-        context = {"operator": operator, "total": total, "batches": batches, "batch": batch}
-        return refused(request, "operator_cards.html", exc, **context)
+        return await _refused(request, operator, exc, batch=batch)
     job = jobs_of(request).start(web, f"operator:{operator.name}", batch, rows)
     return redirect(f"/operator/cards/imports/{job.id}")
 
 
-async def _parsed(request: Request, text: str) -> Any:
+async def _parsed(request: Request, text: str) -> list[CardRow]:
     return web_of(request).ledger.parse_cards(text)
 
 
@@ -117,8 +124,7 @@ async def void_post(request: Request, operator: OperatorView) -> Response:
 
         count = await audited(request, operator, "cards_void", f"batch:{batch}", run)
     except (Refusal, WebRefusal) as exc:
-        status = exc.status if isinstance(exc, WebRefusal) else 422
-        return await _page(request, operator, status, error=explain(web, exc))
+        return await _refused(request, operator, exc)
     notice = web.catalogue.render("web_cards_voided", batch=batch, count=count)
     return await _page(request, operator, notice=notice)
 

@@ -298,3 +298,30 @@ async def test_postpaid_mobile_logs_in_without_validity(web_world: WebWorld) -> 
     page = await web_world.http.get("/subscriber")
     assert page.status_code == 200 and 'id="valid-until"' not in page.text
     assert web_world.web.catalogue.render("web_no_allowances") in page.text
+
+
+async def test_void_expired_and_too_small_cards_are_refused_by_name(web_world: WebWorld) -> None:
+    ledger = web_world.ledger
+    await import_cards(ledger)
+    await log_in(web_world)
+    dearest = max(ledger.products.items, key=lambda item: item.price_fen)
+    page = "/subscriber/card"
+    small = await web_world.post_form(
+        f"{page}/confirm", page, card="1000000002", use=dearest.code, pin="654321", key="s"
+    )
+    assert small.status_code == 422 and "不足以购买" in small.text
+    await ledger.void_cards("B1")
+    void = await web_world.post_form(
+        f"{page}/confirm", page, card="1000000002", use="credit", pin="654321", key="v"
+    )
+    assert void.status_code == 422 and "已作废" in void.text
+    await ledger.import_cards("B2", ledger.parse_cards(CARDS.replace("100000000", "200000000")))
+    ledger.clock.advance(90 * 86_400)  # type: ignore[attr-defined]
+    await log_in(web_world)  # the login lapsed meanwhile
+    expired = await web_world.post_form(
+        f"{page}/confirm", page, card="2000000001", use="credit", pin="123456", key="e"
+    )
+    assert expired.status_code == 422 and "已过期" in expired.text
+    assert (await ledger.card("2000000001")).status == "expired"
+    view = await ledger.subscriber(MOBILE)
+    assert view is not None and view.balance_fen == 500
