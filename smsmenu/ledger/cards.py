@@ -125,21 +125,26 @@ class CardRow:
 def parse_file(ctx: LedgerContext, text: str) -> list[CardRow]:
     """The rows of a batch file (SPEC §8: ``number,pin,value,expires``), every one checked;
     BAD_CARD_FILE naming the first bad line (the header is line 1)."""
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
-    header = next(reader, None)
-    if header is None or [h.strip().lower() for h in header] != HEADER:
-        raise Refusal(Rule.BAD_CARD_FILE, line=1, reason=ctx.text("card_file_header"))
-    today, seen = ctx.today(), set()
-    rows: list[CardRow] = []
-    for fields in reader:
-        line = reader.line_num
-        if not fields or all(not f.strip() for f in fields):
-            continue
-        row = _row(ctx, line, fields, today)
-        if row.number in seen:
-            raise Refusal(Rule.BAD_CARD_FILE, line=line, reason=ctx.text("card_file_twice"))
-        seen.add(row.number)
-        rows.append(row)
+    # newline="": csv sees the file's own line ends (a lone CR is one, not a field's character)
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    try:
+        header = next(reader, None)
+        if header is None or [h.strip().lower() for h in header] != HEADER:
+            raise Refusal(Rule.BAD_CARD_FILE, line=1, reason=ctx.text("card_file_header"))
+        today, seen = ctx.today(), set()
+        rows: list[CardRow] = []
+        for fields in reader:
+            line = reader.line_num
+            if not fields or all(not f.strip() for f in fields):
+                continue
+            row = _row(ctx, line, fields, today)
+            if row.number in seen:
+                raise Refusal(Rule.BAD_CARD_FILE, line=line, reason=ctx.text("card_file_twice"))
+            seen.add(row.number)
+            rows.append(row)
+    except csv.Error:  # e.g. a field over csv's size limit
+        line = max(reader.line_num, 1)
+        raise Refusal(Rule.BAD_CARD_FILE, line=line, reason=ctx.text("card_file_csv")) from None
     if not rows:
         raise Refusal(Rule.BAD_CARD_FILE, line=1, reason=ctx.text("card_file_empty"))
     return rows
