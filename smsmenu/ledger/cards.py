@@ -353,7 +353,7 @@ _COUNT_PHONE = _count(
 _COUNT_CARD = _count(cards, cards.c.number, cards.c.failures, cards.c.locked_until).returning(
     cards.c.id, cards.c.value_fen, cards.c.pin_salt, cards.c.pin_hash
 )
-_PHONE_LOCK = select(subscribers.c.card_locked_until).where(
+_PHONE_LOCK = select(subscribers.c.status, subscribers.c.card_locked_until).where(
     subscribers.c.number == bindparam("key")
 )
 _CARD_LOCK = select(cards.c.locked_until).where(cards.c.number == bindparam("key"))
@@ -465,10 +465,12 @@ async def _count_attempt(
     params = {"now": now, "until": now + rules.PIN_LOCK}
     counted = (await conn.execute(_COUNT_PHONE, {**params, "key": phone})).first()
     if counted is None:
-        until = (await conn.execute(_PHONE_LOCK, {"key": phone})).first()
-        if until is None:
+        locked = (await conn.execute(_PHONE_LOCK, {"key": phone})).first()
+        if locked is None:
             raise Refusal(Rule.TARGET_UNKNOWN, number=phone)
-        raise Refusal(Rule.CARD_LOCKED, until=until.card_locked_until)
+        if locked.status == SubscriberStatus.CLOSED:  # closed says more than a lock
+            raise Refusal(Rule.SUBSCRIBER_CLOSED, number=phone)
+        raise Refusal(Rule.CARD_LOCKED, until=locked.card_locked_until)
     if counted.status == SubscriberStatus.CLOSED:
         raise Refusal(Rule.SUBSCRIBER_CLOSED, number=phone)
     card = (await conn.execute(_COUNT_CARD, {**params, "key": card_number})).first()

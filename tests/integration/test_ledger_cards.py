@@ -156,6 +156,20 @@ async def test_unknown_card_and_wrong_pin_read_the_same_then_lock(ledger: Ledger
     assert view.value_fen == 3000
 
 
+async def test_a_closed_phone_is_told_so_even_while_locked(ledger: LedgerService) -> None:
+    """Found by the cards state machine: a phone locked by wrong PINs, then closed, was told
+    CARD_LOCKED; that it is closed is what holds for good."""
+    await ledger.add_subscriber(PHONE, Kind.MOBILE, Billing.PREPAID)
+    await imported(ledger)
+    for n in range(3):
+        with pytest.raises(Refusal):
+            await ledger.redeem_card(PHONE, "1000000001", "000000", None, f"w{n}")
+    await ledger.close_subscriber(PHONE, "counter")
+    await refused(
+        Rule.SUBSCRIBER_CLOSED, ledger.redeem_card(PHONE, "1000000002", "654321", None, "k")
+    )
+
+
 async def test_a_card_locks_after_three_wrong_pins_from_any_phones(ledger: LedgerService) -> None:
     phones = [f"1390000100{i}" for i in range(4)]
     for phone in phones:
