@@ -279,7 +279,9 @@ def demo(
                     f"  web       {web_url}  agents: {web_url}agent/login (agent id"
                     f" {agent.agent_id} + management password, or the bound phone + a code"
                     f" shown on the console); operators: {web_url}operator/login"
-                    f" ({OPERATOR[0]} / {OPERATOR[1]}, supervisor)"
+                    f" ({OPERATOR[0]} / {OPERATOR[1]}, supervisor); subscribers:"
+                    f" {web_url}subscriber/login (e.g. {SUBSCRIBERS[0][0]} + a code shown on"
+                    " the console)"
                 )
                 out(
                     f"Agent {agent.agent_id}: bound phone {agent.phone},"

@@ -125,21 +125,26 @@ class CardRow:
 def parse_file(ctx: LedgerContext, text: str) -> list[CardRow]:
     """The rows of a batch file (SPEC §8: ``number,pin,value,expires``), every one checked;
     BAD_CARD_FILE naming the first bad line (the header is line 1)."""
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
-    header = next(reader, None)
-    if header is None or [h.strip().lower() for h in header] != HEADER:
-        raise Refusal(Rule.BAD_CARD_FILE, line=1, reason=ctx.text("card_file_header"))
-    today, seen = ctx.today(), set()
-    rows: list[CardRow] = []
-    for fields in reader:
-        line = reader.line_num
-        if not fields or all(not f.strip() for f in fields):
-            continue
-        row = _row(ctx, line, fields, today)
-        if row.number in seen:
-            raise Refusal(Rule.BAD_CARD_FILE, line=line, reason=ctx.text("card_file_twice"))
-        seen.add(row.number)
-        rows.append(row)
+    # newline="": csv sees the file's own line ends (a lone CR is one, not a field's character)
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    try:
+        header = next(reader, None)
+        if header is None or [h.strip().lower() for h in header] != HEADER:
+            raise Refusal(Rule.BAD_CARD_FILE, line=1, reason=ctx.text("card_file_header"))
+        today, seen = ctx.today(), set()
+        rows: list[CardRow] = []
+        for fields in reader:
+            line = reader.line_num
+            if not fields or all(not f.strip() for f in fields):
+                continue
+            row = _row(ctx, line, fields, today)
+            if row.number in seen:
+                raise Refusal(Rule.BAD_CARD_FILE, line=line, reason=ctx.text("card_file_twice"))
+            seen.add(row.number)
+            rows.append(row)
+    except csv.Error:  # e.g. a field over csv's size limit
+        line = max(reader.line_num, 1)
+        raise Refusal(Rule.BAD_CARD_FILE, line=line, reason=ctx.text("card_file_csv")) from None
     if not rows:
         raise Refusal(Rule.BAD_CARD_FILE, line=1, reason=ctx.text("card_file_empty"))
     return rows
@@ -348,7 +353,7 @@ _COUNT_PHONE = _count(
 _COUNT_CARD = _count(cards, cards.c.number, cards.c.failures, cards.c.locked_until).returning(
     cards.c.id, cards.c.value_fen, cards.c.pin_salt, cards.c.pin_hash
 )
-_PHONE_LOCK = select(subscribers.c.card_locked_until, subscribers.c.status).where(
+_PHONE_LOCK = select(subscribers.c.status, subscribers.c.card_locked_until).where(
     subscribers.c.number == bindparam("key")
 )
 _CARD_LOCK = select(cards.c.locked_until).where(cards.c.number == bindparam("key"))
@@ -460,12 +465,12 @@ async def _count_attempt(
     params = {"now": now, "until": now + rules.PIN_LOCK}
     counted = (await conn.execute(_COUNT_PHONE, {**params, "key": phone})).first()
     if counted is None:
-        until = (await conn.execute(_PHONE_LOCK, {"key": phone})).first()
-        if until is None:
+        locked = (await conn.execute(_PHONE_LOCK, {"key": phone})).first()
+        if locked is None:
             raise Refusal(Rule.TARGET_UNKNOWN, number=phone)
-        if until.status == SubscriberStatus.CLOSED:  # final: it outranks a lock that ends
+        if locked.status == SubscriberStatus.CLOSED:  # closed says more than a lock
             raise Refusal(Rule.SUBSCRIBER_CLOSED, number=phone)
-        raise Refusal(Rule.CARD_LOCKED, until=until.card_locked_until)
+        raise Refusal(Rule.CARD_LOCKED, until=locked.card_locked_until)
     if counted.status == SubscriberStatus.CLOSED:
         raise Refusal(Rule.SUBSCRIBER_CLOSED, number=phone)
     card = (await conn.execute(_COUNT_CARD, {**params, "key": card_number})).first()

@@ -30,10 +30,11 @@ from smsmenu.ledger.api import (
 )
 from smsmenu.ledger.models import MAX_ID
 from smsmenu.money import parse_whole_yuan, parse_yuan
-from smsmenu.web import audit, codes, payments, security
+from smsmenu.web import audit, codes, payments
 from smsmenu.web.pages import (
     PAGE_SIZE,
     day_param,
+    end_login,
     field,
     for_user,
     form_key,
@@ -44,7 +45,6 @@ from smsmenu.web.pages import (
     redirect,
     refused,
     render,
-    sessions_of,
     web_of,
 )
 from smsmenu.web.refusals import WebRefusal, WebRule
@@ -119,10 +119,7 @@ async def logout(request: Request) -> Response:
         await form_of(request)
     except WebRefusal:
         return redirect("/")
-    await sessions_of(request).end(request.cookies.get(security.SESSION_COOKIE))
-    response = redirect("/")
-    response.delete_cookie(security.SESSION_COOKIE, path="/")
-    return response
+    return await end_login(request, redirect("/"))
 
 
 # ---- balance, recharge, retry -------------------------------------------------------------

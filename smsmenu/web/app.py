@@ -1,5 +1,6 @@
-"""The ASGI application: the agent and operator pages, the API, static files, and what every
-response gets (security headers; a refusal as a page message or as the API's JSON error)."""
+"""The ASGI application: the agent, operator and subscriber pages, the API, static files, and
+what every response gets (security headers; a refusal as a page message or as the API's JSON
+error)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from smsmenu.ledger.api import Refusal
-from smsmenu.web import agent_pages, api, operator_pages
+from smsmenu.web import agent_pages, api, operator_cards, operator_pages, subscriber_pages
+from smsmenu.web.card_imports import ImportJobs
 from smsmenu.web.context import WebContext
 from smsmenu.web.pages import redirect, render
 from smsmenu.web.refusals import WebRefusal, WebRule, explain
@@ -79,6 +81,8 @@ def build_app(web: WebContext) -> Starlette:
         *api.routes,
         *agent_pages.routes,
         *operator_pages.routes,
+        *operator_cards.routes,
+        *subscriber_pages.routes,
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(
@@ -92,6 +96,7 @@ def build_app(web: WebContext) -> Starlette:
         },
     )
     app.state.web = web
+    app.state.card_imports = ImportJobs()
     app.state.sessions = WebSessions(
         web.ledger.engine, web.keys, web.clock, web.settings.web_session_s
     )

@@ -1,7 +1,8 @@
 """The operator's pages (SPEC §7): staff and supervisors log in with the accounts made by
 ``smsmenu operator create``; open an agent, deposit, suspend/resume, close, reverse a recharge
-(supervisors only), subscribers (add, show), the daily report over a date range with a chart,
-and the audit log. Every operation is written to the audit log, with its refusal's rule."""
+(supervisors only), subscribers (add, show, close at the counter), the daily report over a
+date range with a chart, and the audit log. Every operation is written to the audit log, with
+its refusal's rule."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ MAX_REPORT_DAYS = 62
 operator_page = for_user(logged_operator, LOGIN)
 
 
-async def _audited(
+async def audited(
     request: Request,
     operator: OperatorView,
     action: str,
@@ -130,7 +131,7 @@ async def open_post(request: Request, operator: OperatorView) -> Response:
             raise Refusal(Rule.BAD_COMMISSION)
         deposit = _yuan(values["deposit"], Rule.OPENING_DEPOSIT_TOO_SMALL)
         trade, mgmt = field(form, "trade_pin", 16), field(form, "mgmt_pin", 16)
-        agent = await _audited(
+        agent = await audited(
             request,
             operator,
             "open_agent",
@@ -188,7 +189,7 @@ async def agent_action(request: Request, operator: OperatorView) -> Response:
             runs["phone"] = lambda: ledger.change_phone(agent_id, phone)
         if action not in runs:
             raise WebRefusal(WebRule.NOT_FOUND)
-        done = await _audited(request, operator, action, f"agent:{agent_id}", runs[action])
+        done = await audited(request, operator, action, f"agent:{agent_id}", runs[action])
     except (Refusal, WebRefusal) as exc:
         status = exc.status if isinstance(exc, WebRefusal) else 422
         return await _agent_page(request, operator, agent_id, status, error=explain(web, exc))
@@ -204,7 +205,7 @@ async def invoice(request: Request, operator: OperatorView) -> Response:
     try:
         form = await form_of(request)
         tx_id = _tx_id(form)
-        await _audited(
+        await audited(
             request,
             operator,
             "invoice",
@@ -231,7 +232,7 @@ async def reversal(request: Request, operator: OperatorView) -> Response:
             key = field(form, "key", 40) or form_key()
             return await web.ledger.reverse(tx_id, key)
 
-        view = await _audited(request, operator, "reversal", f"tx:{tx_id}", run)
+        view = await audited(request, operator, "reversal", f"tx:{tx_id}", run)
     except (Refusal, WebRefusal) as exc:
         rule = exc.rule.value
         return refused(request, "operator_home.html", exc, rule=rule, **context)
@@ -245,13 +246,18 @@ async def subscribers_page(request: Request, operator: OperatorView) -> Response
     number = request.query_params.get("number", "")
     number = number[:16] if number.isprintable() else ""
     found = await web_of(request).ledger.subscriber(number) if number else None
-    context: dict[str, Any] = {"operator": operator, "number": number, "found": found}
+    context: dict[str, Any] = {
+        "operator": operator,
+        "number": number,
+        "found": found,
+        "key": form_key(),
+    }
     return render(request, "operator_subscribers.html", **context)
 
 
 async def subscriber_add(request: Request, operator: OperatorView) -> Response:
     web = web_of(request)
-    context: dict[str, Any] = {"operator": operator, "number": "", "found": None}
+    context: dict[str, Any] = {"operator": operator, "number": "", "found": None, "key": form_key()}
     try:
         form = await form_of(request)
         number, kind = field(form, "number", 16), field(form, "kind")
@@ -261,7 +267,7 @@ async def subscriber_add(request: Request, operator: OperatorView) -> Response:
         balance = field(form, "balance", 16) or "0"
         negative = balance.startswith("-")
         fen = _yuan(balance.removeprefix("-"), Rule.BAD_AMOUNT)
-        found = await _audited(
+        found = await audited(
             request,
             operator,
             "subscriber_add",
@@ -273,6 +279,31 @@ async def subscriber_add(request: Request, operator: OperatorView) -> Response:
     except (Refusal, WebRefusal) as exc:
         return refused(request, "operator_subscribers.html", exc, **context)
     context.update(number=found.number, found=found)
+    return render(request, "operator_subscribers.html", **context)
+
+
+async def subscriber_close(request: Request, operator: OperatorView) -> Response:
+    """销户 at the counter (``subscriber close``): identity checked in person, so no code; the
+    rules of menu 4 (nothing owed, not a bound phone)."""
+    web = web_of(request)
+    context: dict[str, Any] = {"operator": operator, "number": "", "found": None}
+    try:
+        form = await form_of(request)
+        number, key = field(form, "number", 16), field(form, "key", 40) or form_key()
+        context.update(number=number, found=await web.ledger.subscriber(number), key=form_key())
+        closed = await audited(
+            request,
+            operator,
+            "subscriber_close",
+            f"number:{number}",
+            lambda: web.ledger.close_subscriber(number, key),
+        )
+    except (Refusal, WebRefusal) as exc:
+        return refused(request, "operator_subscribers.html", exc, **context)
+    notice = web.catalogue.render(
+        "web_subscriber_closed", number=closed.number, refund=format_yuan(closed.refund_fen)
+    )
+    context.update(found=await web.ledger.subscriber(number), notice=notice)
     return render(request, "operator_subscribers.html", **context)
 
 
@@ -346,6 +377,7 @@ routes = [
     Route("/operator/invoice", operator_page(invoice), methods=["POST"]),
     Route("/operator/subscribers", operator_page(subscribers_page), methods=["GET"]),
     Route("/operator/subscribers", operator_page(subscriber_add), methods=["POST"]),
+    Route("/operator/subscribers/close", operator_page(subscriber_close), methods=["POST"]),
     Route("/operator/report", operator_page(report), methods=["GET"]),
     Route("/operator/audit", operator_page(audit_page), methods=["GET"]),
 ]

@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from smsmenu.digits import to_int
-from smsmenu.ledger.api import Refusal
+from smsmenu.ledger.api import Refusal, SubscriberStatus, SubscriberView
 from smsmenu.money import format_yuan
 from smsmenu.web import audit, operators, security
 from smsmenu.web.context import WebContext
@@ -109,6 +109,13 @@ def redirect(url: str) -> Response:
     return RedirectResponse(url, status_code=303)
 
 
+async def end_login(request: Request, response: Response) -> Response:
+    """``response`` with the browser's login ended."""
+    await sessions_of(request).end(request.cookies.get(security.SESSION_COOKIE))
+    response.delete_cookie(security.SESSION_COOKIE, path="/")
+    return response
+
+
 async def login(request: Request, who: str, url: str, actor: str, how: str) -> Response:
     """Log ``who`` in and go to ``url``; the audit log gets ``actor``'s login (by ``how``)."""
     await audit.record(web_of(request), actor, f"login_{how}", actor, "ok")
@@ -133,6 +140,15 @@ async def logged_agent(request: Request) -> int | None:
     except Refusal:
         return None
     return None if agent.status.value == "closed" else agent_id
+
+
+async def logged_subscriber(request: Request) -> SubscriberView | None:
+    """The subscriber logged in (its account not closed since), or None."""
+    found = await who(request)
+    if found is None or not found.startswith("subscriber:"):
+        return None
+    view = await web_of(request).ledger.subscriber(found.removeprefix("subscriber:"))
+    return None if view is None or view.status is SubscriberStatus.CLOSED else view
 
 
 async def logged_operator(request: Request) -> operators.OperatorView | None:

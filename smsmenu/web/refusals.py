@@ -35,6 +35,7 @@ class WebRule(StrEnum):
     BAD_SCOPE = "bad_scope"
     WEAK_PASSWORD = "weak_password"
     PASSWORDS_DIFFER = "passwords_differ"  # the new password typed twice, two different ones
+    FILE_TOO_LARGE = "file_too_large"  # an uploaded card batch file
 
 
 STATUS = {
@@ -44,6 +45,7 @@ STATUS = {
     WebRule.NOT_FOUND: 404,
     WebRule.METHOD_NOT_ALLOWED: 405,
     WebRule.CODE_RATE_LIMITED: 429,
+    WebRule.FILE_TOO_LARGE: 413,
 }
 
 

@@ -1,7 +1,9 @@
 """The web pages in a real browser (headless Chromium, Playwright) against ``web_part``
 served over HTTP, on a phone-sized screen: an agent logs in by a code sent by SMS, recharges,
 sees the record, downloads the CSV and deposits online; an operator opens an agent and
-reverses a recharge. Screenshots of the main pages are saved (``browser.screenshot_dir``)."""
+reverses a recharge; a subscriber logs in by code, redeems a card for a data pack, sees the
+allowance and closes the account with the code sent by SMS. Screenshots of the main pages are
+saved (``browser.screenshot_dir``)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ MOBILE = "13900000002"
 POSTPAID = "02787654321"
 NEW_AGENT_PHONE = "13800000002"
 OPERATOR_PASSWORD = "supervisor-pw-1"
+CARDS = "number,pin,value,expires\n1000000001,123456,50,2027-01-31\n"
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +52,7 @@ async def _seed(web: WebThread) -> None:
     await operators.create(
         WebContext.of(ledger), "zhang", operators.Role.SUPERVISOR, OPERATOR_PASSWORD
     )
+    await ledger.import_cards("B1", ledger.parse_cards(CARDS))
 
 
 @pytest.fixture
@@ -73,10 +77,10 @@ def shot(page: Page, shots: Path, name: str) -> None:
     page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
 
 
-def last_code(site: WebThread, phone: str) -> str:
+def last_code(site: WebThread, phone: str, kind: str = "web_code") -> str:
     async def read() -> str:
         rows = await Outbox(site.ledger.engine, site.ledger.clock).rows(destination=phone)
-        text = [row.text for row in rows if row.kind == "web_code"][-1]
+        text = [row.text for row in rows if row.kind == kind][-1]
         found = re.search(r"[0-9]{6}", text)
         assert found
         return found.group(0)
@@ -173,6 +177,9 @@ def test_operator_opens_an_agent_and_reverses_a_recharge(
     page.goto(f"{site.url}/operator/agents/{agent_id}")
     expect(page.locator("#agent-balance")).to_have_text("600.00元")
 
+    page.goto(f"{site.url}/operator/cards")
+    expect(page.locator("#batch-B1")).to_contain_text("50.00元")
+    shot(page, shots, "operator-cards")
     page.goto(f"{site.url}/operator/report")
     expect(page.locator("svg.chart")).to_be_visible()
     shot(page, shots, "operator-report")
@@ -180,3 +187,50 @@ def test_operator_opens_an_agent_and_reverses_a_recharge(
     expect(page.locator("#audit")).to_contain_text("reversal")
     expect(page.locator("#audit")).to_contain_text("open_agent")
     shot(page, shots, "operator-audit")
+
+
+def test_subscriber_redeems_a_card_for_data_and_closes_the_account(
+    site: WebThread, page: Page, tmp_path: Path
+) -> None:
+    shots = screenshot_dir(tmp_path)
+    page.goto(f"{site.url}/subscriber/login")
+    expect(page.locator("h1")).to_have_text("手机用户登录")
+    page.fill("#login-code-request input[name=phone]", MOBILE)
+    page.click("#login-code-request button")
+    expect(page.locator(".notice")).to_be_visible()
+    shot(page, shots, "subscriber-login")
+    page.fill("#login-code input[name=code]", last_code(site, MOBILE))
+    page.click("#login-code button")
+    expect(page.locator("#balance")).to_have_text("5.00元")
+
+    page.click("nav a[href='/subscriber/card']")
+    page.fill("#card input[name=card]", "1000000001")
+    page.check("#card input[value=D100]")
+    shot(page, shots, "subscriber-card")
+    page.click("#card button")
+    expect(page.locator("#card-quote")).to_contain_text("100M流量包")
+    page.fill("#card-confirm input[name=pin]", "123456")
+    page.click("#card-confirm button")
+    result = page.locator("#card-result")
+    for figure in ("50.00元", "100M流量包", "40.00元", "45.00元"):
+        expect(result).to_contain_text(figure)
+    assert "123456" not in page.content()
+    shot(page, shots, "subscriber-card-result")
+
+    page.click("nav a[href='/subscriber']")
+    expect(page.locator("#allowances")).to_contain_text("100M流量包")
+    expect(page.locator("#balance")).to_have_text("45.00元")
+    shot(page, shots, "subscriber-home")
+
+    page.click("nav a[href='/subscriber/close']")
+    expect(page.locator("#closing-balance")).to_have_text("45.00元")
+    page.click("#close-code button")
+    code = last_code(site, MOBILE, "closing_code")
+    shot(page, shots, "subscriber-close")
+    page.fill("#close-confirm input[name=code]", code)
+    page.click("#close-confirm button")
+    expect(page.locator("#closed")).to_contain_text("45.00元")
+    assert code not in page.content()
+    shot(page, shots, "subscriber-closed")
+    page.goto(f"{site.url}/subscriber")
+    expect(page.locator("h1")).to_have_text("手机用户登录")  # logged out: closed for good

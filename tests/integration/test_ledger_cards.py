@@ -66,6 +66,8 @@ async def test_import_books_nothing_and_show_never_has_the_pin(ledger: LedgerSer
         (FILE + "1000000003,123456,50,2026-11-09\n", 4),  # expired already
         (FILE + "1000000001,123456,50,2027-01-31\n", 4),  # twice in the file
         (FILE + "1000000003,123456,50\n", 4),
+        (FILE + "10000\r00003,123456,50,2027-01-31\n", 4),  # a lone CR ends a line
+        (FILE + "1000000003," + "9" * 200_000 + ",50,2027-01-31\n", 4),  # over csv's limit
     ],
 )
 async def test_a_bad_row_refuses_the_whole_file_naming_its_line(

@@ -1,17 +1,23 @@
 """Races through the web layer on SQLite and PostgreSQL: one Idempotency-Key sent many times
 at once moves money once; a phone's code limit holds against requests at once; operators'
-wrong passwords at once are counted to the lock and no further."""
+wrong passwords at once are counted to the lock and no further; a subscriber's card form sent
+many times at once redeems once, and card PIN guesses at once stop at the shared lock."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from smsmenu.ledger.api import Refusal, Rule
 from smsmenu.ledger.models import login_codes
 from smsmenu.web import codes, operators
 from smsmenu.web.operators import Role
 from smsmenu.web.refusals import WebRefusal
 from tests.ledger_fixtures import TRADE_PIN
 from tests.web_fixtures import AGENT_PHONE, MOBILE, OPERATOR_PASSWORD, WebWorld, api_key
+
+CARDS = "number,pin,value,expires\n1000000001,123456,50,2027-01-31\n"
 
 
 async def test_one_key_at_once_is_one_recharge(web_world: WebWorld) -> None:
@@ -58,3 +64,43 @@ async def test_operator_guesses_at_once_stop_at_the_lock(web_world: WebWorld) ->
         operators.login(web_world.web, "chen", OPERATOR_PASSWORD), return_exceptions=True
     )
     assert isinstance(right[0], WebRefusal) and right[0].rule.value == "operator_locked"
+
+
+async def _subscriber_login(world: WebWorld) -> str:
+    """Log ``MOBILE`` in to the subscriber pages; a CSRF token of its forms."""
+    await world.post_form("/subscriber/login/code", "/subscriber/login", phone=MOBILE)
+    code = await world.last_code(MOBILE)
+    await world.post_form("/subscriber/login/verify", "/subscriber/login", phone=MOBILE, code=code)
+    return await world.csrf("/subscriber/card")
+
+
+async def test_one_card_form_at_once_is_one_redemption(web_world: WebWorld) -> None:
+    ledger = web_world.ledger
+    await ledger.import_cards("B1", ledger.parse_cards(CARDS))
+    token = await _subscriber_login(web_world)
+    form = {"csrf": token, "card": "1000000001", "use": "credit", "pin": "123456", "key": "k"}
+    responses = await asyncio.gather(
+        *(web_world.http.post("/subscriber/card/confirm", data=form) for _ in range(8))
+    )
+    assert {r.status_code for r in responses} == {200}, [r.text[-300:] for r in responses]
+    view = await ledger.subscriber(MOBILE)
+    assert view is not None and view.balance_fen == 500 + 5000
+
+
+async def test_card_pin_guesses_at_once_stop_at_the_lock(web_world: WebWorld) -> None:
+    ledger = web_world.ledger
+    await ledger.import_cards("B1", ledger.parse_cards(CARDS))
+    token = await _subscriber_login(web_world)
+    guesses = [
+        {"csrf": token, "card": "1000000001", "use": "credit", "pin": f"{i:06d}", "key": f"g{i}"}
+        for i in range(8)
+    ]
+    responses = await asyncio.gather(
+        *(web_world.http.post("/subscriber/card/confirm", data=form) for form in guesses)
+    )
+    assert {r.status_code for r in responses} == {422}
+    wrong = ledger.explain(Refusal(Rule.CARD_INVALID))
+    assert sum(wrong in r.text for r in responses) <= 3  # at most three PINs compared
+    with pytest.raises(Refusal) as locked:  # by SMS now: the lock is the same
+        await ledger.redeem_card(MOBILE, "1000000001", "123456", None, "sms")
+    assert locked.value.rule is Rule.CARD_LOCKED

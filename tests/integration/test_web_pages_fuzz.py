@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from smsmenu.web.operators import Role
 from tests.ledger_fixtures import MGMT_PIN
-from tests.web_fixtures import OPERATOR_PASSWORD, WebWorld, new_operator
+from tests.web_fixtures import MOBILE, OPERATOR_PASSWORD, WebWorld, new_operator
 
 TEXT = st.one_of(
     st.text(max_size=24),
@@ -34,6 +34,15 @@ OPERATOR_FORMS = [
     ("/operator/reversal", ("tx_id", "key")),
     ("/operator/invoice", ("tx_id",)),
     ("/operator/subscribers", ("number", "kind", "billing", "balance")),
+    ("/operator/subscribers/close", ("number", "key")),
+    ("/operator/cards/void", ("batch",)),
+    ("/operator/cards/import", ("batch", "file")),
+]
+SUBSCRIBER_FORMS = [
+    ("/subscriber/close/code", ()),
+    ("/subscriber/card", ("card", "use")),
+    ("/subscriber/card/confirm", ("card", "use", "pin", "key")),
+    ("/subscriber/close/confirm", ("code", "key")),
 ]
 OPERATOR_QUERIES = [
     "/operator/subscribers?number=",
@@ -47,6 +56,8 @@ LOGIN_FORMS = [
     ("/agent/login/code", ("phone",)),
     ("/agent/login/verify", ("phone", "code")),
     ("/operator/login", ("name", "password")),
+    ("/subscriber/login/code", ("phone",)),
+    ("/subscriber/login/verify", ("phone", "code")),
 ]
 FUZZ = settings(
     max_examples=25,
@@ -65,7 +76,7 @@ async def _post_all(
         assert response.status_code < 500, (path, fields, response.text[:300])
 
 
-@pytest.mark.parametrize("who", ["agent", "operator", "nobody"])
+@pytest.mark.parametrize("who", ["agent", "operator", "subscriber", "nobody"])
 @FUZZ
 @given(data=st.data())
 async def test_forms_never_fail(web_world: WebWorld, who: str, data: st.DataObject) -> None:
@@ -81,10 +92,53 @@ async def test_forms_never_fail(web_world: WebWorld, who: str, data: st.DataObje
         await web_world.post_form(
             "/operator/login", "/operator/login", name="fuzz", password=OPERATOR_PASSWORD
         )
-    forms = {"agent": AGENT_FORMS, "operator": OPERATOR_FORMS, "nobody": LOGIN_FORMS}[who]
+    if who == "subscriber" and "smsmenu_session" not in web_world.http.cookies:
+        await web_world.post_form("/subscriber/login/code", "/subscriber/login", phone=MOBILE)
+        await web_world.post_form(
+            "/subscriber/login/verify",
+            "/subscriber/login",
+            phone=MOBILE,
+            code=await web_world.last_code(MOBILE),
+        )
+    forms = {
+        "agent": AGENT_FORMS,
+        "operator": OPERATOR_FORMS,
+        "subscriber": SUBSCRIBER_FORMS,
+        "nobody": LOGIN_FORMS,
+    }[who]
     await _post_all(web_world, forms, data)
     if who == "operator":
         for query in OPERATOR_QUERIES:
             value = data.draw(TEXT, label=query)
             response = await web_world.http.get(query, params={query.rsplit("?", 1)[1][:-1]: value})
             assert response.status_code < 500, (query, value)
+
+
+CARD_ROW = st.lists(TEXT, min_size=0, max_size=5).map(",".join)
+CARD_FILE = st.one_of(
+    st.binary(max_size=200),
+    st.lists(CARD_ROW, max_size=6).map(
+        lambda rows: "\n".join(["number,pin,value,expires", *rows]).encode()
+    ),
+)
+
+
+@FUZZ
+@given(content=CARD_FILE, batch=TEXT)
+async def test_card_files_never_fail(web_world: WebWorld, content: bytes, batch: str) -> None:
+    """Any file uploaded as a card batch: refused or imported, never a 5xx."""
+    if "smsmenu_session" not in web_world.http.cookies:
+        await new_operator(web_world, "cards", Role.STAFF)
+        await web_world.post_form(
+            "/operator/login", "/operator/login", name="cards", password=OPERATOR_PASSWORD
+        )
+    token = await web_world.csrf("/operator/cards")
+    response = await web_world.http.post(
+        "/operator/cards/import",
+        data={"csrf": token, "batch": batch},
+        files={"file": ("cards.csv", content, "text/csv")},
+    )
+    assert response.status_code < 500, (content, batch, response.text[:300])
+    if response.status_code == 303:
+        page = await web_world.http.get(response.headers["location"])
+        assert page.status_code == 200
