@@ -22,7 +22,7 @@ from smsmenu.cli import to_jsonable
 from smsmenu.digits import to_int
 from smsmenu.ledger.api import Kind, RechargeRequest, Refusal, Rule
 from smsmenu.ledger.models import MAX_ID
-from smsmenu.shapes import agent_json, recharge_json
+from smsmenu.shapes import agent_json, recharge_json, subscriber_json
 from smsmenu.web import apikeys, audit
 from smsmenu.web.context import WebContext
 from smsmenu.web.openapi import DOCUMENT
@@ -103,6 +103,22 @@ def _day(value: str | None) -> date | None:
         raise WebRefusal(WebRule.BAD_REQUEST) from None
 
 
+def _operator(client: apikeys.ApiClient) -> None:
+    """Operations of the operator's own staff (SPEC §7): not for an agent's key."""
+    if client.agent_id is not None:
+        raise WebRefusal(WebRule.FORBIDDEN)
+
+
+async def _json_body(request: Request, fields: set[str]) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise WebRefusal(WebRule.BAD_REQUEST) from None
+    if not isinstance(body, dict) or not set(body) <= fields:
+        raise WebRefusal(WebRule.BAD_REQUEST)
+    return body
+
+
 async def get_agent(request: Request) -> Response:
     web, client = _web(request), await client_of(request)
     agent_id = _path_id(request, "agent_id", Rule.AGENT_UNKNOWN)
@@ -116,12 +132,7 @@ async def post_recharge(request: Request) -> Response:
     key = _idempotency_key(request, client)
     if key is None:
         raise WebRefusal(WebRule.IDEMPOTENCY_KEY_MISSING)
-    try:
-        body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
-        raise WebRefusal(WebRule.BAD_REQUEST) from None
-    if not isinstance(body, dict) or not set(body) <= _RECHARGE_FIELDS:
-        raise WebRefusal(WebRule.BAD_REQUEST)
+    body = await _json_body(request, _RECHARGE_FIELDS)
     agent_id = _int(body.get("agent_id"), 0, MAX_ID)
     kind = _text(body.get("kind"))
     if kind not in Kind.__members__.values():
@@ -177,6 +188,37 @@ async def post_reversal(request: Request) -> Response:
     return JSONResponse(to_jsonable(view, web.ledger.zone), 201)
 
 
+async def post_deposit(request: Request) -> Response:
+    """续存 into an agent's float (``agent deposit``); the Idempotency-Key makes it once."""
+    web, client = _web(request), await client_of(request)
+    _operator(client)
+    agent_id = _path_id(request, "agent_id", Rule.AGENT_UNKNOWN)
+    key = _idempotency_key(request, client)
+    if key is None:
+        raise WebRefusal(WebRule.IDEMPOTENCY_KEY_MISSING)
+    amount = _int((await _json_body(request, {"amount_fen"})).get("amount_fen"), 0, MAX_FEN)
+    deposit = web.ledger.deposit
+    await audit.audited(
+        web,
+        f"apikey:{client.name}",
+        "deposit",
+        f"agent:{agent_id}",
+        lambda: deposit(agent_id, amount, key),
+    )
+    return JSONResponse(agent_json(await web.ledger.agent(agent_id)), 201)
+
+
+async def get_subscriber(request: Request) -> Response:
+    """One subscriber account with its validity and allowances (``subscriber show``)."""
+    web, client = _web(request), await client_of(request)
+    _operator(client)
+    number = _text(request.path_params["number"])
+    view = await web.ledger.subscriber(number)
+    if view is None:
+        raise WebRefusal(WebRule.NOT_FOUND)
+    return JSONResponse(subscriber_json(view, held=True))
+
+
 async def recharges(request: Request) -> Response:
     """One route for both methods, so that a 405 lists both (``Allow``)."""
     if request.method == "POST":
@@ -191,6 +233,8 @@ async def openapi(request: Request) -> Response:
 routes = [
     Route("/api/v1/openapi.json", openapi, methods=["GET"]),
     Route("/api/v1/agents/{agent_id:int}", get_agent, methods=["GET"]),
+    Route("/api/v1/agents/{agent_id:int}/deposits", post_deposit, methods=["POST"]),
+    Route("/api/v1/subscribers/{number}", get_subscriber, methods=["GET"]),
     Route("/api/v1/recharges", recharges, methods=["GET", "POST"]),
     Route("/api/v1/recharges/{tx_id:int}/reversal", post_reversal, methods=["POST"]),
 ]

@@ -140,6 +140,73 @@ DOCUMENT: dict[str, Any] = {
                 },
             },
         },
+        "/api/v1/agents/{agent_id}/deposits": {
+            "post": {
+                "operationId": "depositIntoFloat",
+                "summary": "续存 into the agent's float (`agent deposit`; operator keys only).",
+                "parameters": [
+                    {
+                        "name": "agent_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 0},
+                    },
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["amount_fen"],
+                                "additionalProperties": False,
+                                "properties": {"amount_fen": {"type": "integer"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": {
+                        "description": "The agent after the deposit.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Agent"}}
+                        },
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
+        "/api/v1/subscribers/{number}": {
+            "get": {
+                "operationId": "getSubscriber",
+                "summary": "One subscriber account (`subscriber show --json`; operator keys only).",
+                "parameters": [
+                    {
+                        "name": "number",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "maxLength": 32},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The subscriber, with validity and allowances.",
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/Subscriber"}
+                            }
+                        },
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
         "/api/v1/recharges/{tx_id}/reversal": {
             "post": {
                 "operationId": "reverseRecharge",
@@ -206,6 +273,19 @@ DOCUMENT: dict[str, Any] = {
                 },
             },
             "Recharge": RECHARGE,
+            "Subscriber": {
+                "type": "object",
+                "required": ["number", "kind", "billing", "status", "balance_fen", "allowances"],
+                "properties": {
+                    "number": {"type": "string"},
+                    "kind": {"type": "string", "enum": _KINDS},
+                    "billing": {"type": "string", "enum": ["prepaid", "postpaid"]},
+                    "status": {"type": "string", "enum": ["active", "suspended", "closed"]},
+                    "balance_fen": {"type": "integer"},
+                    "valid_until": {"type": "string", "format": "date", "nullable": True},
+                    "allowances": {"type": "array", "items": {"type": "object"}},
+                },
+            },
             "Reversal": {
                 "type": "object",
                 "required": [

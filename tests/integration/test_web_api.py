@@ -261,6 +261,8 @@ async def test_openapi_document(web_world: WebWorld) -> None:
     assert response.status_code == 200 and document["openapi"].startswith("3.")
     assert set(document["paths"]) == {
         "/api/v1/agents/{agent_id}",
+        "/api/v1/agents/{agent_id}/deposits",
+        "/api/v1/subscribers/{number}",
         "/api/v1/recharges",
         "/api/v1/recharges/{tx_id}/reversal",
     }
@@ -279,3 +281,46 @@ async def test_security_headers(web_world: WebWorld) -> None:
     csp = response.headers["content-security-policy"]
     assert "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_operator_deposits_once_per_idempotency_key(web_world: WebWorld) -> None:
+    headers = await api_key(web_world, "operator")
+    agent = web_world.agent.agent_id
+    path = f"/api/v1/agents/{agent}/deposits"
+    missing = await web_world.http.post(path, json={"amount_fen": 2000}, headers=headers)
+    assert missing.status_code == 400 and rule_of(missing) == "idempotency_key_missing"
+    keyed = {**headers, "idempotency-key": "dep-1"}
+    first = await web_world.http.post(path, json={"amount_fen": 2000}, headers=keyed)
+    again = await web_world.http.post(path, json={"amount_fen": 2000}, headers=keyed)
+    assert first.status_code == again.status_code == 201
+    assert first.json()["balance_fen"] == again.json()["balance_fen"] == 102_000  # once
+    bad = await web_world.http.post(
+        path, json={"amount_fen": 1500}, headers={**headers, "idempotency-key": "dep-2"}
+    )
+    assert bad.status_code == 422 and rule_of(bad) == "bad_deposit"
+    unknown = await web_world.http.post(
+        "/api/v1/agents/999999/deposits",
+        json={"amount_fen": 2000},
+        headers={**headers, "idempotency-key": "dep-3"},
+    )
+    assert unknown.status_code == 404 and rule_of(unknown) == "agent_unknown"
+    assert (await web_world.ledger.agent(agent)).balance_fen == 102_000
+
+
+async def test_operator_reads_a_subscriber_an_agent_key_cannot(web_world: WebWorld) -> None:
+    operator = await api_key(web_world, "operator")
+    shown = await web_world.http.get(f"/api/v1/subscribers/{MOBILE}", headers=operator)
+    assert shown.status_code == 200
+    assert shown.json()["number"] == MOBILE and "allowances" in shown.json()
+    unknown = await web_world.http.get("/api/v1/subscribers/13999999999", headers=operator)
+    assert unknown.status_code == 404 and rule_of(unknown) == "not_found"
+    agent_key = await api_key(web_world, f"agent:{web_world.agent.agent_id}", "shop")
+    for response in (
+        await web_world.http.get(f"/api/v1/subscribers/{MOBILE}", headers=agent_key),
+        await web_world.http.post(
+            f"/api/v1/agents/{web_world.agent.agent_id}/deposits",
+            json={"amount_fen": 2000},
+            headers={**agent_key, "idempotency-key": "dep-4"},
+        ),
+    ):
+        assert response.status_code == 403 and rule_of(response) == "forbidden"
