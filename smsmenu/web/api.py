@@ -208,6 +208,52 @@ async def post_deposit(request: Request) -> Response:
     return JSONResponse(agent_json(await web.ledger.agent(agent_id)), 201)
 
 
+_OPEN_FIELDS = {"phone", "trade_pin", "mgmt_pin", "deposit_fen", "commission_bp"}
+
+
+async def post_agent(request: Request) -> Response:
+    """Open an agent (``agent open``); the Idempotency-Key makes it once."""
+    web, client = _web(request), await client_of(request)
+    _operator(client)
+    key = _idempotency_key(request, client)
+    if key is None:
+        raise WebRefusal(WebRule.IDEMPOTENCY_KEY_MISSING)
+    body = await _json_body(request, _OPEN_FIELDS)
+    phone, trade, mgmt = (_text(body.get(name)) for name in ("phone", "trade_pin", "mgmt_pin"))
+    deposit = _int(body.get("deposit_fen"), 0, MAX_FEN)
+    rate = body.get("commission_bp")
+    bp = None if rate is None else _int(rate, 0, 10_000)
+    open_agent = web.ledger.open_agent
+    view = await audit.audited(
+        web,
+        f"apikey:{client.name}",
+        "agent_open",
+        f"phone:{phone}",
+        lambda: open_agent(phone, trade, mgmt, deposit, bp, key),
+    )
+    return JSONResponse(agent_json(view), 201)
+
+
+async def post_agent_status(request: Request) -> Response:
+    """Suspend or resume an agent: ``{"status": "suspended" | "active"}``."""
+    web, client = _web(request), await client_of(request)
+    _operator(client)
+    agent_id = _path_id(request, "agent_id", Rule.AGENT_UNKNOWN)
+    status = _text((await _json_body(request, {"status"})).get("status"))
+    ledger = web.ledger
+    change = {"suspended": ledger.suspend_agent, "active": ledger.resume_agent}.get(status)
+    if change is None:
+        raise WebRefusal(WebRule.BAD_REQUEST)
+    view = await audit.audited(
+        web,
+        f"apikey:{client.name}",
+        f"agent_{status}",
+        f"agent:{agent_id}",
+        lambda: change(agent_id),
+    )
+    return JSONResponse(agent_json(view))
+
+
 async def get_subscriber(request: Request) -> Response:
     """One subscriber account with its validity and allowances (``subscriber show``)."""
     web, client = _web(request), await client_of(request)
@@ -232,7 +278,9 @@ async def openapi(request: Request) -> Response:
 
 routes = [
     Route("/api/v1/openapi.json", openapi, methods=["GET"]),
+    Route("/api/v1/agents", post_agent, methods=["POST"]),
     Route("/api/v1/agents/{agent_id:int}", get_agent, methods=["GET"]),
+    Route("/api/v1/agents/{agent_id:int}/status", post_agent_status, methods=["POST"]),
     Route("/api/v1/agents/{agent_id:int}/deposits", post_deposit, methods=["POST"]),
     Route("/api/v1/subscribers/{number}", get_subscriber, methods=["GET"]),
     Route("/api/v1/recharges", recharges, methods=["GET", "POST"]),

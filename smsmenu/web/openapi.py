@@ -140,6 +140,86 @@ DOCUMENT: dict[str, Any] = {
                 },
             },
         },
+        "/api/v1/agents": {
+            "post": {
+                "operationId": "openAgent",
+                "summary": "Open an agent (`agent open`; operator keys only).",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["phone", "trade_pin", "mgmt_pin", "deposit_fen"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "phone": {"type": "string"},
+                                    "trade_pin": {"type": "string"},
+                                    "mgmt_pin": {"type": "string"},
+                                    "deposit_fen": {"type": "integer"},
+                                    "commission_bp": {"type": "integer"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": {
+                        "description": "The agent opened.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Agent"}}
+                        },
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
+        "/api/v1/agents/{agent_id}/status": {
+            "post": {
+                "operationId": "setAgentStatus",
+                "summary": "Suspend or resume an agent (operator keys only).",
+                "parameters": [
+                    {
+                        "name": "agent_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 0},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["status"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "status": {"type": "string", "enum": ["active", "suspended"]}
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "The agent.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Agent"}}
+                        },
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
         "/api/v1/agents/{agent_id}/deposits": {
             "post": {
                 "operationId": "depositIntoFloat",

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from smsmenu.ledger.api import Billing, Kind
 from smsmenu.web import apikeys, audit
 from tests.ledger_fixtures import TRADE_PIN
 from tests.web_fixtures import FIXED, MOBILE, POSTPAID_MOBILE, WebWorld, api_key
@@ -260,7 +261,9 @@ async def test_openapi_document(web_world: WebWorld) -> None:
     document = response.json()
     assert response.status_code == 200 and document["openapi"].startswith("3.")
     assert set(document["paths"]) == {
+        "/api/v1/agents",
         "/api/v1/agents/{agent_id}",
+        "/api/v1/agents/{agent_id}/status",
         "/api/v1/agents/{agent_id}/deposits",
         "/api/v1/subscribers/{number}",
         "/api/v1/recharges",
@@ -324,3 +327,32 @@ async def test_operator_reads_a_subscriber_an_agent_key_cannot(web_world: WebWor
         ),
     ):
         assert response.status_code == 403 and rule_of(response) == "forbidden"
+
+
+async def test_operator_opens_suspends_and_resumes_an_agent(web_world: WebWorld) -> None:
+    headers = await api_key(web_world, "operator")
+    phone = "13800000077"
+    await web_world.ledger.add_subscriber(phone, Kind.MOBILE, Billing.PREPAID)
+    fields = {"phone": phone, "trade_pin": "135790", "mgmt_pin": "246801", "deposit_fen": 50_000}
+    keyed = {**headers, "idempotency-key": "open-77"}
+    opened = await web_world.http.post("/api/v1/agents", json=fields, headers=keyed)
+    again = await web_world.http.post("/api/v1/agents", json=fields, headers=keyed)
+    assert opened.status_code == again.status_code == 201 and opened.json() == again.json()
+    agent = opened.json()["agent_id"]
+    assert opened.json()["phone"] == phone and opened.json()["balance_fen"] == 50_000
+    low = await web_world.http.post(
+        "/api/v1/agents",
+        json={**fields, "deposit_fen": 40_000},
+        headers={**headers, "idempotency-key": "open-78"},
+    )
+    assert low.status_code == 422 and rule_of(low) == "opening_deposit_too_small"
+    path = f"/api/v1/agents/{agent}/status"
+    suspended = await web_world.http.post(path, json={"status": "suspended"}, headers=headers)
+    assert suspended.status_code == 200 and suspended.json()["status"] == "suspended"
+    bad = await web_world.http.post(path, json={"status": "gone"}, headers=headers)
+    assert bad.status_code == 400 and rule_of(bad) == "bad_request"
+    resumed = await web_world.http.post(path, json={"status": "active"}, headers=headers)
+    assert resumed.json()["status"] == "active"
+    shop = await api_key(web_world, f"agent:{agent}", "shop-77")
+    forbidden = await web_world.http.post(path, json={"status": "suspended"}, headers=shop)
+    assert forbidden.status_code == 403
