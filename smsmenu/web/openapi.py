@@ -9,6 +9,31 @@ _ERRORS = {str(code): _ERROR for code in (400, 401, 403, 404, 409, 422)}
 _AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 _KINDS = ["fixed", "mobile", "phs", "broadband"]
 
+
+def _id_in_path(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    }
+
+
+def _agent(description: str) -> dict[str, Any]:
+    """A response of the agent's object (``agent show --json``)."""
+    schema = {"$ref": "#/components/schemas/Agent"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _idempotency_key(required: bool) -> dict[str, Any]:
+    return {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": required,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+    }
+
+
 RECHARGE = {
     "type": "object",
     "required": [
@@ -48,21 +73,9 @@ DOCUMENT: dict[str, Any] = {
             "get": {
                 "operationId": "getAgent",
                 "summary": "One agent (the object of `smsmenu agent show --json`).",
-                "parameters": [
-                    {
-                        "name": "agent_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "integer", "minimum": 0},
-                    }
-                ],
+                "parameters": [_id_in_path("agent_id")],
                 "responses": {
-                    "200": {
-                        "description": "The agent.",
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/Agent"}}
-                        },
-                    },
+                    "200": _agent("The agent."),
                     **_ERRORS,
                 },
             }
@@ -144,14 +157,7 @@ DOCUMENT: dict[str, Any] = {
             "post": {
                 "operationId": "openAgent",
                 "summary": "Open an agent (`agent open`; operator keys only).",
-                "parameters": [
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "required": True,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 100},
-                    }
-                ],
+                "parameters": [_idempotency_key(required=True)],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -172,12 +178,7 @@ DOCUMENT: dict[str, Any] = {
                     },
                 },
                 "responses": {
-                    "201": {
-                        "description": "The agent opened.",
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/Agent"}}
-                        },
-                    },
+                    "201": _agent("The agent opened."),
                     **_ERRORS,
                 },
             }
@@ -186,14 +187,7 @@ DOCUMENT: dict[str, Any] = {
             "post": {
                 "operationId": "setAgentStatus",
                 "summary": "Suspend or resume an agent (operator keys only).",
-                "parameters": [
-                    {
-                        "name": "agent_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "integer", "minimum": 0},
-                    }
-                ],
+                "parameters": [_id_in_path("agent_id")],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -210,12 +204,7 @@ DOCUMENT: dict[str, Any] = {
                     },
                 },
                 "responses": {
-                    "200": {
-                        "description": "The agent.",
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/Agent"}}
-                        },
-                    },
+                    "200": _agent("The agent."),
                     **_ERRORS,
                 },
             }
@@ -225,18 +214,8 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "depositIntoFloat",
                 "summary": "续存 into the agent's float (`agent deposit`; operator keys only).",
                 "parameters": [
-                    {
-                        "name": "agent_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "integer", "minimum": 0},
-                    },
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "required": True,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 100},
-                    },
+                    _id_in_path("agent_id"),
+                    _idempotency_key(required=True),
                 ],
                 "requestBody": {
                     "required": True,
@@ -252,12 +231,7 @@ DOCUMENT: dict[str, Any] = {
                     },
                 },
                 "responses": {
-                    "201": {
-                        "description": "The agent after the deposit.",
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/Agent"}}
-                        },
-                    },
+                    "201": _agent("The agent after the deposit."),
                     **_ERRORS,
                 },
             }
@@ -292,18 +266,8 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "reverseRecharge",
                 "summary": "返销 under SPEC §7's rules (operator keys only).",
                 "parameters": [
-                    {
-                        "name": "tx_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "integer", "minimum": 0},
-                    },
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 100},
-                    },
+                    _id_in_path("tx_id"),
+                    _idempotency_key(required=False),
                 ],
                 "responses": {
                     "201": {
