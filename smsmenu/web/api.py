@@ -180,8 +180,7 @@ async def list_recharges(request: Request) -> Response:
 async def post_reversal(request: Request) -> Response:
     web, client = _web(request), await client_of(request)
     tx_id = _path_id(request, "tx_id", Rule.RECHARGE_UNKNOWN)
-    if client.agent_id is not None:
-        raise WebRefusal(WebRule.FORBIDDEN)
+    _operator(client)
     key = _idempotency_key(request, client) or f"api-reversal:{tx_id}"
     actor, reverse = f"apikey:{client.name}", web.ledger.reverse
     view = await audit.audited(web, actor, "reversal", f"tx:{tx_id}", lambda: reverse(tx_id, key))
