@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -11,7 +12,7 @@ from smsmenu.messages import Inbound, Outbound, Route, Transport, UssdDialogue
 from smsmenu.smpp import pdu
 from smsmenu.smpp.link import SmppLink, SubmitRefused
 from smsmenu.smpp.parts import InProcessParts, Limits
-from smsmenu.smpp.simulator import DeliveryRefused
+from smsmenu.smpp.simulator import DeliveryRefused, Simulator
 from smsmenu.smpp.ussd import SessionInfo
 from tests.e2e.smpp_helpers import (
     SERVICE,
@@ -416,3 +417,38 @@ async def test_long_ussd_reply_travels_whole_in_message_payload() -> None:
         assert got.text == text and got.parts == 1 and got.ussd_service_op == 2
         assert sim.submits[0].short_message == b""
         assert sim.submits[0].tlv(pdu.TLV_MESSAGE_PAYLOAD) == text.encode("utf-16-be")
+
+
+async def until(condition: Callable[[], bool], within_s: float = 5.0) -> None:
+    for _ in range(int(within_s / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not within the time")
+
+
+async def test_spread_alternates_a_phones_messages_whatever_its_receipts() -> None:
+    """The simulator's ``spread``: a phone's own messages go to the binds in turn; receipts of
+    what it received take turns of their own (they once shifted which worker met its next
+    message, skewing two workers' load in the benchmark)."""
+    sim = Simulator(redeliver_after_s=0.5, spread=True)
+    await sim.start()
+    recorders, receipts = [Recorder(lambda m: []), Recorder(lambda m: [])], [Receipts(), Receipts()]
+    links = [SmppLink(fast_config(sim.port)) for _ in recorders]
+    try:
+        for link, recorder, got in zip(links, recorders, receipts, strict=True):
+            await start_link(link, recorder, got)
+            await link.wait_bound(5)
+        await sim.wait_bound(5)
+        await until(lambda: sim.binds >= 2)  # both binds known to the simulator
+        for n in range(4):
+            sim.send(PHONE, f"m{n}")
+            await until(lambda n=n: sum(len(r.inbound) for r in recorders) == n + 1)
+            first = next(r for r in recorders if r.inbound and r.inbound[-1].text == f"m{n}")
+            await first.link.send(Outbound(PHONE, f"reply {n}", SERVICE))  # its receipt follows
+            await until(lambda n=n: sum(len(r.got) for r in receipts) == n + 1)
+        assert [len(r.inbound) for r in recorders] == [2, 2]
+    finally:
+        for link in links:
+            await link.stop()
+        await sim.stop()
